@@ -1,0 +1,30 @@
+"""mlp_accel: multilayer perceptrons with hand-derived backprop on NumPy, Numba or CuPy.
+
+The equations are written once against an array-API namespace; a backend supplies the
+namespace and optional fused kernels. Importing this package imports neither numba nor cupy.
+"""
+
+from __future__ import annotations
+
+from . import io, optim
+from .backends import Backend, BackendUnavailableError, available_backends, get_backend
+from .io import load
+from .model import MLP
+from .train import History, TrainingDivergedError, fit
+
+__all__ = [
+    "MLP",
+    "fit",
+    "load",
+    "History",
+    "TrainingDivergedError",
+    "Backend",
+    "BackendUnavailableError",
+    "available_backends",
+    "get_backend",
+    "optim",
+    "io",
+    "__version__",
+]
+
+__version__ = "0.1.0"

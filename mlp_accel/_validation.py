@@ -1,0 +1,200 @@
+"""Validation and conversion of host data, at the edge, once.
+
+scikit-learn's ``check_array`` does the heavy lifting (NaN/inf, 1-D input, empty data,
+object arrays); these functions add what only the model knows (feature count, target shape
+and range per loss). scikit-learn is imported on first use, not with the package.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "check_inputs",
+    "check_targets",
+    "check_layer_spec",
+    "check_dtype",
+    "check_weights",
+    "make_rng",
+]
+
+
+def check_inputs(X: Any, n_features: int, dtype: str) -> np.ndarray:
+    """Return ``X`` as a C-contiguous 2-D ``dtype`` array, finite, with ``n_features`` columns.
+
+    Raises
+    ------
+    ValueError
+        NaN or inf, empty data, 1-D or 3-D input, or the wrong number of features.
+    """
+    from sklearn.utils import check_array
+
+    X = check_array(
+        X, dtype=dtype, order="C", ensure_2d=True, ensure_all_finite=True, input_name="X"
+    )
+    if X.shape[1] != n_features:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but the model's input layer expects {n_features}"
+        )
+    return X
+
+
+def check_targets(y: Any, n_samples: int, n_outputs: int, loss: str, dtype: str) -> np.ndarray:
+    """Return targets as a 2-D ``(n_samples, n_outputs)`` array in ``dtype``.
+
+    ``cross_entropy`` accepts integer class labels in ``[0, n_outputs)`` (made one-hot here) or
+    a one-hot/probability matrix; ``binary_cross_entropy`` accepts values in ``[0, 1]``;
+    ``squared_error`` accepts any finite values. A 1-D ``y`` is taken as one column.
+
+    Raises
+    ------
+    ValueError
+        NaN or inf, a sample count that differs from X's, a shape that does not match the
+        output layer, or values outside the loss's range.
+    """
+    from sklearn.utils import check_array
+
+    y_arr = check_array(
+        y, dtype=None, ensure_2d=False, ensure_all_finite=True, input_name="y", ensure_min_samples=1
+    )
+    if y_arr.ndim > 2:
+        raise ValueError(f"y must be 1-D or 2-D, got an array of shape {y_arr.shape}")
+    if y_arr.shape[0] != n_samples:
+        raise ValueError(
+            f"X and y have different numbers of samples: X has {n_samples}, y has {y_arr.shape[0]}"
+        )
+    if not np.issubdtype(y_arr.dtype, np.number) and y_arr.dtype != np.bool_:
+        raise TypeError(f"y must be numeric, got dtype {y_arr.dtype}")
+    if loss == "cross_entropy" and y_arr.ndim == 1:
+        labels = y_arr
+        if not np.all(np.equal(np.mod(labels, 1), 0)):
+            raise ValueError("cross_entropy with 1-D y expects integer class labels")
+        labels = labels.astype(np.int64)
+        if labels.min() < 0 or labels.max() >= n_outputs:
+            raise ValueError(
+                f"class labels must lie in [0, {n_outputs}) for an output layer of width "
+                f"{n_outputs}; got labels from {labels.min()} to {labels.max()}"
+            )
+        onehot = np.zeros((n_samples, n_outputs), dtype=dtype)
+        onehot[np.arange(n_samples), labels] = 1.0
+        return onehot
+    y2 = y_arr.reshape(n_samples, -1) if y_arr.ndim == 1 else y_arr
+    if y2.shape[1] != n_outputs:
+        raise ValueError(
+            f"y has {y2.shape[1]} column(s), but the model's output layer has {n_outputs}"
+        )
+    y2 = np.ascontiguousarray(y2, dtype=dtype)
+    if loss in ("binary_cross_entropy", "cross_entropy") and (y2.min() < 0 or y2.max() > 1):
+        raise ValueError(
+            f"{loss} expects targets in [0, 1]; got values from {y2.min()} to {y2.max()}"
+        )
+    return y2
+
+
+def check_layer_spec(
+    layers: Any, activations: Any, loss: str | None
+) -> tuple[tuple[int, ...], tuple[str, ...], str]:
+    """Validate layer widths, activation names and loss; fill in defaults.
+
+    With ``activations=None`` hidden layers use relu and the output activation follows the
+    loss (sigmoid for binary cross-entropy, softmax for cross-entropy, identity for squared
+    error; with no loss either, sigmoid for one output and softmax for several). With
+    ``loss=None`` the loss follows the output activation.
+    """
+    from .activations import get_activation
+    from .losses import get_loss
+
+    try:
+        widths = tuple(int(w) for w in layers)
+    except (TypeError, ValueError):
+        raise TypeError(f"layers must be a sequence of integers, got {layers!r}") from None
+    if any(w != orig for w, orig in zip(widths, layers)):
+        raise TypeError(f"layers must be integers, got {list(layers)!r}")
+    if len(widths) < 2:
+        raise ValueError(f"layers needs at least an input and an output width, got {list(widths)}")
+    if any(w < 1 for w in widths):
+        raise ValueError(f"every layer width must be at least 1, got {list(widths)}")
+    n_layers = len(widths) - 1
+    if loss is not None:
+        loss = get_loss(loss).name
+    if activations is None:
+        if loss is None:
+            out = "sigmoid" if widths[-1] == 1 else "softmax"
+        else:
+            out = {"binary_cross_entropy": "sigmoid", "cross_entropy": "softmax"}.get(
+                loss, "identity"
+            )
+        activations = ["relu"] * (n_layers - 1) + [out]
+    elif isinstance(activations, str):
+        activations = [activations] * n_layers
+    names = tuple(get_activation(a).name for a in activations)
+    if len(names) != n_layers:
+        raise ValueError(
+            f"{len(widths)} layer widths make {n_layers} weight layers, which need {n_layers} "
+            f"activations; got {len(names)}: {list(names)}"
+        )
+    for name in names[:-1]:
+        if get_activation(name).output_only:
+            raise ValueError(f"activation {name!r} is only valid on the output layer")
+    if names[-1] == "softmax" and widths[-1] < 2:
+        raise ValueError("a softmax output needs at least 2 units")
+    if loss is None:
+        loss = {"sigmoid": "binary_cross_entropy", "softmax": "cross_entropy"}.get(
+            names[-1], "squared_error"
+        )
+    required = get_loss(loss).requires_activation
+    if required is not None and names[-1] != required:
+        raise ValueError(f"loss {loss!r} needs a {required!r} output activation, got {names[-1]!r}")
+    return widths, names, loss
+
+
+def check_dtype(dtype: Any) -> str:
+    """Return ``"float32"`` or ``"float64"`` for any spelling of those dtypes.
+
+    Raises
+    ------
+    ValueError
+        For any other dtype.
+    """
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = str(dtype)
+    if name not in ("float32", "float64"):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    return name
+
+
+def make_rng(seed: Any) -> np.random.Generator:
+    """The model's one host random generator (weights, shuffles) from a seed."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    return np.random.default_rng(seed)
+
+
+def check_weights(weights: Any, shapes: list[tuple[int, ...]], dtype: str) -> list[np.ndarray]:
+    """Validate ``[W1, b1, ...]`` against the expected shapes; return finite ``dtype`` arrays.
+
+    Raises
+    ------
+    ValueError
+        Wrong count, wrong shape, or NaN/inf values.
+    """
+    weights = list(weights)
+    if len(weights) != len(shapes):
+        raise ValueError(f"expected {len(shapes)} weight arrays [W1, b1, ...], got {len(weights)}")
+    out = []
+    for i, (w, shape) in enumerate(zip(weights, shapes)):
+        kind = "W" if i % 2 == 0 else "b"
+        arr = np.asarray(w)
+        if arr.shape != shape:
+            raise ValueError(f"{kind}{i // 2 + 1} has shape {arr.shape}, expected {shape}")
+        if not np.issubdtype(arr.dtype, np.number):
+            raise TypeError(f"{kind}{i // 2 + 1} must be numeric, got dtype {arr.dtype}")
+        arr = np.ascontiguousarray(arr, dtype=dtype)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{kind}{i // 2 + 1} contains NaN or inf")
+        out.append(arr)
+    return out

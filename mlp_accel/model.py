@@ -1,0 +1,300 @@
+"""The multilayer perceptron: parameters, forward, backward, predict.
+
+The model holds its parameters as device arrays of its backend and calls only the backend's
+hooks and ``backend.xp``; the same code runs on every backend. Host data is validated and
+converted once, at the edge (:meth:`MLP.prepare`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from . import _validation as V
+from .activations import get_activation
+from .backends import Backend, NetworkSpec, get_backend
+from .backends.base import IDENTITY
+from .initializers import initial_weights
+from .losses import get_loss
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .optim import Optimizer
+
+__all__ = ["MLP"]
+
+Array = Any
+
+
+class MLP:
+    """A fully connected feed-forward network trained by hand-derived backpropagation.
+
+    Parameters
+    ----------
+    layers : sequence of int
+        Widths ``[n_in, hidden..., n_out]``.
+    activations : sequence of str or str, optional
+        One per weight layer (``len(layers) - 1``): ``identity``, ``relu``, ``leaky_relu``,
+        ``sigmoid``, ``tanh``, ``softmax`` (output only). Default: relu hidden layers and
+        the output activation that matches ``loss``.
+    loss : str, optional
+        ``binary_cross_entropy`` (sigmoid output), ``cross_entropy`` (softmax output) or
+        ``squared_error`` (any output). Default: the one that matches the output activation.
+    backend : str or Backend, default "auto"
+        ``"auto"``, ``"numpy"``, ``"numba"``, ``"cupy"`` or a :class:`Backend` instance.
+    dtype : {"float32", "float64"}, default "float32"
+        Dtype of parameters and computation.
+    seed : int or numpy.random.Generator, optional
+        Seeds the one host generator that draws initial weights and shuffles.
+    init : {"he", "glorot", "normal"}, default "glorot"
+        Weight initialization; ``"normal"`` is the tutorial's N(0, 0.1).
+
+    Examples
+    --------
+    >>> import mlp_accel as ma
+    >>> model = ma.MLP([2, 4, 3, 1], activations=["relu", "relu", "sigmoid"],
+    ...                loss="binary_cross_entropy", backend="numpy", seed=42)
+    >>> [w.shape for w in model.get_weights()]
+    [(2, 4), (4,), (4, 3), (3,), (3, 1), (1,)]
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[int],
+        activations: Sequence[str] | str | None = None,
+        loss: str | None = None,
+        *,
+        backend: str | Backend = "auto",
+        dtype: str = "float32",
+        seed: Any = None,
+        init: str = "glorot",
+    ) -> None:
+        self.layers, self.activations, self.loss = V.check_layer_spec(layers, activations, loss)
+        self.dtype = V.check_dtype(dtype)
+        self.init = init
+        self.rng = V.make_rng(seed)
+        self.backend = get_backend(backend)
+        self._activation_fns = [get_activation(a) for a in self.activations]
+        self._loss_fn = get_loss(self.loss)
+        self._fused: Any = None
+        self._fused_checked = False
+        host = initial_weights(self.layers, init, self.rng)
+        self._params = [self.backend.asarray(w, self.dtype) for w in host]
+
+    # -- description ---------------------------------------------------------------------
+    @property
+    def spec(self) -> NetworkSpec:
+        """What a backend's fused kernel would be specialized on."""
+        return NetworkSpec(self.layers, self.activations, self.loss, self.dtype)
+
+    @property
+    def n_layers(self) -> int:
+        """Number of weight layers."""
+        return len(self.layers) - 1
+
+    @property
+    def weight_shapes(self) -> list[tuple[int, ...]]:
+        """Shapes of ``[W1, b1, W2, b2, ...]``."""
+        shapes: list[tuple[int, ...]] = []
+        for n_in, n_out in zip(self.layers[:-1], self.layers[1:]):
+            shapes += [(n_in, n_out), (n_out,)]
+        return shapes
+
+    @property
+    def n_params(self) -> int:
+        """Total number of trainable parameters."""
+        return sum(n_in * n_out + n_out for n_in, n_out in zip(self.layers[:-1], self.layers[1:]))
+
+    @property
+    def params(self) -> list[Array]:
+        """The parameters as device arrays, ``[W1, b1, ...]`` (not copies)."""
+        return self._params
+
+    def __repr__(self) -> str:
+        return (
+            f"MLP(layers={list(self.layers)}, activations={list(self.activations)}, "
+            f"loss={self.loss!r}, backend={self.backend.name!r}, dtype={self.dtype!r})"
+        )
+
+    # -- weights ---------------------------------------------------------------------------
+    def get_weights(self) -> list[np.ndarray]:
+        """``[W1, b1, W2, b2, ...]`` as NumPy arrays; ``W_k`` is ``(n_{k-1}, n_k)``."""
+        return [self.backend.to_numpy(p).copy() for p in self._params]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Replace the parameters; same order and shapes as :meth:`get_weights`.
+
+        Raises
+        ------
+        ValueError
+            Wrong count or shapes, or non-finite values.
+        """
+        checked = V.check_weights(weights, self.weight_shapes, self.dtype)
+        self._params = [self.backend.asarray(w, self.dtype) for w in checked]
+
+    def set_params(self, params: list[Array]) -> None:
+        """Replace the parameters with device arrays (no validation; used by training)."""
+        self._params = list(params)
+
+    # -- data at the edge ------------------------------------------------------------------
+    def prepare_inputs(self, X: Any) -> Array:
+        """Validate host inputs and move them to the device once (device arrays pass through)."""
+        if self.backend.is_device_array(X):
+            if X.ndim != 2 or X.shape[1] != self.layers[0]:
+                raise ValueError(
+                    f"X has shape {tuple(X.shape)}, but the model expects (n, {self.layers[0]})"
+                )
+            return X
+        return self.backend.asarray(V.check_inputs(X, self.layers[0], self.dtype), self.dtype)
+
+    def prepare(self, X: Any, y: Any) -> tuple[Array, Array]:
+        """Validate ``X`` and ``y`` on the host and move them to the device once.
+
+        Integer labels become one-hot for ``cross_entropy``; a 1-D ``y`` becomes a column.
+        """
+        Xd = self.prepare_inputs(X)
+        if self.backend.is_device_array(y):
+            if y.ndim != 2 or y.shape != (Xd.shape[0], self.layers[-1]):
+                raise ValueError(
+                    f"y has shape {tuple(y.shape)}, expected ({Xd.shape[0]}, {self.layers[-1]})"
+                )
+            return Xd, y
+        y_host = V.check_targets(y, Xd.shape[0], self.layers[-1], self.loss, self.dtype)
+        return Xd, self.backend.asarray(y_host, self.dtype)
+
+    # -- the equations -----------------------------------------------------------------------
+    def _fused_network(self) -> Any:
+        if not self._fused_checked:
+            self._fused = self.backend.fused_network(self.spec)
+            self._fused_checked = True
+        return self._fused
+
+    def _forward_trace(self, X: Array) -> list[tuple[Array, Array]]:
+        """``[(z_1, a_1), ..., (z_L, a_L)]`` for device inputs ``X``."""
+        trace = []
+        a = X
+        p = self._params
+        for k, act in enumerate(self._activation_fns):
+            z, a = self.backend.dense_forward(a, p[2 * k], p[2 * k + 1], act)
+            trace.append((z, a))
+        return trace
+
+    def forward_device(self, X: Array) -> Array:
+        """Outputs (after the output activation) for device inputs, without validation."""
+        fused = self._fused_network()
+        if fused is not None:
+            return fused.forward(self._params, X)
+        return self._forward_trace(X)[-1][1]
+
+    def loss_and_gradients(
+        self, X: Array, y: Array, denom: float | None = None
+    ) -> tuple[Array, list[Array]]:
+        """Loss summed over the batch and gradients of ``loss_sum / denom``, on the device.
+
+        ``denom`` defaults to the number of rows; gradient accumulation passes the size of the
+        whole batch so that micro-batch gradients add up to the batch's.
+        """
+        n = X.shape[0]
+        denom = float(n if denom is None else denom)
+        fused = self._fused_network()
+        if fused is not None:
+            return fused.loss_and_gradients(self._params, X, y, denom)
+        backend = self.backend
+        p = self._params
+        trace = self._forward_trace(X)
+        z_out, yhat = trace[-1]
+        loss_sum, grad = backend.output_loss_gradient(
+            z_out, yhat, y, self._loss_fn, self._activation_fns[-1], denom
+        )
+        grads: list[Array] = [None] * len(p)
+        # The output layer's dL/dz is already known, so it goes through the identity.
+        act = IDENTITY
+        for k in range(self.n_layers - 1, -1, -1):
+            z, a = trace[k]
+            a_prev = X if k == 0 else trace[k - 1][1]
+            dW, db, grad = backend.dense_backward(grad, z, a, a_prev, p[2 * k], act, k > 0)
+            grads[2 * k], grads[2 * k + 1] = dW, db
+            act = self._activation_fns[k - 1] if k > 0 else act
+        return loss_sum, grads
+
+    def train_step(self, X: Array, y: Array, optimizer: Optimizer) -> Array:
+        """One optimizer step on a device batch; returns the batch's loss sum (device scalar)."""
+        loss_sum, grads = self.loss_and_gradients(X, y)
+        self._params = optimizer.step(self._params, grads, self.backend)
+        return loss_sum
+
+    def loss_sum(self, X: Array, y: Array) -> Array:
+        """The loss summed over a device batch, as a device scalar."""
+        trace = self._forward_trace(X)
+        z_out, yhat = trace[-1]
+        return self.backend.loss_sum(z_out, yhat, y, self._loss_fn)
+
+    # -- public numerics on host data ---------------------------------------------------------
+    def forward(self, X: Any) -> Array:
+        """Outputs after the output activation, as an array of the backend."""
+        return self.forward_device(self.prepare_inputs(X))
+
+    def gradients(self, X: Any, y: Any) -> tuple[float, list[np.ndarray]]:
+        """Mean loss over the batch and its gradients, ordered like :meth:`get_weights`."""
+        Xd, yd = self.prepare(X, y)
+        loss_sum, grads = self.loss_and_gradients(Xd, yd)
+        to_np = self.backend.to_numpy
+        return float(to_np(loss_sum)) / Xd.shape[0], [to_np(g) for g in grads]
+
+    def evaluate(self, X: Any, y: Any) -> float:
+        """Mean loss on ``(X, y)``."""
+        Xd, yd = self.prepare(X, y)
+        return float(self.backend.to_numpy(self.loss_sum(Xd, yd))) / Xd.shape[0]
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Output probabilities ``(n, n_out)`` as NumPy, for the classification losses.
+
+        Raises
+        ------
+        ValueError
+            For a ``squared_error`` model, whose outputs are not probabilities.
+        """
+        if self.loss == "squared_error":
+            raise ValueError(
+                "predict_proba needs a classification loss; this model uses squared_error"
+            )
+        return self.backend.to_numpy(self.forward(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predictions as NumPy.
+
+        Class indices for classification (threshold 0.5 per sigmoid output, argmax over a
+        softmax), raw outputs for ``squared_error``. A single output gives shape ``(n,)``.
+        """
+        out = self.backend.to_numpy(self.forward(X))
+        if self.activations[-1] == "softmax" and self.loss == "cross_entropy":
+            return out.argmax(axis=1)
+        if self.loss == "binary_cross_entropy":
+            out = (out > 0.5).astype("int64")
+        return out[:, 0] if out.shape[1] == 1 else out
+
+    # -- copies and files -----------------------------------------------------------------------
+    def to(self, backend: str | Backend) -> MLP:
+        """A copy of this model on another backend, with the same weights."""
+        target = get_backend(backend)
+        clone = MLP.__new__(MLP)
+        clone.layers, clone.activations, clone.loss = self.layers, self.activations, self.loss
+        clone.dtype, clone.init = self.dtype, self.init
+        clone.rng = V.make_rng(None)
+        clone.rng.bit_generator.state = self.rng.bit_generator.state
+        clone.backend = target
+        clone._activation_fns, clone._loss_fn = self._activation_fns, self._loss_fn
+        clone._fused, clone._fused_checked = None, False
+        clone._params = [target.asarray(w, self.dtype) for w in self.get_weights()]
+        return clone
+
+    def copy(self) -> MLP:
+        """A deep copy on the same backend."""
+        return self.to(self.backend)
+
+    def save(self, path: Any) -> None:
+        """Save to an ``.npz`` file (arrays and JSON metadata, no pickle), atomically."""
+        from .io import save
+
+        save(self, path)

@@ -1,0 +1,158 @@
+"""Optimizers with explicit state, from simple to complex: SGD (momentum, Nesterov), Adam.
+
+An optimizer holds its hyperparameters and its state (velocity, moments, step count) and
+applies an update through the backend's hooks, so a fast backend can update in place.
+``state_dict``/``load_state_dict`` expose the state as NumPy arrays for checkpoints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .backends import Backend
+
+__all__ = ["Optimizer", "SGD", "Adam", "get_optimizer", "OPTIMIZERS"]
+
+Array = Any
+
+
+class Optimizer:
+    """Base class: ``step(params, grads, backend) -> new params``."""
+
+    name = "optimizer"
+
+    def __init__(self, lr: float) -> None:
+        lr = float(lr)
+        if not lr > 0:
+            raise ValueError(f"learning rate must be positive, got {lr}")
+        self.lr = lr
+        self.t = 0
+
+    def step(self, params: list[Array], grads: list[Array], backend: Backend) -> list[Array]:
+        """Apply one update; return the new parameter list (possibly the same arrays)."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget all state (moments, velocities, step count)."""
+        self.t = 0
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The constructor arguments, JSON-serializable."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _zeros_like(params: list[Array], backend: Backend) -> list[Array]:
+    return [backend.xp.zeros_like(p) for p in params]
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum.
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate.
+    momentum : float, default 0
+        Momentum factor in ``[0, 1)``.
+    nesterov : bool, default False
+        Use Nesterov momentum (needs ``momentum > 0``).
+    """
+
+    name = "sgd"
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False) -> None:
+        super().__init__(lr)
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
+        if nesterov and momentum == 0:
+            raise ValueError("nesterov momentum needs momentum > 0")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+        self.velocity: list[Array] | None = None
+
+    def reset(self) -> None:
+        super().reset()
+        self.velocity = None
+
+    def step(self, params: list[Array], grads: list[Array], backend: Backend) -> list[Array]:
+        if self.momentum and self.velocity is None:
+            self.velocity = _zeros_like(params, backend)
+        self.t += 1
+        new_params, self.velocity = backend.sgd_update(
+            params, grads, self.velocity, self.lr, self.momentum, self.nesterov
+        )
+        return new_params
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adam(Optimizer):
+    """Adam with bias correction (Kingma & Ba, 2015), in PyTorch's form.
+
+    Parameters
+    ----------
+    lr : float, default 1e-3
+    beta1, beta2 : float, default 0.9, 0.999
+        Decay rates of the first and second moment estimates, in ``[0, 1)``.
+    eps : float, default 1e-8
+        Added to the root of the second moment.
+    """
+
+    name = "adam"
+
+    def __init__(
+        self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
+    ) -> None:
+        super().__init__(lr)
+        for label, beta in (("beta1", beta1), ("beta2", beta2)):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"{label} must lie in [0, 1), got {beta}")
+        if not eps > 0:
+            raise ValueError(f"eps must be positive, got {eps}")
+        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+        self.m: list[Array] | None = None
+        self.v: list[Array] | None = None
+
+    def reset(self) -> None:
+        super().reset()
+        self.m = self.v = None
+
+    def step(self, params: list[Array], grads: list[Array], backend: Backend) -> list[Array]:
+        if self.m is None:
+            self.m = _zeros_like(params, backend)
+            self.v = _zeros_like(params, backend)
+        self.t += 1
+        new_params, self.m, self.v = backend.adam_update(
+            params, grads, self.m, self.v, self.t, self.lr, self.beta1, self.beta2, self.eps
+        )
+        return new_params
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam}
+
+
+def get_optimizer(name: str | Optimizer, **kwargs: Any) -> Optimizer:
+    """An optimizer by name (``"sgd"``, ``"adam"``) with keyword hyperparameters.
+
+    Raises
+    ------
+    ValueError
+        Unknown name; the message lists the valid names.
+    """
+    if isinstance(name, Optimizer):
+        return name
+    try:
+        cls = OPTIMIZERS[str(name).lower()]
+    except KeyError:
+        raise ValueError(
+            f"unknown optimizer {name!r}; valid optimizers: {', '.join(OPTIMIZERS)}"
+        ) from None
+    return cls(**kwargs)

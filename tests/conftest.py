@@ -1,0 +1,37 @@
+"""Shared fixtures: every numeric test runs on every backend that starts here.
+
+``MLP_ACCEL_TEST_BACKENDS=numpy,numba`` restricts the set (CI and the GPU check use it).
+A registered backend that cannot start here is reported as skipped, with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from mlp_accel.backends import BACKENDS, BackendUnavailableError, get_backend
+
+
+def _selected_backends() -> list[str]:
+    wanted = os.environ.get("MLP_ACCEL_TEST_BACKENDS")
+    if wanted:
+        return [n.strip() for n in wanted.split(",") if n.strip()]
+    return list(BACKENDS)
+
+
+@pytest.fixture(params=_selected_backends())
+def backend_name(request: pytest.FixtureRequest) -> str:
+    """Name of a backend that works here (others skip with the reason)."""
+    name = request.param
+    try:
+        get_backend(name)
+    except BackendUnavailableError as exc:
+        pytest.skip(str(exc))
+    return name
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
