@@ -147,8 +147,8 @@ def fit(
             Xe, ye = Xd, yd
         total = None
         for start in starts:
-            stop = start + bs
-            loss_sum = model.train_step(Xe[start:stop], ye[start:stop], optimizer)
+            stop = min(start + bs, n)  # the standard leaves out-of-range slice stops undefined
+            loss_sum = model.train_step(Xe[start:stop, :], ye[start:stop, :], optimizer)
             total = loss_sum if total is None else total + loss_sum
         loss = float(backend.to_numpy(total)) / n
         elapsed = time.perf_counter() - t0
