@@ -138,7 +138,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .data import Standardizer, load_dataset, load_file, train_test_split
 
     if args.data:
+        from sklearn.utils import check_X_y
+
         X, y = load_file(args.data)
+        # Validate before splitting, so bad data is named as such, not as a split failure.
+        X, y = check_X_y(X, y, dtype=np.float64, ensure_all_finite=True, y_numeric=True)
         task = args.task or _guess_task(y)
     else:
         X, y, task = load_dataset(args.dataset, seed=args.seed)
@@ -286,7 +290,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return _COMMANDS[args.command](args)
+        # Overflow in a diverging run is reported once, by fit's divergence check, not as a
+        # stream of NumPy warnings.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return _COMMANDS[args.command](args)
     except KeyboardInterrupt:
         sys.stderr.write(f"{PROG}: interrupted\n")
         return 130
