@@ -148,11 +148,25 @@ class MLP:
             return X
         return self.backend.asarray(V.check_inputs(X, self.layers[0], self.dtype), self.dtype)
 
+    def prepare_host(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Validate host ``X`` and ``y`` and convert them to the model's dtype, on the host.
+
+        Integer labels become one-hot for ``cross_entropy``; a 1-D ``y`` becomes a column.
+        """
+        X_host = V.check_inputs(X, self.layers[0], self.dtype)
+        y_host = V.check_targets(y, X_host.shape[0], self.layers[-1], self.loss, self.dtype)
+        return X_host, y_host
+
     def prepare(self, X: Any, y: Any) -> tuple[Array, Array]:
         """Validate ``X`` and ``y`` on the host and move them to the device once.
 
         Integer labels become one-hot for ``cross_entropy``; a 1-D ``y`` becomes a column.
         """
+        if not self.backend.is_device_array(X):
+            X_host, y_host = self.prepare_host(X, y)
+            return self.backend.asarray(X_host, self.dtype), self.backend.asarray(
+                y_host, self.dtype
+            )
         Xd = self.prepare_inputs(X)
         if self.backend.is_device_array(y):
             if y.ndim != 2 or y.shape != (Xd.shape[0], self.layers[-1]):
@@ -218,11 +232,72 @@ class MLP:
             act = self._activation_fns[k - 1] if k > 0 else act
         return loss_sum, grads
 
-    def train_step(self, X: Array, y: Array, optimizer: Optimizer) -> Array:
-        """One optimizer step on a device batch; returns the batch's loss sum (device scalar)."""
-        loss_sum, grads = self.loss_and_gradients(X, y)
+    def train_step(
+        self,
+        X: Array,
+        y: Array,
+        optimizer: Optimizer,
+        *,
+        accumulate: int = 1,
+        alpha: float = 0.0,
+        clip_norm: float | None = None,
+    ) -> Array:
+        """One optimizer step on a device batch; returns the batch's loss sum (device scalar).
+
+        Parameters
+        ----------
+        X, y : device arrays
+            The batch (see :meth:`prepare`).
+        optimizer : Optimizer
+        accumulate : int, default 1
+            Split the batch into this many micro-batches and sum their gradients before the
+            one update: the same step as the whole batch, in less memory.
+        alpha : float, default 0
+            L2 penalty ``0.5 * alpha * sum(W**2) / n`` added to the mean loss (weights only,
+            not biases), as scikit-learn's MLP.
+        clip_norm : float, optional
+            Rescale the gradients so their global L2 norm is at most this.
+        """
+        if accumulate == 1 and not alpha and clip_norm is None:
+            loss_sum, grads = self.loss_and_gradients(X, y)
+        else:
+            loss_sum, grads = self._regularized_gradients(X, y, accumulate, alpha, clip_norm)
         self._params = optimizer.step(self._params, grads, self.backend)
         return loss_sum
+
+    def _regularized_gradients(
+        self, X: Array, y: Array, accumulate: int, alpha: float, clip_norm: float | None
+    ) -> tuple[Array, list[Array]]:
+        xp = self.backend.xp
+        n = X.shape[0]
+        if accumulate > 1 and n > 1:
+            chunk = -(-n // min(accumulate, n))
+            loss_sum, grads = 0.0, None
+            for start in range(0, n, chunk):
+                stop = min(start + chunk, n)
+                part_loss, part = self.loss_and_gradients(
+                    X[start:stop, :], y[start:stop, :], denom=n
+                )
+                loss_sum = loss_sum + part_loss
+                # A backend may hand back reused buffers: the sum must own its arrays.
+                grads = (
+                    [self.backend.copy(g) for g in part]
+                    if grads is None
+                    else [g + p for g, p in zip(grads, part)]
+                )
+        else:
+            loss_sum, grads = self.loss_and_gradients(X, y)
+        if alpha:
+            weights = self._params[0::2]
+            penalty = sum(xp.sum(W * W) for W in weights)
+            loss_sum = loss_sum + 0.5 * alpha * penalty
+            for k, W in enumerate(weights):
+                grads[2 * k] = grads[2 * k] + (alpha / n) * W
+        if clip_norm is not None:
+            norm = xp.sqrt(sum(xp.sum(g * g) for g in grads))
+            scale = clip_norm / xp.maximum(norm, clip_norm)
+            grads = [g * scale for g in grads]
+        return loss_sum, grads
 
     def loss_sum(self, X: Array, y: Array) -> Array:
         """The loss summed over a device batch, as a device scalar."""
