@@ -152,7 +152,7 @@ class Workload:
 
     def rows(self, n: int) -> tuple[Array, Array]:
         """The first ``n`` rows of the device batch (views: no copy, no transfer)."""
-        return self.X[:n], self.Y[:n]
+        return self.X[:n, :], self.Y[:n, :]
 
 
 def make_workload(

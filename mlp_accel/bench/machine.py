@@ -200,14 +200,28 @@ def _versions() -> dict[str, str]:
 
     from .. import __version__
 
-    versions = {"python": platform.python_version(), "mlp_accel": __version__}
-    names = ("numpy", "array-api-compat", "numba", "llvmlite", "scikit-learn", "threadpoolctl")
-    names += ("torch", "matplotlib", "pytest-benchmark")
+    found = {}
     for dist in metadata.distributions():
         name = (dist.metadata["Name"] or "").lower()
-        if name in names or name.startswith("cupy"):
-            versions[name] = dist.version
+        if name in _VERSIONED or name.startswith("cupy"):
+            found[name] = dist.version
+    versions = {"python": platform.python_version(), "mlp_accel": __version__}
+    order = {name: i for i, name in enumerate(_VERSIONED)}
+    versions.update(sorted(found.items(), key=lambda kv: order.get(kv[0], len(order))))
     return versions
+
+
+_VERSIONED = (
+    "numpy",
+    "array-api-compat",
+    "numba",
+    "llvmlite",
+    "scikit-learn",
+    "threadpoolctl",
+    "torch",
+    "matplotlib",
+    "pytest-benchmark",
+)
 
 
 def _gpu_name(backends: Sequence[Backend]) -> str | None:
@@ -243,6 +257,10 @@ def system_info(backends: Sequence[Backend] = ()) -> dict[str, Any]:
         "logical_cpus": os.cpu_count(),
         "usable_cpus": usable,
         "memory_gib": round(mem, 1) if mem else None,
+        # Other processes' load: the numbers of a busy shared machine are to be read with it.
+        "load_average": [round(x, 2) for x in os.getloadavg()]
+        if hasattr(os, "getloadavg")
+        else None,
         "gpu": _gpu_name(backends),
         "threads": thread_info(),
         "versions": _versions(),

@@ -79,11 +79,9 @@ def _header_lines(report: dict[str, Any]) -> list[str]:
     cfg = report["config"]
     threads = h["threads"]
     pools = ", ".join(
-        f"{p['user_api']} {p['internal_api']} {p.get('version') or ''} x{p['num_threads']}".replace(
-            "  ", " "
-        )
+        f"{p['internal_api']} {p.get('version') or ''} x{p['num_threads']} ({p['library']})"
         for p in threads["threadpools"]
-    )
+    ).replace("  ", " ")
     extra = [f"{k} {threads[k]}" for k in ("numba", "torch") if k in threads]
     limit = f"limit {threads['limit']}" if threads.get("limit") else "no limit (library defaults)"
     versions = ", ".join(f"{k} {v}" for k, v in h["versions"].items())
@@ -94,7 +92,8 @@ def _header_lines(report: dict[str, Any]) -> list[str]:
     return [
         f"mlp-accel bench, {h['date']}{' (quick)' if cfg['quick'] else ''}",
         f"machine: {h['cpu']}, {h['logical_cpus']} logical CPUs ({h['usable_cpus']} usable)"
-        f"{mem}; GPU: {h.get('gpu') or 'none'}; {h['platform']}",
+        f"{mem}; GPU: {h.get('gpu') or 'none'}; {h['platform']}; load average at the end "
+        f"{' '.join(map(str, h.get('load_average') or [])) or 'unknown'} (1, 5, 15 min)",
         f"threads: {'; '.join([pools, *extra])}; {limit}",
         f"versions: {versions}",
         f"GEMM rate (GFLOP/s, square matmul): {gemm or 'not measured'}",
