@@ -28,7 +28,7 @@ RTOL = {"float64": 1e-7, "float32": 1e-4}
 
 #: Every hidden activation in one network, so each output pair costs one compilation.
 HIDDEN = ["relu", "leaky_relu", "sigmoid", "tanh", "identity"]
-HIDDEN_WIDTHS = [3, 5, 4, 6, 5, 4]
+HIDDEN_WIDTHS = [2, 3, 3, 3, 3, 3]
 
 #: Output activation, loss, output width: the matched pairs and squared error through others.
 OUTPUTS = [
@@ -86,7 +86,7 @@ def test_fused_and_per_layer_paths_match_numpy_float64(out_act, loss, k, rng):
         assert (model._fused_network() is not None) == (backend.fused_network(spec) is not None)
 
 
-@pytest.mark.parametrize("out_act, loss, k", OUTPUTS[:2])
+@pytest.mark.parametrize("out_act, loss, k", OUTPUTS[:1])
 def test_float32_paths_match_numpy_float64(out_act, loss, k, rng):
     widths, acts = [*HIDDEN_WIDTHS, k], [*HIDDEN, out_act]
     for backend in (_backend(fused=True), _backend(fused=False)):

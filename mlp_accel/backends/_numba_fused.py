@@ -371,7 +371,7 @@ def _chunk_bounds(w: _Writer, lanes: int) -> None:
 
 
 #: Networks with at most this many weights are unrolled into scalar code per sample.
-_UNROLL_LIMIT = 320
+_UNROLL_LIMIT = 128
 
 
 def _unrolled(spec: NetworkSpec) -> bool:

@@ -46,6 +46,14 @@ _jit_parallel = njit(cache=True, fastmath=FASTMATH, parallel=True)
 
 
 # -- elementwise activation pieces ---------------------------------------------------------
+# Python float literals are float64 to Numba; constants taken from a float32 array keep a
+# float32 kernel in float32 (and vectorized twice as wide).
+@_jit
+def _constants(dtype):
+    """0, 1/2, 1 and the leaky slope in ``dtype``."""
+    return np.array((0.0, 0.5, 1.0, _SLOPE)).astype(dtype)
+
+
 @_jit
 def _activate(z, code):
     # Comparisons are written so a NaN passes through, as np.maximum and np.where do.
@@ -78,28 +86,42 @@ def _derivative(z, a, code):
 def dense_forward(z, b, code, a):
     """``z += b`` and ``a = f(z)`` row by row (softmax over each row for code 5).
 
-    For the identity (code 0) ``a`` may be ``z`` itself and is left alone.
+    For the identity (code 0) ``a`` may be ``z`` itself and is left alone. The activation is
+    chosen outside the inner loops, so that the common ones (relu, leaky relu) vectorize.
     """
     n, m = z.shape
+    k = _constants(z.dtype)
+    zero, half, one, slope = k[0], k[1], k[2], k[3]
     for r in range(n):
         for j in range(m):
             z[r, j] += b[j]
-        if code == 5:
+        if code == 1:
+            for j in range(m):
+                v = z[r, j]
+                a[r, j] = zero if v <= zero else v
+        elif code == 2:
+            for j in range(m):
+                v = z[r, j]
+                a[r, j] = v if v > zero else v * slope
+        elif code == 3:
+            for j in range(m):
+                a[r, j] = half * (math.tanh(half * z[r, j]) + one)
+        elif code == 4:
+            for j in range(m):
+                a[r, j] = math.tanh(z[r, j])
+        elif code == 5:
             top = z[r, 0]
             for j in range(1, m):
                 if z[r, j] > top:
                     top = z[r, j]
-            total = 0.0
+            total = zero
             for j in range(m):
                 e = math.exp(z[r, j] - top)
                 a[r, j] = e
                 total += e
-            inv = 1.0 / total
+            inv = one / total
             for j in range(m):
                 a[r, j] *= inv
-        elif code != 0:
-            for j in range(m):
-                a[r, j] = _activate(z[r, j], code)
 
 
 @_jit_parallel
@@ -119,18 +141,29 @@ def dense_backward(grad, z, a, code, dz, db):
     For the identity (code 0) ``dz`` may be ``grad`` itself. ``db`` is overwritten.
     """
     n, m = grad.shape
+    k = _constants(grad.dtype)
+    zero, one, slope = k[0], k[2], k[3]
     # float64 column sums: float32 sums over a large batch would drift from NumPy's pairwise sum
     acc = np.zeros(m)
     for r in range(n):
-        if code == 5:
-            dot = 0.0
+        if code == 1:
+            for j in range(m):
+                dz[r, j] = grad[r, j] * (one if z[r, j] > zero else zero)
+        elif code == 2:
+            for j in range(m):
+                dz[r, j] = grad[r, j] * (one if z[r, j] > zero else slope)
+        elif code == 3:
+            for j in range(m):
+                dz[r, j] = grad[r, j] * (a[r, j] * (one - a[r, j]))
+        elif code == 4:
+            for j in range(m):
+                dz[r, j] = grad[r, j] * (one - a[r, j] * a[r, j])
+        elif code == 5:
+            dot = zero
             for j in range(m):
                 dot += grad[r, j] * a[r, j]
             for j in range(m):
                 dz[r, j] = a[r, j] * (grad[r, j] - dot)
-        elif code != 0:
-            for j in range(m):
-                dz[r, j] = grad[r, j] * _derivative(z[r, j], a[r, j], code)
         else:
             for j in range(m):
                 dz[r, j] = grad[r, j]
@@ -248,6 +281,7 @@ def _sgd_rows(p, g, lr):
 @_jit
 def sgd_update(p, g, lr):
     """``p -= lr * g``."""
+    lr = np.array((lr,)).astype(p.dtype)[0]
     if p.ndim == 1:
         _sgd_rows(p, g, lr)
     else:
@@ -269,6 +303,8 @@ def _momentum_rows(p, g, v, lr, momentum, nesterov):
 @_jit
 def sgd_momentum_update(p, g, v, lr, momentum, nesterov):
     """``v = momentum v + g``; ``p -= lr (g + momentum v)`` (Nesterov) or ``lr v``."""
+    k = np.array((lr, momentum)).astype(p.dtype)
+    lr, momentum = k[0], k[1]
     if p.ndim == 1:
         _momentum_rows(p, g, v, lr, momentum, nesterov)
     else:
@@ -277,11 +313,11 @@ def sgd_momentum_update(p, g, v, lr, momentum, nesterov):
 
 
 @_jit
-def _adam_rows(p, g, m, v, lr, beta1, beta2, eps, c1, c2):
+def _adam_rows(p, g, m, v, lr, beta1, beta2, eps, c1, c2, rest1, rest2):
     for i in range(p.shape[0]):
         gi = g[i]
-        mi = beta1 * m[i] + (1.0 - beta1) * gi
-        vi = beta2 * v[i] + (1.0 - beta2) * (gi * gi)
+        mi = beta1 * m[i] + rest1 * gi
+        vi = beta2 * v[i] + rest2 * (gi * gi)
         m[i] = mi
         v[i] = vi
         p[i] -= lr * (mi / c1) / (math.sqrt(vi / c2) + eps)
@@ -290,11 +326,13 @@ def _adam_rows(p, g, m, v, lr, beta1, beta2, eps, c1, c2):
 @_jit
 def adam_update(p, g, m, v, lr, beta1, beta2, eps, c1, c2):
     """Adam in PyTorch's form with bias corrections ``c1 = 1 - beta1**t``, ``c2``."""
+    k = np.array((lr, beta1, beta2, eps, c1, c2, 1.0 - beta1, 1.0 - beta2)).astype(p.dtype)
+    lr, beta1, beta2, eps, c1, c2, rest1, rest2 = k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]
     if p.ndim == 1:
-        _adam_rows(p, g, m, v, lr, beta1, beta2, eps, c1, c2)
+        _adam_rows(p, g, m, v, lr, beta1, beta2, eps, c1, c2, rest1, rest2)
     else:
         for r in range(p.shape[0]):
-            _adam_rows(p[r], g[r], m[r], v[r], lr, beta1, beta2, eps, c1, c2)
+            _adam_rows(p[r], g[r], m[r], v[r], lr, beta1, beta2, eps, c1, c2, rest1, rest2)
 
 
 @_jit_parallel
