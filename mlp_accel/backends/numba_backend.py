@@ -12,9 +12,10 @@ Two paths run a training step:
 
 Thread pools: on few cores, Numba's pool and OpenBLAS's pool spin-wait against each other
 when their work interleaves. The kernels beside BLAS therefore run serially (one pool, BLAS,
-owns the cores during a step) unless the elementwise work alone is large enough to pay for
-waking Numba's threads; the fused small-network kernel never calls BLAS and runs in
-parallel over the batch once the batch is large enough.
+owns the cores during a step) unless the elementwise work alone is very large
+(:attr:`NumbaBackend.parallel_min_elements`); the fused small-network kernel never calls BLAS
+and runs in parallel over the batch once the batch is large enough
+(:attr:`NumbaBackend.parallel_min_rows`).
 
 Numba compiles on first use (never at import) and caches machine code on disk
 (``cache=True``); :meth:`NumbaBackend.warmup` compiles ahead, so benchmarks do not time it.
@@ -118,8 +119,11 @@ class NumbaBackend(Backend):
     xp = xp_numpy
     device = "cpu"
 
-    #: Elements of elementwise work from which a hook beside BLAS runs in parallel.
-    parallel_min_elements = 1 << 20
+    #: Elements of elementwise work from which a hook beside BLAS runs in parallel. Measured
+    #: on 2 cores: waking Numba's pool between two GEMMs, while OpenBLAS's threads still spin,
+    #: cost more than it saved even at 4096 x 1024 (0.79x NumPy parallel, 1.10x serial), so
+    #: only work far larger than a step's spin-down runs in parallel.
+    parallel_min_elements = 1 << 26
     #: Batch rows from which the fused small-network kernel runs in parallel.
     parallel_min_rows = 2048
 
@@ -201,7 +205,9 @@ class NumbaBackend(Backend):
         code = self._act.get(activation.name)
         if code is None or not _native(grad, z, a, a_prev, W):
             return super().dense_backward(grad, z, a, a_prev, W, activation, need_input_grad)
-        dz = grad if code == 0 else np.empty_like(grad)
+        # grad is always a fresh array made by the layer above (or the loss), as the NumPy
+        # backend also relies on: dz overwrites it instead of filling a new n-by-width array.
+        dz = grad
         db = np.empty(grad.shape[1], dtype=grad.dtype)
         self._run("dense_backward", grad.size, grad, z, a, code, dz, db)
         dW = a_prev.T @ dz  # BLAS
