@@ -79,6 +79,11 @@ class BlockSource(BatchSource):
         self.n_rows = X.shape[0]
 
     def epoch(self, rng, batch_size, shuffle):
+        return self.model.backend.stream_to_device(
+            self._host_blocks(rng, batch_size, shuffle), self.model.dtype
+        )
+
+    def _host_blocks(self, rng, batch_size, shuffle):
         n = self.n_rows
         bs = n if batch_size is None else min(batch_size, n)
         starts = np.arange(0, n, bs)
@@ -90,7 +95,7 @@ class BlockSource(BatchSource):
             if shuffle:
                 within = rng.permutation(stop - int(start))
                 Xb, yb = Xb[within], yb[within]
-            yield self.model.prepare(Xb, yb)
+            yield self.model.prepare_host(Xb, yb)
 
 
 class IterableSource(BatchSource):
@@ -98,15 +103,18 @@ class IterableSource(BatchSource):
         self.model, self.batches = model, batches
 
     def epoch(self, rng, batch_size, shuffle):
+        return self.model.backend.stream_to_device(self._host_batches(), self.model.dtype)
+
+    def _host_batches(self):
         count = 0
         for item in self.batches:
             try:
                 Xb, yb = item
             except (TypeError, ValueError):
                 raise TypeError("an iterable of batches must yield (X, y) pairs") from None
-            Xd, yd = self.model.prepare(Xb, yb)
-            count += Xd.shape[0]
-            yield Xd, yd
+            Xh, yh = self.model.prepare_host(Xb, yb)
+            count += Xh.shape[0]
+            yield Xh, yh
         if count == 0:
             raise ValueError("the iterable of batches yielded no data")
         self.n_rows = count

@@ -155,11 +155,25 @@ class MLP:
             return X
         return self.backend.asarray(V.check_inputs(X, self.layers[0], self.dtype), self.dtype)
 
+    def prepare_host(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Validate host ``X`` and ``y`` and convert them to the model's dtype, on the host.
+
+        Integer labels become one-hot for ``cross_entropy``; a 1-D ``y`` becomes a column.
+        """
+        X_host = V.check_inputs(X, self.layers[0], self.dtype)
+        y_host = V.check_targets(y, X_host.shape[0], self.layers[-1], self.loss, self.dtype)
+        return X_host, y_host
+
     def prepare(self, X: Any, y: Any) -> tuple[Array, Array]:
         """Validate ``X`` and ``y`` on the host and move them to the device once.
 
         Integer labels become one-hot for ``cross_entropy``; a 1-D ``y`` becomes a column.
         """
+        if not self.backend.is_device_array(X):
+            X_host, y_host = self.prepare_host(X, y)
+            return self.backend.asarray(X_host, self.dtype), self.backend.asarray(
+                y_host, self.dtype
+            )
         Xd = self.prepare_inputs(X)
         if self.backend.is_device_array(y):
             if y.ndim != 2 or y.shape != (Xd.shape[0], self.layers[-1]):
