@@ -370,3 +370,33 @@ def test_feature_names_in(iris):
     frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
     clf = MLPClassifier(max_iter=5, backend="numpy").fit(frame, y)
     assert list(clf.feature_names_in_) == ["a", "b", "c", "d"]
+
+
+# -- sample weights in the library ---------------------------------------------------------------
+@pytest.mark.parametrize("loss", ["cross_entropy", "binary_cross_entropy", "squared_error"])
+def test_model_weighted_gradients_equal_repeated_rows(backend, loss):
+    import mlp_accel as ma
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 4))
+    width = 1 if loss == "binary_cross_entropy" else 3
+    y = {
+        "cross_entropy": rng.integers(0, 3, 12),
+        "binary_cross_entropy": rng.integers(0, 2, 12),
+        "squared_error": rng.normal(size=(12, 3)),
+    }[loss]
+    weights = rng.integers(0, 4, 12)
+    model = ma.MLP([4, 5, width], loss=loss, backend=backend, dtype="float64", seed=0)
+    Xd, yd = model.prepare(X, y)
+    wd = model.backend.asarray(weights, "float64")
+    loss_w, grads_w = model.loss_and_gradients(Xd, yd, sample_weight=wd)
+    Xr, yr = model.prepare(np.repeat(X, weights, axis=0), np.repeat(y, weights, axis=0))
+    loss_r, grads_r = model.loss_and_gradients(Xr, yr)
+    to_np = model.backend.to_numpy
+    assert float(to_np(loss_w)) == pytest.approx(float(to_np(loss_r)), rel=1e-12)
+    for gw, gr in zip(grads_w, grads_r):
+        np.testing.assert_allclose(to_np(gw), to_np(gr), rtol=1e-10, atol=1e-13)
+    with pytest.raises(ValueError, match="sums to zero"):
+        ma.fit(model, X, y, epochs=1, sample_weight=np.zeros(12))
+    history = ma.fit(model, X, y, epochs=2, batch_size=5, sample_weight=weights)
+    assert np.isfinite(history["loss"]).all()
