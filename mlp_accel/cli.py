@@ -1,4 +1,4 @@
-"""The ``mlp-accel`` command: train, predict, backends.
+"""The ``mlp-accel`` command: train, predict, backends, bench.
 
 Every expected failure (bad input, unknown names, unusable backends, unreadable files, a
 diverging run) becomes one line on stderr and a non-zero exit, with no traceback.
@@ -147,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("backends", help="list the backends, whether they work here, and why not")
     b.add_argument("--backend", default=None, help=argparse.SUPPRESS)
+    _add_bench_parser(sub)
     return parser
 
 
@@ -388,7 +389,116 @@ def _cmd_backends(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"train": _cmd_train, "predict": _cmd_predict, "backends": _cmd_backends}
+# -- bench -------------------------------------------------------------------------------------
+def _add_bench_parser(sub: Any) -> None:
+    from .bench.cases import QUICK_SHAPES, SHAPES
+
+    bench = sub.add_parser(
+        "bench",
+        help="measure training and inference throughput per backend, beside peers",
+        description=(
+            "Time a training step (forward + backward + Adam) and inference of the one model "
+            "on every backend that works here, beside a lean NumPy reference and, where "
+            "installed, scikit-learn and PyTorch (peers); print one table."
+        ),
+    )
+    bench.add_argument(
+        "--backends",
+        type=_name_list,
+        help="comma-separated backend names (default: every registered backend)",
+    )
+    bench.add_argument(
+        "--shapes",
+        type=_name_list,
+        help=f"comma-separated cases: {', '.join(SHAPES)} (default: all; "
+        f"with --quick: {', '.join(QUICK_SHAPES)})",
+    )
+    bench.add_argument(
+        "--dtype",
+        default="both",
+        choices=("float32", "float64", "both"),
+        help="dtype to measure (default both)",
+    )
+    bench.add_argument(
+        "--quick", action="store_true", help="fewer rounds, shorter sweep, no mnist-4096"
+    )
+    bench.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
+    bench.add_argument(
+        "--plot", metavar="FILE.png", help="bar chart of samples/s and the sweep curves"
+    )
+    bench.add_argument(
+        "--markdown", action="store_true", help="print the table as markdown (for the README)"
+    )
+    bench.add_argument(
+        "--threads",
+        type=int,
+        help="limit BLAS, Numba and PyTorch threads (default: each library's own setting)",
+    )
+    bench.add_argument(
+        "--no-peers",
+        action="store_true",
+        help="skip the lean reference and the peers (scikit-learn, PyTorch)",
+    )
+    bench.add_argument("--no-sweep", action="store_true", help="skip the batch-size sweep")
+    bench.add_argument(
+        "--sweep-batches",
+        type=_int_list,
+        metavar="N,N,...",
+        help="batch sizes of the sweep (default 2^6..2^17; 2^6..2^15 with --quick)",
+    )
+    bench.add_argument("--seed", type=int, default=0, help="seeds data and weights (default 0)")
+    bench.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def _check_output_path(path: str | None, what: str) -> None:
+    """Fail before measuring, not after minutes of it, when an output cannot be written."""
+    if path is None:
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"{what}: directory {directory} does not exist")
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    _check_output_path(args.json, "--json")
+    _check_output_path(args.plot, "--plot")
+    if args.plot:
+        bench.report._pyplot()  # a missing matplotlib is reported before the run, not after
+    dtypes = bench.DTYPES if args.dtype == "both" else (args.dtype,)
+
+    def log(line: str) -> None:
+        sys.stderr.write(f"[bench] {line}\n")
+        sys.stderr.flush()
+
+    config = bench.BenchConfig(
+        backends=args.backends or None,
+        shapes=args.shapes or None,
+        dtypes=dtypes,
+        quick=args.quick,
+        peers=not args.no_peers,
+        sweep=not args.no_sweep,
+        sweep_batch_sizes=args.sweep_batches or None,
+        threads=args.threads,
+        seed=args.seed,
+        log=None if args.quiet else log,
+    )
+    report = bench.run_bench(config)
+    print(bench.format_markdown(report) if args.markdown else bench.format_table(report))
+    if args.json:
+        bench.write_json(report, args.json)
+    if args.plot:
+        bench.plot_report(report, args.plot)
+    return 0
+
+
+_COMMANDS = {
+    "train": _cmd_train,
+    "predict": _cmd_predict,
+    "backends": _cmd_backends,
+    "bench": _cmd_bench,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
