@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BatchSource", "ScaledRows", "make_source"]
+__all__ = ["BatchSource", "ScaledRows", "make_source", "check_sample_weight"]
 
 Array = Any
 
@@ -34,21 +34,32 @@ class BatchSource:
 
 
 class DeviceSource(BatchSource):
-    def __init__(self, model: Any, X: Any, y: Any) -> None:
+    """Arrays moved to the device once; with ``sample_weight`` it yields ``(X, y, w)``."""
+
+    def __init__(self, model: Any, X: Any, y: Any, sample_weight: Any = None) -> None:
         self.model = model
         self.X, self.y = model.prepare(X, y)
         self.n_rows = self.X.shape[0]
+        self.w, self.w_total = None, None
+        if sample_weight is not None:
+            w = check_sample_weight(sample_weight, self.n_rows)
+            self.w, self.w_total = model.backend.asarray(w, model.dtype), float(w.sum())
 
     def epoch(self, rng, batch_size, shuffle):
         backend, n = self.model.backend, self.n_rows
         bs = n if batch_size is None else min(batch_size, n)
-        X, y = self.X, self.y
+        X, y, w = self.X, self.y, self.w
         if shuffle and bs < n:
             order = backend.index_array(rng.permutation(n))
             X, y = backend.take_rows(X, order), backend.take_rows(y, order)
+            if w is not None:
+                w = backend.take_rows(w, order)
         for start in range(0, n, bs):
             stop = min(start + bs, n)  # the standard leaves out-of-range slice stops undefined
-            yield X[start:stop, :], y[start:stop, :]
+            if w is None:
+                yield X[start:stop, :], y[start:stop, :]
+            else:
+                yield X[start:stop, :], y[start:stop, :], w[start:stop]
 
 
 class BlockSource(BatchSource):
@@ -141,15 +152,42 @@ def _looks_like_batches(X: Any) -> bool:
     return True
 
 
-def make_source(model: Any, X: Any, y: Any, epochs: int) -> BatchSource:
+def check_sample_weight(sample_weight: Any, n_rows: int) -> np.ndarray:
+    """Return per-row weights as a float64 vector: finite, non-negative, not all zero.
+
+    Raises
+    ------
+    ValueError
+        Wrong length or shape, NaN or inf, negative weights, or weights that sum to zero.
+    """
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.shape != (n_rows,):
+        raise ValueError(f"sample_weight must have shape ({n_rows},), got {w.shape}")
+    if not np.all(np.isfinite(w)):
+        raise ValueError("sample_weight contains NaN or inf")
+    if np.any(w < 0):
+        raise ValueError("sample_weight must be non-negative")
+    if not w.sum() > 0:
+        raise ValueError("sample_weight sums to zero: no sample would count")
+    return w
+
+
+def make_source(model: Any, X: Any, y: Any, epochs: int, sample_weight: Any = None) -> BatchSource:
     """Pick the source for ``X``: a memory map, an iterable of batches, or arrays.
 
     Raises
     ------
     ValueError
-        An iterable given with ``y``, or a one-shot iterator for several epochs.
+        An iterable given with ``y``, a one-shot iterator for several epochs, or
+        ``sample_weight`` with anything but in-memory arrays.
     """
-    if _is_lazy_table(X) or _is_lazy_table(y):
+    lazy = _is_lazy_table(X) or _is_lazy_table(y)
+    if sample_weight is not None and (lazy or _looks_like_batches(X)):
+        raise ValueError(
+            "sample_weight needs in-memory arrays X and y, not a memory map or an iterable "
+            "of batches"
+        )
+    if lazy:
         return BlockSource(model, X, y)
     if _looks_like_batches(X):
         if y is not None:
@@ -162,4 +200,4 @@ def make_source(model: Any, X: Any, y: Any, epochs: int) -> BatchSource:
         return IterableSource(model, X)
     if y is None:
         raise ValueError("y is required when X is an array")
-    return DeviceSource(model, X, y)
+    return DeviceSource(model, X, y, sample_weight)

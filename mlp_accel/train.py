@@ -124,6 +124,7 @@ def fit(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 1,
     resume_from: str | os.PathLike | None = None,
+    sample_weight: Any = None,
 ) -> History:
     """Train ``model`` in place with minibatch gradient descent.
 
@@ -166,6 +167,10 @@ def fit(
     resume_from : path, optional
         Continue from a checkpoint: weights, optimizer state, shuffling RNG and history are
         restored and training runs from the saved epoch up to ``epochs``.
+    sample_weight : array-like of shape (n_samples,), optional
+        Non-negative weight per row of in-memory ``X``: each step minimizes the weighted mean
+        loss of its batch (the L2 penalty divided by the batch's weight sum), as
+        scikit-learn's MLP, and the epoch's ``loss`` is the weighted mean.
 
     Returns
     -------
@@ -204,7 +209,9 @@ def fit(
     steps_done = optimizer.t
 
     backend = model.backend
-    source = make_source(model, X, y, epochs - first_epoch + 1)
+    source = make_source(model, X, y, epochs - first_epoch + 1, sample_weight)
+    # The epoch loss is a mean over rows, or over the weights with sample weights.
+    weight_sum = None if sample_weight is None else float(source.w_total)
     val = model.prepare(*validation_data) if validation_data is not None else None
     classify = model.loss != "squared_error"
     step_options = {"accumulate": accumulate, "alpha": alpha, "clip_norm": clip_norm}
@@ -239,14 +246,16 @@ def fit(
             if source.n_rows is not None and schedule is not None:
                 bs = source.n_rows if batch_size is None else batch_size
                 n_batches = -(-source.n_rows // bs)
-            for i, (Xb, yb) in enumerate(source.epoch(model.rng, batch_size, shuffle)):
+            for i, (Xb, yb, *wb) in enumerate(source.epoch(model.rng, batch_size, shuffle)):
                 if schedule is not None:
                     fraction = i / n_batches if n_batches else 0.0
                     optimizer.lr = base_lr * schedule(steps_done, epoch - 1 + fraction)
-                total = total + model.train_step(Xb, yb, optimizer, **step_options)
+                total = total + model.train_step(
+                    Xb, yb, optimizer, sample_weight=wb[0] if wb else None, **step_options
+                )
                 rows += Xb.shape[0]
                 steps_done += 1
-            loss = float(backend.to_numpy(total)) / rows
+            loss = float(backend.to_numpy(total)) / (rows if weight_sum is None else weight_sum)
             elapsed = time.perf_counter() - t0
             if not math.isfinite(loss):
                 model.set_params(snapshot)
