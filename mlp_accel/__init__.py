@@ -6,7 +6,7 @@ namespace and optional fused kernels. Importing this package imports neither num
 
 from __future__ import annotations
 
-from . import io, optim
+from . import callbacks, io, optim, schedules
 from .backends import Backend, BackendUnavailableError, available_backends, get_backend
 from .io import load
 from .model import MLP
@@ -24,6 +24,8 @@ __all__ = [
     "get_backend",
     "optim",
     "io",
+    "schedules",
+    "callbacks",
     "__version__",
 ]
 

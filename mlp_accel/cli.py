@@ -1,4 +1,4 @@
-"""The ``mlp-accel`` command: train, predict, backends.
+"""The ``mlp-accel`` command: train, predict, backends, bench.
 
 Every expected failure (bad input, unknown names, unusable backends, unreadable files, a
 diverging run) becomes one line on stderr and a non-zero exit, with no traceback.
@@ -98,6 +98,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="seeds data, split, initial weights and shuffles (default 0)",
     )
     t.add_argument("--test-size", type=float, default=0.25, help="held-out fraction (default 0.25)")
+    t.add_argument("--alpha", type=float, default=0.0, help="L2 penalty on the weights (default 0)")
+    t.add_argument(
+        "--schedule", default="constant", help="constant, step or cosine (default constant)"
+    )
+    t.add_argument(
+        "--warmup", type=float, default=0.0, help="epochs of linear learning-rate warmup"
+    )
+    t.add_argument("--scale-lr", action="store_true", help="linear scaling rule: lr * batch / 256")
+    t.add_argument("--clip-norm", type=float, default=None, help="clip the global gradient norm")
+    t.add_argument(
+        "--accumulate", type=int, default=1, help="micro-batches per step (gradient accumulation)"
+    )
+    t.add_argument(
+        "--early-stopping",
+        type=int,
+        default=None,
+        metavar="PATIENCE",
+        help="stop when the validation loss has not improved for PATIENCE epochs",
+    )
+    t.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.1,
+        help="share of the training split held out for --early-stopping (default 0.1)",
+    )
+    t.add_argument("--checkpoint", metavar="FILE", help="write a training checkpoint here")
+    t.add_argument(
+        "--checkpoint-every", type=int, default=1, help="epochs between checkpoints (default 1)"
+    )
+    t.add_argument("--resume", metavar="FILE", help="resume training from a checkpoint")
     t.add_argument("--save", metavar="FILE", help="save the trained model (.npz)")
     t.add_argument(
         "--plot", metavar="FILE.png", help="loss curve (and decision boundary for 2-D data)"
@@ -120,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("backends", help="list the backends, whether they work here, and why not")
     b.add_argument("--backend", default=None, help=argparse.SUPPRESS)
     _add_gpu_options(b)
+    _add_bench_parser(sub)
     return parser
 
 
@@ -162,35 +193,79 @@ def _default_layers(n_in: int, n_out: int) -> list[int]:
     return [2, 4, 3, 1] if (n_in, n_out) == (2, 1) else [n_in, 64, n_out]
 
 
+def _split_lazy(X: Any, y: Any, test_size: float, seed: int) -> tuple[Any, ...]:
+    """Train/test split of a memory map without reading it: the last rows are the test set
+    (at most 100,000), and the standardization comes from a random sample of training rows."""
+    from .batches import ScaledRows
+    from .data import Standardizer
+
+    n = X.shape[0]
+    n_test = min(max(1, round(test_size * n)), 100_000)
+    n_train = n - n_test
+    rows = np.sort(
+        np.random.default_rng(seed).choice(n_train, min(n_train, 100_000), replace=False)
+    )
+    scaler = Standardizer().fit(np.asarray(X[rows], dtype=np.float64))
+    X_te = scaler.transform(np.asarray(X[n_train:], dtype=np.float64))
+    return (
+        ScaledRows(X[:n_train], scaler.mean, scaler.scale),
+        X_te,
+        y[:n_train],
+        np.asarray(y[n_train:]),
+        scaler,
+    )
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     import mlp_accel as ma
 
     from .data import Standardizer, load_dataset, load_file, train_test_split
 
+    lazy = False
     if args.data:
-        X, y = load_file(args.data)
-        task = args.task or _guess_task(y)
+        from sklearn.utils import check_X_y
+
+        X, y = load_file(args.data, mmap=True)
+        lazy = isinstance(X, np.memmap)
+        if not lazy:
+            # Validate before splitting, so bad data is named as such, not as a split failure.
+            X, y = check_X_y(X, y, dtype=np.float64, ensure_all_finite=True, y_numeric=True)
+        task = args.task or _guess_task(np.unique(y))
     else:
         X, y, task = load_dataset(args.dataset, seed=args.seed)
     extras: dict[str, Any] = {}
     if task != "regression":
-        classes, y = np.unique(y, return_inverse=True)
+        classes = np.unique(y)
+        if lazy:
+            if not np.array_equal(classes, np.arange(len(classes))):
+                raise ValueError("a memory-mapped --data file needs class labels 0..k-1")
+        else:
+            classes, y = np.unique(y, return_inverse=True)
         extras["classes"] = classes
         if task == "binary" and len(classes) != 2:
             raise ValueError(f"--task binary needs 2 classes, found {len(classes)}")
         n_out = 1 if task == "binary" else len(classes)
     else:
         n_out = 1
-    X_tr, X_te, y_tr, y_te = train_test_split(
-        X, y, test_size=args.test_size, seed=args.seed, stratify=task != "regression"
-    )
-    scaler = Standardizer().fit(np.asarray(X_tr, dtype=np.float64))
+    if lazy:
+        X_tr, X_te, y_tr, y_te, scaler = _split_lazy(X, y, args.test_size, args.seed)
+    else:
+        X_tr, X_te, y_tr, y_te = train_test_split(
+            X, y, test_size=args.test_size, seed=args.seed, stratify=task != "regression"
+        )
+        scaler = Standardizer().fit(np.asarray(X_tr, dtype=np.float64))
+        X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
     extras.update(x_mean=scaler.mean, x_scale=scaler.scale)
-    X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
     if task == "regression":
-        y_scaler = Standardizer().fit(np.asarray(y_tr, dtype=np.float64).reshape(-1, 1))
+        y_sample = np.asarray(y_tr[:100_000] if lazy else y_tr, dtype=np.float64).reshape(-1, 1)
+        y_scaler = Standardizer().fit(y_sample)
         extras.update(y_mean=y_scaler.mean, y_scale=y_scaler.scale)
-        y_tr_fit = y_scaler.transform(np.asarray(y_tr, dtype=np.float64).reshape(-1, 1))
+        if lazy:
+            from .batches import ScaledRows
+
+            y_tr_fit = ScaledRows(y_tr.reshape(-1, 1), y_scaler.mean, y_scaler.scale)
+        else:
+            y_tr_fit = y_scaler.transform(np.asarray(y_tr, dtype=np.float64).reshape(-1, 1))
     else:
         y_tr_fit = y_tr
 
@@ -207,10 +282,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         init=args.init,
     )
-    opt_kwargs: dict[str, Any] = {"lr": args.lr}
+    lr = args.lr
+    if args.scale_lr:
+        lr = ma.schedules.linear_scaling(lr, args.batch_size or X_tr.shape[0])
+    opt_kwargs: dict[str, Any] = {"lr": lr}
     if str(args.optimizer).lower() == "sgd":
         opt_kwargs["momentum"] = args.momentum
     optimizer = ma.optim.get_optimizer(args.optimizer, **opt_kwargs)
+
+    validation_data = None
+    callbacks = []
+    if args.early_stopping is not None:
+        if lazy:
+            raise ValueError("--early-stopping is not available for memory-mapped --data")
+        X_tr, X_val, y_tr_fit, y_val = train_test_split(
+            X_tr,
+            y_tr_fit,
+            test_size=args.validation_fraction,
+            seed=args.seed,
+            stratify=task != "regression",
+        )
+        y_tr = y_tr_fit if task != "regression" else y_tr
+        validation_data = (X_val, y_val)
+        callbacks.append(ma.callbacks.EarlyStopping(patience=args.early_stopping))
 
     t0 = time.perf_counter()
     history = ma.fit(
@@ -221,9 +315,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         optimizer=optimizer,
         progress=not args.no_progress,
+        validation_data=validation_data,
+        callbacks=callbacks,
+        accumulate=args.accumulate,
+        alpha=args.alpha,
+        clip_norm=args.clip_norm,
+        schedule=ma.schedules.get_schedule(args.schedule, args.epochs, args.warmup),
+        checkpoint=args.checkpoint,
+        checkpoint_every=args.checkpoint_every,
+        resume_from=args.resume,
     )
     wall = time.perf_counter() - t0
-    samples_per_sec = len(X_tr) * history.n_epochs / history.wall_time
+    samples_per_sec = float(
+        np.mean(history["samples_per_sec"][-max(1, len(history["time"]) // 2) :])
+    )
 
     if task == "regression":
         from sklearn.metrics import r2_score
@@ -239,13 +344,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
             return float(np.mean(model.predict(Xs) == ys))
 
         metric = "accuracy"
-    train_score, test_score = score(X_tr, y_tr), score(X_te, y_te)
+    if lazy:
+        # Score on at most 100,000 training rows: the rest stays on disk.
+        n_score = min(X_tr.shape[0], 100_000)
+        train_score = score(X_tr[:n_score], np.asarray(y_tr[:n_score]))
+    else:
+        train_score = score(X_tr, y_tr)
+    test_score = score(X_te, y_te)
     if args.save:
         ma.io.save(model, args.save, extras=extras)
     if args.plot:
         from .plotting import plot_training
 
-        plot_training(args.plot, history, model, X_tr, y_tr if task != "regression" else None)
+        plot_training(args.plot, history, model, X_te, y_te if task != "regression" else None)
     print(
         f"train {metric} {train_score:.4f}  test {metric} {test_score:.4f}  "
         f"loss {history['loss'][-1]:.4f}  epochs {history.n_epochs}  wall {wall:.2f} s  "
@@ -308,7 +419,116 @@ def _cmd_backends(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"train": _cmd_train, "predict": _cmd_predict, "backends": _cmd_backends}
+# -- bench -------------------------------------------------------------------------------------
+def _add_bench_parser(sub: Any) -> None:
+    from .bench.cases import QUICK_SHAPES, SHAPES
+
+    bench = sub.add_parser(
+        "bench",
+        help="measure training and inference throughput per backend, beside peers",
+        description=(
+            "Time a training step (forward + backward + Adam) and inference of the one model "
+            "on every backend that works here, beside a lean NumPy reference and, where "
+            "installed, scikit-learn and PyTorch (peers); print one table."
+        ),
+    )
+    bench.add_argument(
+        "--backends",
+        type=_name_list,
+        help="comma-separated backend names (default: every registered backend)",
+    )
+    bench.add_argument(
+        "--shapes",
+        type=_name_list,
+        help=f"comma-separated cases: {', '.join(SHAPES)} (default: all; "
+        f"with --quick: {', '.join(QUICK_SHAPES)})",
+    )
+    bench.add_argument(
+        "--dtype",
+        default="both",
+        choices=("float32", "float64", "both"),
+        help="dtype to measure (default both)",
+    )
+    bench.add_argument(
+        "--quick", action="store_true", help="fewer rounds, shorter sweep, no mnist-4096"
+    )
+    bench.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
+    bench.add_argument(
+        "--plot", metavar="FILE.png", help="bar chart of samples/s and the sweep curves"
+    )
+    bench.add_argument(
+        "--markdown", action="store_true", help="print the table as markdown (for the README)"
+    )
+    bench.add_argument(
+        "--threads",
+        type=int,
+        help="limit BLAS, Numba and PyTorch threads (default: each library's own setting)",
+    )
+    bench.add_argument(
+        "--no-peers",
+        action="store_true",
+        help="skip the lean reference and the peers (scikit-learn, PyTorch)",
+    )
+    bench.add_argument("--no-sweep", action="store_true", help="skip the batch-size sweep")
+    bench.add_argument(
+        "--sweep-batches",
+        type=_int_list,
+        metavar="N,N,...",
+        help="batch sizes of the sweep (default 2^6..2^17; 2^6..2^15 with --quick)",
+    )
+    bench.add_argument("--seed", type=int, default=0, help="seeds data and weights (default 0)")
+    bench.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def _check_output_path(path: str | None, what: str) -> None:
+    """Fail before measuring, not after minutes of it, when an output cannot be written."""
+    if path is None:
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"{what}: directory {directory} does not exist")
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    _check_output_path(args.json, "--json")
+    _check_output_path(args.plot, "--plot")
+    if args.plot:
+        bench.report._pyplot()  # a missing matplotlib is reported before the run, not after
+    dtypes = bench.DTYPES if args.dtype == "both" else (args.dtype,)
+
+    def log(line: str) -> None:
+        sys.stderr.write(f"[bench] {line}\n")
+        sys.stderr.flush()
+
+    config = bench.BenchConfig(
+        backends=args.backends or None,
+        shapes=args.shapes or None,
+        dtypes=dtypes,
+        quick=args.quick,
+        peers=not args.no_peers,
+        sweep=not args.no_sweep,
+        sweep_batch_sizes=args.sweep_batches or None,
+        threads=args.threads,
+        seed=args.seed,
+        log=None if args.quiet else log,
+    )
+    report = bench.run_bench(config)
+    print(bench.format_markdown(report) if args.markdown else bench.format_table(report))
+    if args.json:
+        bench.write_json(report, args.json)
+    if args.plot:
+        bench.plot_report(report, args.plot)
+    return 0
+
+
+_COMMANDS = {
+    "train": _cmd_train,
+    "predict": _cmd_predict,
+    "backends": _cmd_backends,
+    "bench": _cmd_bench,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -317,7 +537,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         _apply_gpu_options(args)
-        return _COMMANDS[args.command](args)
+        # Overflow in a diverging run is reported once, by fit's divergence check, not as a
+        # stream of NumPy warnings.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return _COMMANDS[args.command](args)
     except KeyboardInterrupt:
         sys.stderr.write(f"{PROG}: interrupted\n")
         return 130

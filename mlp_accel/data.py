@@ -52,7 +52,7 @@ def load_dataset(
 
 
 def load_file(
-    path: str | os.PathLike, has_target: bool = True
+    path: str | os.PathLike, has_target: bool = True, mmap: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Read features (and targets) from a file.
 
@@ -60,7 +60,8 @@ def load_file(
     - ``.npy``: a 2-D array; the last column is the target.
     - ``.npz``: arrays ``X`` and (optionally) ``y``.
 
-    With ``has_target=False`` every column of a CSV or ``.npy`` file is a feature.
+    With ``has_target=False`` every column of a CSV or ``.npy`` file is a feature. With
+    ``mmap=True`` a ``.npy`` file is memory-mapped, not read: ``X`` and ``y`` are views of it.
 
     Raises
     ------
@@ -75,7 +76,7 @@ def load_file(
         if suffix == ".csv":
             data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64)
         elif suffix == ".npy":
-            data = np.load(path, allow_pickle=False)
+            data = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
         elif suffix == ".npz":
             with np.load(path, allow_pickle=False) as npz:
                 if "X" not in npz.files:

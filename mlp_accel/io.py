@@ -17,7 +17,17 @@ from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["save", "load", "load_extras", "atomic_write", "FORMAT", "FORMAT_VERSION"]
+__all__ = [
+    "save",
+    "load",
+    "load_extras",
+    "load_metadata",
+    "atomic_write",
+    "save_checkpoint",
+    "load_checkpoint",
+    "FORMAT",
+    "FORMAT_VERSION",
+]
 
 FORMAT = "mlp_accel.model"
 FORMAT_VERSION = 1
@@ -51,7 +61,12 @@ def _encode_json(obj: Any) -> np.ndarray:
     return np.frombuffer(json.dumps(obj).encode("utf-8"), dtype=np.uint8)
 
 
-def save(model: Any, path: str | os.PathLike, extras: Mapping[str, Any] | None = None) -> None:
+def save(
+    model: Any,
+    path: str | os.PathLike,
+    extras: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> None:
     """Save ``model`` to ``path`` atomically.
 
     Parameters
@@ -71,6 +86,7 @@ def save(model: Any, path: str | os.PathLike, extras: Mapping[str, Any] | None =
         "loss": model.loss,
         "dtype": model.dtype,
         "init": model.init,
+        "user": dict(metadata or {}),
     }
     arrays: dict[str, np.ndarray] = {_META_KEY: _encode_json(meta)}
     for i, w in enumerate(model.get_weights()):
@@ -151,3 +167,48 @@ def load_extras(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """The extra arrays saved beside a model's weights."""
     _, arrays = _open(path)
     return {k[len(_EXTRA_PREFIX) :]: v for k, v in arrays.items() if k.startswith(_EXTRA_PREFIX)}
+
+
+def load_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON metadata saved with a model (``metadata=`` of :func:`save`)."""
+    meta, _ = _open(path)
+    return dict(meta.get("user", {}))
+
+
+def save_checkpoint(
+    path: str | os.PathLike, model: Any, optimizer: Any, state: Mapping[str, Any]
+) -> None:
+    """Atomically save weights, optimizer state and the JSON training ``state`` (epoch, RNG
+    state, history, ...) so that training can resume exactly where it stopped."""
+    opt = optimizer.state_dict(model.backend)
+    extras = {f"opt__{k}": v for k, v in opt["arrays"].items()}
+    meta = {
+        "checkpoint": dict(state),
+        "optimizer": {k: opt[k] for k in ("name", "hyperparameters", "t")},
+    }
+    save(model, path, extras=extras, metadata=meta)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint: ``{"model_meta", "weights", "optimizer", "state"}`` on the host.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a checkpoint (a plain model file, say) or is unreadable.
+    """
+    meta, arrays = _open(path)
+    user = meta.get("user", {})
+    if "checkpoint" not in user:
+        raise ValueError(f"{os.fspath(path)} is a model file, not a training checkpoint")
+    n = 2 * (len(meta["layers"]) - 1)
+    weights = [arrays[f"{'Wb'[i % 2]}{i // 2 + 1}"] for i in range(n)]
+    prefix = _EXTRA_PREFIX + "opt__"
+    optimizer = dict(user["optimizer"])
+    optimizer["arrays"] = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+    return {
+        "model_meta": meta,
+        "weights": weights,
+        "optimizer": optimizer,
+        "state": user["checkpoint"],
+    }

@@ -36,6 +36,9 @@ class Loss:
         The output activation for which ``dL/dz = yhat - y`` exactly (the matched pair).
     requires_activation : str or None
         The only output activation this loss accepts, if any.
+    value_rows : callable or None
+        ``value_rows(z, yhat, y, xp) -> (n,) array``: the loss of each sample, for
+        sample-weighted training; ``value_sum`` is its sum.
     """
 
     name: str
@@ -43,12 +46,17 @@ class Loss:
     output_grad: Callable[..., Array]
     fused_activation: str
     requires_activation: str | None = None
+    value_rows: Callable[..., Array] | None = None
 
 
 def _bce_sum(z, yhat, y, xp):
     # -[y log s(z) + (1-y) log(1-s(z))] = softplus(z) - y z
     #                                  = max(z, 0) - y z + log1p(exp(-|z|))
     return xp.sum(xp.maximum(z, 0.0) - y * z + xp.log1p(xp.exp(-xp.abs(z))))
+
+
+def _bce_rows(z, yhat, y, xp):
+    return xp.sum(xp.maximum(z, 0.0) - y * z + xp.log1p(xp.exp(-xp.abs(z))), axis=1)
 
 
 def _bce_grad(yhat, y, xp):
@@ -64,6 +72,12 @@ def _ce_sum(z, yhat, y, xp):
     return xp.sum(y * (lse - z))
 
 
+def _ce_rows(z, yhat, y, xp):
+    m = xp.max(z, axis=1, keepdims=True)
+    lse = m + xp.log(xp.sum(xp.exp(z - m), axis=1, keepdims=True))
+    return xp.sum(y * (lse - z), axis=1)
+
+
 def _ce_grad(yhat, y, xp):
     return -y / yhat
 
@@ -73,20 +87,35 @@ def _se_sum(z, yhat, y, xp):
     return 0.5 * xp.sum(diff * diff)
 
 
+def _se_rows(z, yhat, y, xp):
+    diff = yhat - y
+    return 0.5 * xp.sum(diff * diff, axis=1)
+
+
 def _se_grad(yhat, y, xp):
     return yhat - y
 
 
 LOSSES: dict[str, Loss] = {
     "binary_cross_entropy": Loss(
-        "binary_cross_entropy", _bce_sum, _bce_grad, "sigmoid", requires_activation="sigmoid"
+        "binary_cross_entropy",
+        _bce_sum,
+        _bce_grad,
+        "sigmoid",
+        requires_activation="sigmoid",
+        value_rows=_bce_rows,
     ),
     "cross_entropy": Loss(
-        "cross_entropy", _ce_sum, _ce_grad, "softmax", requires_activation="softmax"
+        "cross_entropy",
+        _ce_sum,
+        _ce_grad,
+        "softmax",
+        requires_activation="softmax",
+        value_rows=_ce_rows,
     ),
     # Half the squared error, as scikit-learn's, so that identity + squared_error is a matched
     # pair with dL/dz = yhat - y.
-    "squared_error": Loss("squared_error", _se_sum, _se_grad, "identity"),
+    "squared_error": Loss("squared_error", _se_sum, _se_grad, "identity", value_rows=_se_rows),
 }
 
 

@@ -27,6 +27,13 @@ __all__ = ["MLP"]
 Array = Any
 
 
+def _weight_total(sample_weight: Array, xp: Any) -> Array:
+    """The sum of a device weight vector, as a device scalar; 1 where it is 0 (the gradient of
+    a batch whose weights are all zero is zero, not NaN)."""
+    total = xp.sum(sample_weight)
+    return total + xp.astype(total == 0, total.dtype)
+
+
 class MLP:
     """A fully connected feed-forward network trained by hand-derived backpropagation.
 
@@ -148,11 +155,25 @@ class MLP:
             return X
         return self.backend.asarray(V.check_inputs(X, self.layers[0], self.dtype), self.dtype)
 
+    def prepare_host(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Validate host ``X`` and ``y`` and convert them to the model's dtype, on the host.
+
+        Integer labels become one-hot for ``cross_entropy``; a 1-D ``y`` becomes a column.
+        """
+        X_host = V.check_inputs(X, self.layers[0], self.dtype)
+        y_host = V.check_targets(y, X_host.shape[0], self.layers[-1], self.loss, self.dtype)
+        return X_host, y_host
+
     def prepare(self, X: Any, y: Any) -> tuple[Array, Array]:
         """Validate ``X`` and ``y`` on the host and move them to the device once.
 
         Integer labels become one-hot for ``cross_entropy``; a 1-D ``y`` becomes a column.
         """
+        if not self.backend.is_device_array(X):
+            X_host, y_host = self.prepare_host(X, y)
+            return self.backend.asarray(X_host, self.dtype), self.backend.asarray(
+                y_host, self.dtype
+            )
         Xd = self.prepare_inputs(X)
         if self.backend.is_device_array(y):
             if y.ndim != 2 or y.shape != (Xd.shape[0], self.layers[-1]):
@@ -188,13 +209,17 @@ class MLP:
         return self._forward_trace(X)[-1][1]
 
     def loss_and_gradients(
-        self, X: Array, y: Array, denom: float | None = None
+        self, X: Array, y: Array, denom: Any = None, sample_weight: Array | None = None
     ) -> tuple[Array, list[Array]]:
         """Loss summed over the batch and gradients of ``loss_sum / denom``, on the device.
 
-        ``denom`` defaults to the number of rows; gradient accumulation passes the size of the
-        whole batch so that micro-batch gradients add up to the batch's.
+        ``denom`` defaults to the number of rows (the sum of ``sample_weight`` if given);
+        gradient accumulation passes the size of the whole batch so that micro-batch
+        gradients add up to the batch's. With ``sample_weight`` (a device vector, one weight
+        per row) the loss is ``sum_i w_i * loss_i``.
         """
+        if sample_weight is not None:
+            return self._weighted_loss_and_gradients(X, y, denom, sample_weight)
         n = X.shape[0]
         denom = float(n if denom is None else denom)
         fused = self._fused_network()
@@ -203,23 +228,44 @@ class MLP:
         rows = self.backend.max_batch_rows(self.spec)
         if rows is not None and n > rows:
             return self._accumulated_loss_and_gradients(X, y, denom, max(int(rows), 1))
-        backend = self.backend
-        p = self._params
         trace = self._forward_trace(X)
         z_out, yhat = trace[-1]
-        loss_sum, grad = backend.output_loss_gradient(
+        loss_sum, grad = self.backend.output_loss_gradient(
             z_out, yhat, y, self._loss_fn, self._activation_fns[-1], denom
         )
+        return loss_sum, self._backward(X, trace, grad)
+
+    def _weighted_loss_and_gradients(
+        self, X: Array, y: Array, denom: Any, sample_weight: Array
+    ) -> tuple[Array, list[Array]]:
+        # Always the generic path (a fused kernel knows no weights). dL/dz of a row is linear in
+        # the row's upstream gradient, so the unweighted hook with denom 1 scaled row by row by
+        # w_i / denom is the weighted gradient, on every backend.
+        xp = self.backend.xp
+        if denom is None:
+            denom = _weight_total(sample_weight, xp)
+        trace = self._forward_trace(X)
+        z_out, yhat = trace[-1]
+        _, grad = self.backend.output_loss_gradient(
+            z_out, yhat, y, self._loss_fn, self._activation_fns[-1], 1.0
+        )
+        grad = grad * xp.reshape(sample_weight / denom, (-1, 1))
+        loss_sum = xp.sum(sample_weight * self._loss_fn.value_rows(z_out, yhat, y, xp=xp))
+        return loss_sum, self._backward(X, trace, grad)
+
+    def _backward(self, X: Array, trace: list[tuple[Array, Array]], grad: Array) -> list[Array]:
+        """Gradients ``[dW1, db1, ...]`` from the output layer's ``dL/dz``."""
+        p = self._params
         grads: list[Array] = [None] * len(p)
         # The output layer's dL/dz is already known, so it goes through the identity.
         act = IDENTITY
         for k in range(self.n_layers - 1, -1, -1):
             z, a = trace[k]
             a_prev = X if k == 0 else trace[k - 1][1]
-            dW, db, grad = backend.dense_backward(grad, z, a, a_prev, p[2 * k], act, k > 0)
+            dW, db, grad = self.backend.dense_backward(grad, z, a, a_prev, p[2 * k], act, k > 0)
             grads[2 * k], grads[2 * k + 1] = dW, db
             act = self._activation_fns[k - 1] if k > 0 else act
-        return loss_sum, grads
+        return grads
 
     def _accumulated_loss_and_gradients(
         self, X: Array, y: Array, denom: float, rows: int
@@ -231,26 +277,108 @@ class MLP:
         """
         loss_sum, grads = None, None
         for start in range(0, X.shape[0], rows):
-            part_loss, part = self.loss_and_gradients(
-                X[start : start + rows], y[start : start + rows], denom
-            )
+            stop = min(start + rows, X.shape[0])
+            part_loss, part = self.loss_and_gradients(X[start:stop, :], y[start:stop, :], denom)
             if grads is None:
-                loss_sum, grads = part_loss, part
+                # A backend may hand back reused buffers: the sum must own its arrays.
+                loss_sum = self.backend.copy(part_loss)
+                grads = [self.backend.copy(g) for g in part]
             else:
                 loss_sum = loss_sum + part_loss
                 grads = [g + p for g, p in zip(grads, part)]
         return loss_sum, grads
 
-    def train_step(self, X: Array, y: Array, optimizer: Optimizer) -> Array:
-        """One optimizer step on a device batch; returns the batch's loss sum (device scalar)."""
-        loss_sum, grads = self.loss_and_gradients(X, y)
+    def train_step(
+        self,
+        X: Array,
+        y: Array,
+        optimizer: Optimizer,
+        *,
+        accumulate: int = 1,
+        alpha: float = 0.0,
+        clip_norm: float | None = None,
+        sample_weight: Array | None = None,
+    ) -> Array:
+        """One optimizer step on a device batch; returns the batch's loss sum (device scalar).
+
+        Parameters
+        ----------
+        X, y : device arrays
+            The batch (see :meth:`prepare`).
+        optimizer : Optimizer
+        accumulate : int, default 1
+            Split the batch into this many micro-batches and sum their gradients before the
+            one update: the same step as the whole batch, in less memory.
+        alpha : float, default 0
+            L2 penalty ``0.5 * alpha * sum(W**2) / n`` added to the mean loss (weights only,
+            not biases), as scikit-learn's MLP.
+        clip_norm : float, optional
+            Rescale the gradients so their global L2 norm is at most this.
+        sample_weight : device array, optional
+            One weight per row: the step minimizes ``sum_i w_i loss_i / sum_i w_i`` (and the
+            penalty is divided by ``sum_i w_i`` instead of ``n``), as scikit-learn's MLP.
+            The returned loss sum is then ``sum_i w_i loss_i``.
+        """
+        if accumulate == 1 and not alpha and clip_norm is None and sample_weight is None:
+            loss_sum, grads = self.loss_and_gradients(X, y)
+        else:
+            loss_sum, grads = self._regularized_gradients(
+                X, y, accumulate, alpha, clip_norm, sample_weight
+            )
         self._params = optimizer.step(self._params, grads, self.backend)
         return loss_sum
 
-    def loss_sum(self, X: Array, y: Array) -> Array:
-        """The loss summed over a device batch, as a device scalar."""
+    def _regularized_gradients(
+        self,
+        X: Array,
+        y: Array,
+        accumulate: int,
+        alpha: float,
+        clip_norm: float | None,
+        sample_weight: Array | None = None,
+    ) -> tuple[Array, list[Array]]:
+        xp = self.backend.xp
+        n = X.shape[0]
+        # The mean is over the rows, or over the weights with sample weights.
+        denom = n if sample_weight is None else _weight_total(sample_weight, xp)
+        if accumulate > 1 and n > 1:
+            chunk = -(-n // min(accumulate, n))
+            loss_sum, grads = 0.0, None
+            for start in range(0, n, chunk):
+                stop = min(start + chunk, n)
+                part_weight = None if sample_weight is None else sample_weight[start:stop]
+                part_loss, part = self.loss_and_gradients(
+                    X[start:stop, :], y[start:stop, :], denom=denom, sample_weight=part_weight
+                )
+                loss_sum = loss_sum + part_loss
+                # A backend may hand back reused buffers: the sum must own its arrays.
+                grads = (
+                    [self.backend.copy(g) for g in part]
+                    if grads is None
+                    else [g + p for g, p in zip(grads, part)]
+                )
+        else:
+            loss_sum, grads = self.loss_and_gradients(X, y, sample_weight=sample_weight)
+        if alpha:
+            weights = self._params[0::2]
+            penalty = sum(xp.sum(W * W) for W in weights)
+            loss_sum = loss_sum + 0.5 * alpha * penalty
+            for k, W in enumerate(weights):
+                grads[2 * k] = grads[2 * k] + (alpha / denom) * W
+        if clip_norm is not None:
+            norm = xp.sqrt(sum(xp.sum(g * g) for g in grads))
+            scale = clip_norm / xp.maximum(norm, clip_norm)
+            grads = [g * scale for g in grads]
+        return loss_sum, grads
+
+    def loss_sum(self, X: Array, y: Array, sample_weight: Array | None = None) -> Array:
+        """The loss summed over a device batch (weighted by ``sample_weight``, a device vector,
+        if given), as a device scalar."""
         trace = self._forward_trace(X)
         z_out, yhat = trace[-1]
+        if sample_weight is not None:
+            xp = self.backend.xp
+            return xp.sum(sample_weight * self._loss_fn.value_rows(z_out, yhat, y, xp=xp))
         return self.backend.loss_sum(z_out, yhat, y, self._loss_fn)
 
     # -- public numerics on host data ---------------------------------------------------------

@@ -40,6 +40,45 @@ class Optimizer:
         """The constructor arguments, JSON-serializable."""
         raise NotImplementedError
 
+    #: Names of the per-parameter state lists (attributes holding device arrays or None).
+    state_names: tuple[str, ...] = ()
+
+    def state_dict(self, backend: Backend) -> dict[str, Any]:
+        """The full state as host data: name, hyperparameters, step count and NumPy arrays."""
+        arrays = {}
+        for name in self.state_names:
+            for i, a in enumerate(getattr(self, name) or ()):
+                arrays[f"{name}{i}"] = backend.to_numpy(a).copy()
+        return {
+            "name": self.name,
+            "hyperparameters": self.hyperparameters(),
+            "t": self.t,
+            "arrays": arrays,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], backend: Backend) -> None:
+        """Restore :meth:`state_dict` output onto ``backend`` (arrays keep their dtype).
+
+        Raises
+        ------
+        ValueError
+            If the state belongs to another kind of optimizer.
+        """
+        if state.get("name") != self.name:
+            raise ValueError(f"optimizer state is for {state.get('name')!r}, not {self.name!r}")
+        self.reset()
+        self.t = int(state["t"])
+        arrays = state["arrays"]
+        for name in self.state_names:
+            keys = sorted(
+                (k for k in arrays if k[len(name) :].isdigit() and k.startswith(name)),
+                key=lambda k: int(k[len(name) :]),
+            )
+            if keys:
+                setattr(
+                    self, name, [backend.asarray(arrays[k], str(arrays[k].dtype)) for k in keys]
+                )
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({args})"
@@ -63,6 +102,7 @@ class SGD(Optimizer):
     """
 
     name = "sgd"
+    state_names = ("velocity",)
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False) -> None:
         super().__init__(lr)
@@ -104,6 +144,7 @@ class Adam(Optimizer):
     """
 
     name = "adam"
+    state_names = ("m", "v")
 
     def __init__(
         self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8

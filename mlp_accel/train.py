@@ -1,23 +1,27 @@
-"""The minibatch training loop: shuffling, divergence checks, validation, history, callbacks.
+"""The minibatch training loop: batches, schedules, divergence checks, validation, history,
+callbacks and checkpoints.
 
-Data is validated and moved to the device once; each epoch it is permuted on the device and
-cut into contiguous batches. Losses stay on the device until the end of the epoch, so a GPU
-is synchronized once per epoch, not once per step.
+Losses stay on the device until the end of the epoch, so a GPU is synchronized once per
+epoch, not once per step.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .batches import make_source
 from .model import MLP
-from .optim import Adam, Optimizer
+from .optim import Adam, Optimizer, get_optimizer
+from .schedules import Schedule
 
-__all__ = ["fit", "History", "TrainingDivergedError"]
+__all__ = ["fit", "History", "TrainingDivergedError", "accuracy_device"]
 
 Array = Any
+CallbackLike = Callable[[int, dict[str, float]], Any] | Any
 
 
 class TrainingDivergedError(RuntimeError):
@@ -27,9 +31,9 @@ class TrainingDivergedError(RuntimeError):
 class History(dict):
     """Per-epoch records of a :func:`fit` run, as lists keyed by metric name.
 
-    Keys: ``loss`` (mean training loss of the epoch's steps), ``time`` (seconds),
-    ``samples_per_sec``, and with validation data ``val_loss`` and, for classification,
-    ``val_accuracy``.
+    Keys: ``epoch``, ``loss`` (mean training loss of the epoch's steps, with the L2 penalty if
+    any), ``lr`` (at the end of the epoch), ``time`` (seconds), ``samples_per_sec``, and with
+    validation data ``val_loss`` and, for classification, ``val_accuracy``.
     """
 
     @property
@@ -67,10 +71,44 @@ def _check_positive_int(value: Any, name: str, allow_none: bool = False) -> int 
     return value
 
 
+def _hooks(callbacks: Sequence[CallbackLike]) -> tuple[list, list, list]:
+    begin, epoch_end, end = [], [], []
+    for cb in callbacks:
+        if hasattr(cb, "on_epoch_end"):
+            begin.append(getattr(cb, "on_train_begin", None))
+            epoch_end.append(cb.on_epoch_end)
+            end.append(getattr(cb, "on_train_end", None))
+        elif callable(cb):
+            epoch_end.append(cb)
+        else:
+            raise TypeError(f"a callback must be callable or have on_epoch_end, got {cb!r}")
+    return [b for b in begin if b], epoch_end, [e for e in end if e]
+
+
+def _resume(model: MLP, optimizer: Optimizer | None, path: Any) -> tuple[Optimizer, dict[str, Any]]:
+    from .io import load_checkpoint
+
+    ck = load_checkpoint(path)
+    meta = ck["model_meta"]
+    mine = (list(model.layers), list(model.activations), model.loss)
+    theirs = (meta["layers"], meta["activations"], meta["loss"])
+    if mine != theirs:
+        raise ValueError(f"checkpoint {os.fspath(path)} is for a model {theirs}, not {mine}")
+    model.set_weights(ck["weights"])
+    opt_state = ck["optimizer"]
+    if optimizer is None:
+        optimizer = get_optimizer(opt_state["name"], **opt_state["hyperparameters"])
+    optimizer.load_state_dict(opt_state, model.backend)
+    state = ck["state"]
+    model.rng.bit_generator.state = state["rng_state"]
+    optimizer.lr = state["base_lr"]
+    return optimizer, state
+
+
 def fit(
     model: MLP,
     X: Any,
-    y: Any,
+    y: Any = None,
     *,
     epochs: int = 100,
     batch_size: int | None = None,
@@ -78,7 +116,15 @@ def fit(
     shuffle: bool = True,
     validation_data: tuple[Any, Any] | None = None,
     progress: bool = False,
-    callbacks: Sequence[Callable[[int, dict[str, float]], bool | None]] = (),
+    callbacks: Sequence[CallbackLike] = (),
+    accumulate: int = 1,
+    schedule: Schedule | Callable[[int, float], float] | None = None,
+    alpha: float = 0.0,
+    clip_norm: float | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 1,
+    resume_from: str | os.PathLike | None = None,
+    sample_weight: Any = None,
 ) -> History:
     """Train ``model`` in place with minibatch gradient descent.
 
@@ -87,26 +133,49 @@ def fit(
     model : MLP
         The model; its backend runs every step.
     X, y : array-like
-        Training data (host arrays; validated and moved to the device once).
+        Training data. Host arrays are validated and moved to the device once. A memory-mapped
+        array (``np.load(path, mmap_mode="r")``) is read in shuffled blocks of ``batch_size``
+        rows, never whole. With ``y=None``, ``X`` may be a re-iterable of ``(X, y)`` batches.
     epochs : int, default 100
-        Passes over the data.
+        Total passes over the data (with ``resume_from``, counted from the first run).
     batch_size : int, optional
-        Rows per step; ``None`` trains on the full batch.
+        Rows per optimizer step; ``None`` trains on the full batch.
     optimizer : Optimizer, optional
         Default ``Adam(lr=1e-3)``. Its state carries over between calls.
     shuffle : bool, default True
-        Reshuffle the rows every epoch (with the model's generator).
+        Reshuffle every epoch (with the model's generator).
     validation_data : (X_val, y_val), optional
-        Evaluated after every epoch.
+        Evaluated after every epoch (``val_loss``, ``val_accuracy``).
     progress : bool, default False
         Show a progress bar (tqdm) with the loss and samples/s.
-    callbacks : sequence of callables
-        ``callback(epoch, logs)`` after every epoch; returning True stops training.
+    callbacks : sequence
+        Callables ``cb(epoch, logs)`` or :class:`~mlp_accel.callbacks.Callback` objects;
+        returning True from an epoch hook stops training.
+    accumulate : int, default 1
+        Split each batch into this many micro-batches and make one update from their summed
+        gradients: the same result as the whole batch, in less memory.
+    schedule : Schedule or callable, optional
+        ``factor = schedule(step, epoch)`` multiplies the optimizer's learning rate before
+        each step (see :mod:`mlp_accel.schedules`); the base rate is restored at the end.
+    alpha : float, default 0
+        L2 penalty on the weights (scikit-learn's ``alpha``).
+    clip_norm : float, optional
+        Clip the global gradient norm to this value.
+    checkpoint : path, optional
+        Write weights, optimizer state, epoch, RNG state and history here (atomically) every
+        ``checkpoint_every`` epochs and at the end.
+    resume_from : path, optional
+        Continue from a checkpoint: weights, optimizer state, shuffling RNG and history are
+        restored and training runs from the saved epoch up to ``epochs``.
+    sample_weight : array-like of shape (n_samples,), optional
+        Non-negative weight per row of in-memory ``X``: each step minimizes the weighted mean
+        loss of its batch (the L2 penalty divided by the batch's weight sum), as
+        scikit-learn's MLP, and the epoch's ``loss`` is the weighted mean.
 
     Returns
     -------
     History
-        Per-epoch loss, time, samples/s and validation metrics.
+        Per-epoch loss, learning rate, time, samples/s and validation metrics.
 
     Raises
     ------
@@ -116,59 +185,112 @@ def fit(
     """
     epochs = _check_positive_int(epochs, "epochs")
     batch_size = _check_positive_int(batch_size, "batch_size", allow_none=True)
-    optimizer = Adam(1e-3) if optimizer is None else optimizer
-    if not isinstance(optimizer, Optimizer):
+    accumulate = _check_positive_int(accumulate, "accumulate")
+    checkpoint_every = _check_positive_int(checkpoint_every, "checkpoint_every")
+    if alpha < 0:
+        raise ValueError(f"alpha must be non-negative, got {alpha}")
+    if clip_norm is not None and not clip_norm > 0:
+        raise ValueError(f"clip_norm must be positive, got {clip_norm}")
+    if optimizer is not None and not isinstance(optimizer, Optimizer):
         raise TypeError(
             f"optimizer must be an mlp_accel.optim.Optimizer, got {type(optimizer).__name__}"
         )
-    backend = model.backend
-    Xd, yd = model.prepare(X, y)
-    val = model.prepare(*validation_data) if validation_data is not None else None
-    classify = model.loss != "squared_error"
-    n = Xd.shape[0]
-    bs = n if batch_size is None else min(batch_size, n)
-    starts = range(0, n, bs)
+    begin_hooks, epoch_hooks, end_hooks = _hooks(callbacks)
 
     history = History()
-    epoch_iter: Any = range(1, epochs + 1)
+    first_epoch = 1
+    if resume_from is not None:
+        optimizer, state = _resume(model, optimizer, resume_from)
+        first_epoch = int(state["epoch"]) + 1
+        for key, values in state["history"].items():
+            history[key] = list(values)
+    optimizer = Adam(1e-3) if optimizer is None else optimizer
+    base_lr = optimizer.lr
+    steps_done = optimizer.t
+
+    backend = model.backend
+    source = make_source(model, X, y, epochs - first_epoch + 1, sample_weight)
+    # The epoch loss is a mean over rows, or over the weights with sample weights.
+    weight_sum = None if sample_weight is None else float(source.w_total)
+    val = model.prepare(*validation_data) if validation_data is not None else None
+    classify = model.loss != "squared_error"
+    step_options = {"accumulate": accumulate, "alpha": alpha, "clip_norm": clip_norm}
+
+    def save_checkpoint(epoch: int) -> None:
+        from .io import save_checkpoint as write
+
+        state = {
+            "epoch": epoch,
+            "rng_state": model.rng.bit_generator.state,
+            "base_lr": base_lr,
+            "history": dict(history),
+        }
+        write(checkpoint, model, optimizer, state)
+
+    for hook in begin_hooks:
+        hook(model)
+    epoch_iter: Any = range(first_epoch, epochs + 1)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(epoch_iter, unit="epoch", dynamic_ncols=True, leave=False)
         epoch_iter = bar
-    for epoch in epoch_iter:
-        t0 = time.perf_counter()
-        snapshot = [backend.copy(p) for p in model.params]
-        if shuffle and bs < n:
-            order = backend.index_array(model.rng.permutation(n))
-            Xe, ye = backend.take_rows(Xd, order), backend.take_rows(yd, order)
-        else:
-            Xe, ye = Xd, yd
-        total = None
-        for start in starts:
-            stop = start + bs
-            loss_sum = model.train_step(Xe[start:stop], ye[start:stop], optimizer)
-            total = loss_sum if total is None else total + loss_sum
-        loss = float(backend.to_numpy(total)) / n
-        elapsed = time.perf_counter() - t0
-        if not math.isfinite(loss):
-            model.set_params(snapshot)
-            raise TrainingDivergedError(
-                f"training diverged: the loss became {loss} in epoch {epoch}; the model keeps "
-                f"its weights from before that epoch. Lower the learning rate (now "
-                f"{optimizer.lr:g}), scale the inputs, or use float64."
-            )
-        logs = {"loss": loss, "time": elapsed, "samples_per_sec": n / elapsed}
-        if val is not None:
-            logs["val_loss"] = float(backend.to_numpy(model.loss_sum(*val))) / val[0].shape[0]
-            if classify:
-                logs["val_accuracy"] = accuracy_device(model, *val)
-        history.append(**logs)
+    try:
+        for epoch in epoch_iter:
+            t0 = time.perf_counter()
+            snapshot = [backend.copy(p) for p in model.params]
+            total: Any = 0.0
+            rows = 0
+            n_batches = None
+            if source.n_rows is not None and schedule is not None:
+                bs = source.n_rows if batch_size is None else batch_size
+                n_batches = -(-source.n_rows // bs)
+            for i, (Xb, yb, *wb) in enumerate(source.epoch(model.rng, batch_size, shuffle)):
+                if schedule is not None:
+                    fraction = i / n_batches if n_batches else 0.0
+                    optimizer.lr = base_lr * schedule(steps_done, epoch - 1 + fraction)
+                total = total + model.train_step(
+                    Xb, yb, optimizer, sample_weight=wb[0] if wb else None, **step_options
+                )
+                rows += Xb.shape[0]
+                steps_done += 1
+            loss = float(backend.to_numpy(total)) / (rows if weight_sum is None else weight_sum)
+            elapsed = time.perf_counter() - t0
+            if not math.isfinite(loss):
+                model.set_params(snapshot)
+                raise TrainingDivergedError(
+                    f"training diverged: the loss became {loss} in epoch {epoch}; the model "
+                    f"keeps its weights from before that epoch. Lower the learning rate (now "
+                    f"{optimizer.lr:g}), scale the inputs, or use float64."
+                )
+            logs = {
+                "epoch": epoch,
+                "loss": loss,
+                "lr": optimizer.lr,
+                "time": elapsed,
+                "samples_per_sec": rows / elapsed,
+            }
+            if val is not None:
+                logs["val_loss"] = float(backend.to_numpy(model.loss_sum(*val))) / val[0].shape[0]
+                if classify:
+                    logs["val_accuracy"] = accuracy_device(model, *val)
+            history.append(**logs)
+            if bar is not None:
+                bar.set_postfix(
+                    loss=f"{loss:.4g}", samples_s=f"{rows / elapsed:.3g}", refresh=False
+                )
+            stop = any([bool(hook(epoch, logs)) for hook in epoch_hooks])
+            if checkpoint is not None and (
+                stop or epoch % checkpoint_every == 0 or epoch == epochs
+            ):
+                save_checkpoint(epoch)
+            if stop:
+                break
+    finally:
+        optimizer.lr = base_lr
         if bar is not None:
-            bar.set_postfix(loss=f"{loss:.4g}", samples_s=f"{n / elapsed:.3g}", refresh=False)
-        if any(cb(epoch, logs) for cb in callbacks):
-            break
-    if bar is not None:
-        bar.close()
+            bar.close()
+    for hook in end_hooks:
+        hook()
     return history

@@ -14,8 +14,9 @@ import types
 import weakref
 from typing import Any
 
-import _cuda_emulator as emulator
 import numpy as np
+
+from . import _cuda_emulator as emulator
 
 __version__ = "0.0-emulated"
 ndarray = np.ndarray

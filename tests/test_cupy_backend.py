@@ -17,8 +17,6 @@ import shutil
 import subprocess
 import sys
 
-import _cuda_emulator as emulator
-import _fake_cupy as fake_cupy
 import numpy as np
 import pytest
 
@@ -36,6 +34,9 @@ from mlp_accel.backends.base import IDENTITY
 from mlp_accel.backends.numpy_backend import NumpyBackend
 from mlp_accel.data import load_dataset
 from mlp_accel.losses import get_loss
+
+from . import _cuda_emulator as emulator
+from . import _fake_cupy as fake_cupy
 
 # -- start-up, registry, packaging (no GPU needed) ------------------------------------------
 

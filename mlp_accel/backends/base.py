@@ -12,6 +12,7 @@ returned lists.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -96,6 +97,17 @@ class Backend:
     def take_rows(self, x: Array, index: Array) -> Array:
         """Rows of ``x`` at the integer positions ``index`` (a device array)."""
         return self.xp.take(x, index, axis=0)
+
+    def stream_to_device(
+        self, host_batches: Iterator[tuple[Any, Any]], dtype: str
+    ) -> Iterator[tuple[Array, Array]]:
+        """Move a stream of validated host batches ``(X, y)`` to the device, in order.
+
+        The generic version copies each batch when it is asked for; a GPU backend overrides
+        this to copy the next batch while the current one computes.
+        """
+        for X, y in host_batches:
+            yield self.asarray(X, dtype), self.asarray(y, dtype)
 
     def describe(self) -> dict[str, str]:
         """Facts about the backend for ``mlp-accel backends``."""

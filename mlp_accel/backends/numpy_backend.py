@@ -1,4 +1,11 @@
-"""The NumPy backend: the generic hooks on ``array_api_compat.numpy``."""
+"""The NumPy backend: the generic hooks on ``array_api_compat.numpy``, with in-place NumPy
+versions of the hottest ones (CONVENTIONS 7: in-place work is opt-in and lives in backends).
+
+The overrides compute the same expressions as the generic hooks; they only avoid temporaries:
+the bias is added into the product, the activation derivative is multiplied into the incoming
+gradient (a fresh array this backend owns), and optimizer state and parameters are updated in
+place.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +14,14 @@ from typing import Any
 import array_api_compat.numpy as xp_numpy
 import numpy as np
 
+from ..activations import Activation
 from .base import Backend
 
 __all__ = ["NumpyBackend"]
 
 
 class NumpyBackend(Backend):
-    """Runs the generic array-API code on NumPy, on the host CPU."""
+    """Runs the array-API code on NumPy, on the host CPU."""
 
     name = "numpy"
     xp = xp_numpy
@@ -28,6 +36,9 @@ class NumpyBackend(Backend):
     def copy(self, x: np.ndarray) -> np.ndarray:
         return x.copy()
 
+    def take_rows(self, x: np.ndarray, index: np.ndarray) -> np.ndarray:
+        return x[index]
+
     def describe(self) -> dict[str, str]:
         from threadpoolctl import threadpool_info
 
@@ -37,3 +48,64 @@ class NumpyBackend(Backend):
             if p.get("user_api") == "blas"
         ]
         return {"device": "cpu", "numpy": np.__version__, "blas": "; ".join(blas) or "unknown"}
+
+    # -- hot hooks, in place -------------------------------------------------------------------
+    def dense_forward(
+        self, a_prev: np.ndarray, W: np.ndarray, b: np.ndarray, activation: Activation
+    ) -> tuple[np.ndarray, np.ndarray]:
+        z = a_prev @ W
+        z += b
+        if activation.name == "relu":
+            return z, np.maximum(z, 0.0)
+        return z, activation.forward(z, xp=np)
+
+    def dense_backward(
+        self,
+        grad: np.ndarray,
+        z: np.ndarray,
+        a: np.ndarray,
+        a_prev: np.ndarray,
+        W: np.ndarray,
+        activation: Activation,
+        need_input_grad: bool,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        # grad is always a fresh array made by the layer above (or the loss): ours to reuse.
+        if activation.name == "relu":
+            np.multiply(grad, z > 0, out=grad)
+            dz = grad
+        elif activation.derivative is not None:
+            grad *= activation.derivative(z, a, np)
+            dz = grad
+        else:
+            dz = activation.vjp(grad, z, a, np)
+        dW = a_prev.T @ dz
+        db = dz.sum(axis=0)
+        da_prev = dz @ W.T if need_input_grad else None
+        return dW, db, da_prev
+
+    def sgd_update(self, params, grads, velocity, lr, momentum, nesterov):
+        if velocity is None:
+            for p, g in zip(params, grads):
+                p -= lr * g
+            return params, None
+        for p, g, v in zip(params, grads, velocity):
+            v *= momentum
+            v += g
+            if nesterov:
+                p -= lr * (g + momentum * v)
+            else:
+                p -= lr * v
+        return params, velocity
+
+    def adam_update(self, params, grads, m, v, step, lr, beta1, beta2, eps):
+        c1 = 1.0 - beta1**step
+        c2 = 1.0 - beta2**step
+        for p, g, mi, vi in zip(params, grads, m, v):
+            mi *= beta1
+            mi += (1.0 - beta1) * g
+            vi *= beta2
+            vi += (1.0 - beta2) * (g * g)
+            denom = np.sqrt(vi / c2)
+            denom += eps
+            p -= lr * (mi / c1) / denom
+        return params, m, v

@@ -1,0 +1,104 @@
+"""Throughput measurement, shared by ``mlp-accel bench`` and the pytest-benchmark suite.
+
+Every measured step is built once, here, as a zero-argument callable, and timed either by
+pytest-benchmark (``benchmarks/``) or by :func:`time_interleaved` (``mlp-accel bench``):
+
+- ``train``: :meth:`MLP.train_step` on a batch already on the device (forward, backward,
+  Adam update), :func:`train_call`.
+- ``fit``: one :func:`mlp_accel.fit` call of a few full-batch epochs, the public training
+  API, :func:`fit_call`.
+- ``infer``: :meth:`MLP.forward_device`, forward only, :func:`infer_call`.
+- ``lean-numpy (ref)``: a minimal hand-written NumPy step for the same network
+  (:class:`LeanNumpyMLP`), the floor the library's abstraction is measured against.
+- peers: scikit-learn's ``partial_fit`` and PyTorch eager (CPU, and CUDA beside a GPU
+  backend) on the same batch, layers, loss and optimizer, where installed.
+- the machine's limit: the GEMM rate of each backend's matrix product (:func:`measure_gemm`).
+
+Each backend runs the one :class:`~mlp_accel.model.MLP` class; only the backend differs. Data
+is built on the device before timing, JIT code is warmed up by untimed calls, and every call
+synchronizes the device before it returns, so GPU work is inside the timed region.
+
+The package is imported lazily (by the CLI's ``bench`` command and the suite); it imports
+scikit-learn, PyTorch and matplotlib only when a peer or a plot asks for them.
+
+Modules: :mod:`.cases` (shapes, data, the library's steps), :mod:`.peers` (reference and
+peers), :mod:`.machine` (memory, threads, versions, GEMM rate), :mod:`.runner` (timing, the
+whole run, sweep and crossovers), :mod:`.report` (table, markdown, JSON, plot).
+"""
+
+from __future__ import annotations
+
+from .cases import (
+    DTYPES,
+    LEARNING_RATE,
+    QUICK_SHAPES,
+    SHAPES,
+    SWEEP_FAMILIES,
+    HostData,
+    Shape,
+    Workload,
+    fit_call,
+    fit_epochs,
+    gemm_call,
+    host_data,
+    infer_call,
+    make_workload,
+    sweep_batches,
+    train_call,
+)
+from .machine import (
+    device_memory,
+    is_gpu,
+    measure_gemm,
+    peak_rss_bytes,
+    reset_peak_rss,
+    shape_runs_on,
+    system_info,
+    thread_info,
+    thread_limits,
+)
+from .peers import LeanNumpyMLP, Peer, PeerUnavailable, sklearn_peer, torch_peer
+from .report import format_markdown, format_table, plot_report, write_json
+from .runner import SCHEMA, BenchConfig, crossovers, run_bench, time_interleaved
+
+__all__ = [
+    "DTYPES",
+    "LEARNING_RATE",
+    "QUICK_SHAPES",
+    "SHAPES",
+    "SWEEP_FAMILIES",
+    "SCHEMA",
+    "Shape",
+    "HostData",
+    "Workload",
+    "host_data",
+    "make_workload",
+    "train_call",
+    "infer_call",
+    "fit_call",
+    "fit_epochs",
+    "gemm_call",
+    "sweep_batches",
+    "LeanNumpyMLP",
+    "Peer",
+    "PeerUnavailable",
+    "sklearn_peer",
+    "torch_peer",
+    "is_gpu",
+    "shape_runs_on",
+    "device_memory",
+    "reset_peak_rss",
+    "peak_rss_bytes",
+    "measure_gemm",
+    "thread_limits",
+    "thread_info",
+    "system_info",
+    "BenchConfig",
+    "time_interleaved",
+    "crossovers",
+    "run_bench",
+    "format_table",
+    "format_markdown",
+    "write_json",
+    "plot_report",
+]

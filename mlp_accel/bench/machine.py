@@ -1,0 +1,287 @@
+"""The machine under test: devices, memory, threads, versions, the GEMM rate.
+
+Nothing here imports cupy, numba or torch; they are read from ``sys.modules`` when a backend
+or a peer has already loaded them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import platform
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..backends import Backend
+from .cases import Shape, gemm_call
+
+
+# -- devices and memory ---------------------------------------------------------------------
+def is_gpu(backend: Backend) -> bool:
+    """Whether the backend computes on an accelerator rather than the host CPU."""
+    return not str(backend.device).lower().startswith("cpu")
+
+
+def _cupy() -> Any:
+    # cupy is only ever imported by the cupy backend; this module never imports it itself.
+    return sys.modules.get("cupy")
+
+
+def device_memory(backend: Backend) -> dict[str, int] | None:
+    """Device memory held by a GPU backend's pool (CuPy), or ``None`` on the CPU."""
+    cupy = _cupy()
+    if not is_gpu(backend) or cupy is None:
+        return None
+    pool = cupy.get_default_memory_pool()
+    return {"pool_total_bytes": int(pool.total_bytes()), "pool_used_bytes": int(pool.used_bytes())}
+
+
+def _device_free_bytes(backend: Backend) -> int | None:
+    cupy = _cupy()
+    if cupy is None:
+        return None
+    try:
+        free, _total = cupy.cuda.runtime.memGetInfo()
+        return int(free) + int(cupy.get_default_memory_pool().free_bytes())
+    except Exception:  # a driver query failing is no reason to stop measuring
+        return None
+
+
+def _bytes_needed(shape: Shape, dtype: str) -> int:
+    """A generous estimate of the device memory one workload needs."""
+    itemsize = np.dtype(dtype).itemsize
+    n_params = sum(a * b + b for a, b in zip(shape.layers[:-1], shape.layers[1:]))
+    data = shape.batch * (shape.layers[0] + shape.layers[-1])
+    # z and a per layer, their gradients, and a temporary or two: about 4 per activation.
+    activations = 4 * shape.batch * sum(shape.layers[1:])
+    return int(1.5 * itemsize * (data + activations + 5 * n_params))
+
+
+def shape_runs_on(shape: Shape, backend: Backend, dtype: str) -> tuple[bool, str]:
+    """Whether ``shape`` runs on ``backend``; if not, why (for the skip message)."""
+    if not shape.gpu_only:
+        return True, ""
+    if not is_gpu(backend):
+        return False, f"{shape.name} runs only on a GPU; backend {backend.name!r} is on the CPU"
+    need = _bytes_needed(shape, dtype)
+    free = _device_free_bytes(backend)
+    if free is not None and free < need:
+        return False, (
+            f"{shape.name} {dtype} needs about {need / 2**30:.1f} GiB of device memory; "
+            f"{free / 2**30:.1f} GiB free on {backend.name}"
+        )
+    return True, ""
+
+
+def reset_peak_rss() -> bool:
+    """Reset the process's peak resident set size (Linux ``clear_refs``); False if impossible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process in bytes (since the last reset, on Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # ru_maxrss is in kilobytes on Linux and in bytes on macOS.
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+# -- threads and the machine ---------------------------------------------------------------------
+_ACTIVE_THREADS: int | None = None
+_RESTORE: list[Callable[[], None]] = []
+
+
+def limit_torch_threads(torch: Any) -> None:
+    """Apply the active limit to PyTorch's CPU pool, remembering how to undo it."""
+    if _ACTIVE_THREADS is None or torch.get_num_threads() == _ACTIVE_THREADS:
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(_ACTIVE_THREADS)
+    _RESTORE.append(lambda: torch.set_num_threads(before))
+
+
+@contextlib.contextmanager
+def thread_limits(threads: int | None) -> Iterator[None]:
+    """Limit BLAS (threadpoolctl), Numba and PyTorch to ``threads`` threads; None: leave all.
+
+    Numba is limited only when a backend has already imported it; PyTorch now if loaded, or
+    when the torch peer starts. Everything is restored on exit.
+    """
+    global _ACTIVE_THREADS
+    if threads is None:
+        yield
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads, user_api="blas"):
+        _ACTIVE_THREADS = threads
+        numba = sys.modules.get("numba")
+        if numba is not None:
+            before = numba.get_num_threads()
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            _RESTORE.append(lambda: numba.set_num_threads(before))
+        if "torch" in sys.modules:
+            limit_torch_threads(sys.modules["torch"])
+        try:
+            yield
+        finally:
+            _ACTIVE_THREADS = None
+            while _RESTORE:
+                _RESTORE.pop()()
+
+
+def thread_info() -> dict[str, Any]:
+    """Thread pools in use: BLAS and OpenMP (threadpoolctl), Numba and PyTorch if loaded."""
+    from threadpoolctl import threadpool_info
+
+    pools = [
+        {
+            "user_api": p.get("user_api"),
+            "internal_api": p.get("internal_api"),
+            "version": p.get("version"),
+            "num_threads": p.get("num_threads"),
+            "library": os.path.basename(str(p.get("filepath", ""))),
+        }
+        for p in threadpool_info()
+    ]
+    info: dict[str, Any] = {"threadpools": pools, "limit": _ACTIVE_THREADS}
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        info["numba"] = int(numba.get_num_threads())
+        info["numba_layer"] = str(numba.config.THREADING_LAYER)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        info["torch"] = int(torch.get_num_threads())
+    env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS") if k in os.environ}
+    if env:
+        info["environment"] = env
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _memory_gib() -> float | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    from .. import __version__
+
+    found = {}
+    for dist in metadata.distributions():
+        name = (dist.metadata["Name"] or "").lower()
+        if name in _VERSIONED or name.startswith("cupy"):
+            found[name] = dist.version
+    versions = {"python": platform.python_version(), "mlp_accel": __version__}
+    order = {name: i for i, name in enumerate(_VERSIONED)}
+    versions.update(sorted(found.items(), key=lambda kv: order.get(kv[0], len(order))))
+    return versions
+
+
+_VERSIONED = (
+    "numpy",
+    "array-api-compat",
+    "numba",
+    "llvmlite",
+    "scikit-learn",
+    "threadpoolctl",
+    "torch",
+    "matplotlib",
+    "pytest-benchmark",
+)
+
+
+def _gpu_name(backends: Sequence[Backend]) -> str | None:
+    names = []
+    for backend in backends:
+        if not is_gpu(backend):
+            continue
+        cupy = _cupy()
+        try:
+            if cupy is not None:
+                props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+                names.append(
+                    props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+                )
+                continue
+        except Exception:  # fall back to what the backend says about itself
+            pass
+        names.append(str(backend.describe().get("device", backend.device)))
+    torch = sys.modules.get("torch")
+    if not names and torch is not None and torch.cuda.is_available():
+        names.append(torch.cuda.get_device_name())
+    return "; ".join(dict.fromkeys(names)) or None
+
+
+def system_info(backends: Sequence[Backend] = ()) -> dict[str, Any]:
+    """The machine and software a result belongs to: CPU, cores, threads, versions, GPU."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    mem = _memory_gib()
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": usable,
+        "memory_gib": round(mem, 1) if mem else None,
+        # Other processes' load: the numbers of a busy shared machine are to be read with it.
+        "load_average": [round(x, 2) for x in os.getloadavg()]
+        if hasattr(os, "getloadavg")
+        else None,
+        "gpu": _gpu_name(backends),
+        "threads": thread_info(),
+        "versions": _versions(),
+        "backends": {b.name: b.describe() for b in backends},
+    }
+
+
+def measure_gemm(backend: Backend, dtype: str, n: int | None = None, quick: bool = False) -> dict:
+    """The GEMM rate (GFLOP/s) of the backend's matrix product for ``dtype``.
+
+    A square product large enough to reach the BLAS (or cuBLAS) peak: 2048 on a CPU, 8192
+    on a GPU. The best of a few calls is taken, since the machine's limit is the question.
+    """
+    if n is None:
+        n = 8192 if is_gpu(backend) else 2048
+    call, flops = gemm_call(backend, dtype, n)
+    call()
+    times = []
+    for _ in range(2 if quick else 4):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    best = min(times)
+    return {"backend": backend.name, "dtype": dtype, "n": n, "gflops": flops / best / 1e9}

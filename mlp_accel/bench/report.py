@@ -1,0 +1,247 @@
+"""Presenting a bench report: the text table, a markdown table, the JSON file, the plot.
+
+A report is the dict :func:`mlp_accel.bench.run_bench` returns; everything here reads only
+that, so a saved JSON file can be turned into a table or a plot again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+from ..io import atomic_write
+
+__all__ = ["format_table", "format_markdown", "write_json", "plot_report", "COLUMN_NOTES"]
+
+#: What each column means; printed under the table and in the README.
+COLUMN_NOTES: tuple[tuple[str, str], ...] = (
+    ("train/s", "samples/s of MLP.train_step (forward + backward + Adam) on device data"),
+    ("fit/s", "samples/s through ma.fit (full batch per epoch, a few epochs per call)"),
+    ("infer/s", "samples/s of the forward pass"),
+    ("x numpy", "train/s over the numpy backend's train/s"),
+    ("fit/lean", "fit/s over the lean NumPy reference's train/s (numpy target: >= 0.90)"),
+    ("x <peer>", "train/s over that peer's train/s (above 1: faster than the peer)"),
+    ("%GEMM", "train FLOP rate (6 x batch x sum(n_in x n_out) per step) / GEMM rate"),
+    ("peak RSS", "process peak resident memory during a step (device pool on a GPU)"),
+)
+
+
+def _si(x: float | None) -> str:
+    """Samples/s with an SI suffix, three significant digits."""
+    if x is None:
+        return "-"
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
+def _ratio(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def _percent(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def _mib(row: dict[str, Any]) -> str:
+    if row.get("pool_total_bytes") is not None:
+        return f"{row['pool_total_bytes'] / 2**20:.0f} MiB dev"
+    value = row.get("peak_rss_bytes")
+    return "-" if value is None else f"{value / 2**20:.0f} MiB"
+
+
+def _peer_names(report: dict[str, Any]) -> list[str]:
+    return list(dict.fromkeys(r["impl"] for r in report["rows"] if r["kind"] == "peer"))
+
+
+def _columns(report: dict[str, Any]) -> list[tuple[str, Callable[[dict], str]]]:
+    columns: list[tuple[str, Callable[[dict], str]]] = [
+        ("shape", lambda r: r["shape"]),
+        ("dtype", lambda r: r["dtype"]),
+        ("impl", lambda r: r["label"]),
+        ("train/s", lambda r: _si(r["train_samples_per_sec"])),
+        ("fit/s", lambda r: _si(r["fit_samples_per_sec"])),
+        ("infer/s", lambda r: _si(r["infer_samples_per_sec"])),
+        ("x numpy", lambda r: _ratio(r.get("ratio_to_numpy"))),
+        ("fit/lean", lambda r: _ratio(r.get("fit_to_lean"))),
+    ]
+    for peer in _peer_names(report):
+        columns.append((f"x {peer}", lambda r, p=peer: _ratio(r.get("ratio_to_peer", {}).get(p))))
+    columns += [("%GEMM", lambda r: _percent(r.get("gemm_fraction"))), ("peak RSS", _mib)]
+    return columns
+
+
+def _header_lines(report: dict[str, Any]) -> list[str]:
+    h = report["header"]
+    cfg = report["config"]
+    threads = h["threads"]
+    pools = ", ".join(
+        f"{p['internal_api']} {p.get('version') or ''} x{p['num_threads']} ({p['library']})"
+        for p in threads["threadpools"]
+    ).replace("  ", " ")
+    extra = [f"{k} {threads[k]}" for k in ("numba", "torch") if k in threads]
+    limit = f"limit {threads['limit']}" if threads.get("limit") else "no limit (library defaults)"
+    versions = ", ".join(f"{k} {v}" for k, v in h["versions"].items())
+    gemm = ", ".join(
+        f"{g['backend']} {g['dtype']} {g['gflops']:.1f}" for g in report.get("gemm", [])
+    )
+    mem = f", {h['memory_gib']} GiB" if h.get("memory_gib") else ""
+    return [
+        f"mlp-accel bench, {h['date']}{' (quick)' if cfg['quick'] else ''}",
+        f"machine: {h['cpu']}, {h['logical_cpus']} logical CPUs ({h['usable_cpus']} usable)"
+        f"{mem}; GPU: {h.get('gpu') or 'none'}; {h['platform']}; load average at the end "
+        f"{' '.join(map(str, h.get('load_average') or [])) or 'unknown'} (1, 5, 15 min)",
+        f"threads: {'; '.join([pools, *extra])}; {limit}",
+        f"versions: {versions}",
+        f"GEMM rate (GFLOP/s, square matmul): {gemm or 'not measured'}",
+        f"backends: {', '.join(cfg['backends'])}",
+    ]
+
+
+def _sweep_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    sweep = report.get("sweep", [])
+    series = list(dict.fromkeys((r["family"], r["backend"]) for r in sweep))
+    batches = sorted({r["batch"] for r in sweep})
+    value = {(r["family"], r["backend"], r["batch"]): r["train_samples_per_sec"] for r in sweep}
+    head = ["batch", *(f"{family} {backend}" for family, backend in series)]
+    body = [[str(b), *(_si(value.get((f, k, b))) for f, k in series)] for b in batches]
+    return head, body
+
+
+def _text_grid(head: list[str], body: list[list[str]]) -> list[str]:
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in body]
+    return lines
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The report as the plain-text table ``mlp-accel bench`` prints."""
+    columns = _columns(report)
+    head = [name for name, _ in columns]
+    body = [[fn(row) for _, fn in columns] for row in report["rows"]]
+    lines = [*_header_lines(report), ""]
+    lines += _text_grid(head, body) if body else ["(no measurements)"]
+    lines += ["", "columns: " + "; ".join(f"{k} = {v}" for k, v in COLUMN_NOTES)]
+    lines += ["(ref) = hand-written NumPy reference; (peer) = another library, same step"]
+    if report.get("sweep"):
+        dtype = report["sweep"][0]["dtype"]
+        lines += ["", f"batch-size sweep: train samples/s ({dtype})"]
+        lines += _text_grid(*_sweep_table(report))
+    if report.get("crossovers"):
+        lines += ["", "crossovers:", *(f"  {c}" for c in report["crossovers"])]
+    if report.get("skipped"):
+        lines += ["", "skipped:"]
+        lines += [f"  {_skip_text(s)}" for s in report["skipped"]]
+    lines += ["", f"wall time {report['wall_seconds']:.1f} s"]
+    return "\n".join(lines)
+
+
+def _skip_text(s: dict[str, Any]) -> str:
+    where = " ".join(str(s[k]) for k in ("shape", "dtype") if k in s)
+    return f"{s['what']}{' ' + where if where else ''}: {s['reason']}"
+
+
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def format_markdown(report: dict[str, Any]) -> str:
+    """The report as markdown: a header list, the table, the sweep and its crossovers."""
+    columns = _columns(report)
+    lines = [f"- {line}" for line in _header_lines(report)]
+    lines += ["", _md_row([name for name, _ in columns])]
+    lines.append("|" + "|".join("---" if i < 3 else "---:" for i in range(len(columns))) + "|")
+    lines += [_md_row([fn(row) for _, fn in columns]) for row in report["rows"]]
+    if report.get("sweep"):
+        head, body = _sweep_table(report)
+        lines += ["", f"Batch-size sweep, train samples/s ({report['sweep'][0]['dtype']}):", ""]
+        lines += [_md_row(head), "|" + "|".join(["---:"] * len(head)) + "|"]
+        lines += [_md_row(row) for row in body]
+    if report.get("crossovers"):
+        lines += ["", *(f"- {c}" for c in report["crossovers"])]
+    if report.get("skipped"):
+        lines += ["", "Skipped here:", ""]
+        lines += [f"- {_skip_text(s)}" for s in report["skipped"]]
+    return "\n".join(lines)
+
+
+def write_json(report: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write the report as JSON, atomically (a crash leaves any earlier file intact)."""
+    data = json.dumps(report, indent=2, sort_keys=False, default=str).encode("utf-8")
+    atomic_write(path, lambda f: f.write(data + b"\n"))
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError("--plot needs matplotlib: pip install 'mlp-accel[plot]'") from exc
+    return plt
+
+
+def plot_report(report: dict[str, Any], path: str | os.PathLike) -> None:
+    """Save a PNG: train samples/s per implementation and shape (bars, one panel per dtype),
+    and the batch-size sweep (throughput against batch size per backend).
+
+    Raises
+    ------
+    ImportError
+        If matplotlib is not installed (``pip install 'mlp-accel[plot]'``).
+    """
+    plt = _pyplot()
+    import numpy as np
+
+    dtypes = list(dict.fromkeys(r["dtype"] for r in report["rows"]))
+    families = list(dict.fromkeys(r["family"] for r in report.get("sweep", [])))
+    ncols = max(len(dtypes), len(families), 1)
+    nrows = 1 + bool(families)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(7 * ncols, 4.5 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_visible(False)
+    for ax, dtype in zip(axes[0], dtypes):
+        rows = [r for r in report["rows"] if r["dtype"] == dtype]
+        shapes = list(dict.fromkeys(r["shape"] for r in rows))
+        impls = list(dict.fromkeys(r["label"] for r in rows))
+        width = 0.8 / max(len(impls), 1)
+        for k, impl in enumerate(impls):
+            values = {r["shape"]: r["train_samples_per_sec"] for r in rows if r["label"] == impl}
+            x = np.arange(len(shapes)) + (k - (len(impls) - 1) / 2) * width
+            heights = [values.get(s, 0.0) for s in shapes]
+            hatch = "//" if "(peer)" in impl else ".." if "(ref)" in impl else None
+            ax.bar(x, heights, width, label=impl, hatch=hatch)
+        ax.set_xticks(np.arange(len(shapes)), shapes, rotation=15)
+        ax.set(yscale="log", ylabel="train samples/s", title=f"Training step, {dtype}")
+        ax.legend(fontsize=8)
+        ax.set_visible(True)
+    if families:
+        for ax, family in zip(axes[1], families):
+            records = [r for r in report["sweep"] if r["family"] == family]
+            for backend in dict.fromkeys(r["backend"] for r in records):
+                pts = sorted(
+                    (r["batch"], r["train_samples_per_sec"])
+                    for r in records
+                    if r["backend"] == backend
+                )
+                ax.plot(*zip(*pts), marker="o", label=backend)
+            layers = "-".join(map(str, records[0]["layers"]))
+            ax.set(
+                xscale="log",
+                yscale="log",
+                xlabel="batch size",
+                ylabel="train samples/s",
+                title=f"Batch-size sweep, {family} [{layers}], {records[0]['dtype']}",
+            )
+            ax.legend(fontsize=8)
+            ax.set_visible(True)
+    fig.suptitle(f"mlp-accel bench, {report['header']['cpu']}, {report['header']['date'][:10]}")
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    plt.close(fig)

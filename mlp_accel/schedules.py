@@ -1,0 +1,121 @@
+"""Learning-rate schedules: multiplicative factors of the optimizer's base learning rate.
+
+A schedule is called before every optimizer step with the step count (from 0) and the
+fractional epoch (0.0 at the start of training, 1.0 after the first epoch, ...), and returns
+the factor by which the base learning rate is multiplied for that step.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = [
+    "Schedule",
+    "Constant",
+    "StepDecay",
+    "Cosine",
+    "InvScaling",
+    "Warmup",
+    "get_schedule",
+    "linear_scaling",
+]
+
+
+class Schedule:
+    """Base class: ``factor = schedule(step, epoch)``."""
+
+    def __call__(self, step: int, epoch: float) -> float:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+
+class Constant(Schedule):
+    """The base learning rate throughout."""
+
+    def __call__(self, step: int, epoch: float) -> float:
+        return 1.0
+
+
+class StepDecay(Schedule):
+    """Multiply by ``gamma`` every ``step_size`` epochs."""
+
+    def __init__(self, step_size: int, gamma: float = 0.1) -> None:
+        if step_size < 1:
+            raise ValueError(f"step_size must be at least 1 epoch, got {step_size}")
+        self.step_size, self.gamma = int(step_size), float(gamma)
+
+    def __call__(self, step: int, epoch: float) -> float:
+        return self.gamma ** (int(epoch) // self.step_size)
+
+
+class Cosine(Schedule):
+    """Cosine decay from 1 to ``min_factor`` over ``epochs`` epochs (then stays there)."""
+
+    def __init__(self, epochs: float, min_factor: float = 0.0) -> None:
+        if epochs <= 0:
+            raise ValueError(f"epochs must be positive, got {epochs}")
+        self.epochs, self.min_factor = float(epochs), float(min_factor)
+
+    def __call__(self, step: int, epoch: float) -> float:
+        progress = min(epoch / self.epochs, 1.0)
+        return self.min_factor + (1 - self.min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class InvScaling(Schedule):
+    """``1 / (step + 1) ** power_t``, scikit-learn's ``learning_rate="invscaling"``."""
+
+    def __init__(self, power_t: float = 0.5) -> None:
+        self.power_t = float(power_t)
+
+    def __call__(self, step: int, epoch: float) -> float:
+        return 1.0 / (step + 1) ** self.power_t
+
+
+class Warmup(Schedule):
+    """Linear warmup from ``start_factor`` to 1 over ``epochs`` epochs, then ``after``."""
+
+    def __init__(
+        self, epochs: float, after: Schedule | None = None, start_factor: float = 0.0
+    ) -> None:
+        if epochs <= 0:
+            raise ValueError(f"warmup epochs must be positive, got {epochs}")
+        self.epochs, self.after, self.start_factor = (
+            float(epochs),
+            after or Constant(),
+            float(start_factor),
+        )
+
+    def __call__(self, step: int, epoch: float) -> float:
+        if epoch < self.epochs:
+            return self.start_factor + (1 - self.start_factor) * epoch / self.epochs
+        return self.after(step, epoch - self.epochs)
+
+
+def get_schedule(name: str | Schedule | None, epochs: int, warmup: float = 0.0) -> Schedule:
+    """A schedule by name: ``constant``, ``step`` (x0.1 every third of the run), ``cosine``;
+    with ``warmup > 0`` epochs of linear warmup in front.
+
+    Raises
+    ------
+    ValueError
+        Unknown name; the message lists the valid names.
+    """
+    if isinstance(name, Schedule):
+        base = name
+    elif name in (None, "constant"):
+        base = Constant()
+    elif name == "step":
+        base = StepDecay(max(1, epochs // 3))
+    elif name == "cosine":
+        base = Cosine(max(epochs - warmup, 1e-9))
+    else:
+        raise ValueError(f"unknown schedule {name!r}; valid schedules: constant, step, cosine")
+    return Warmup(warmup, base) if warmup > 0 else base
+
+
+def linear_scaling(lr: float, batch_size: int, reference_batch: int = 256) -> float:
+    """The linear scaling rule (Goyal et al., 2017): ``lr * batch_size / reference_batch``."""
+    return lr * batch_size / reference_batch

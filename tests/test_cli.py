@@ -1,0 +1,234 @@
+"""The mlp-accel command: runs end to end, and fails with one line and no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mlp_accel.cli import main
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mlp_accel", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def test_default_train_reaches_high_accuracy(capsys):
+    assert main(["train", "--no-progress", "--backend", "numpy"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    fields = line.split()
+    test_acc = float(fields[fields.index("test") + 2])
+    assert test_acc >= 0.95
+    assert "samples/s" in line and "layers 2-4-3-1" in line
+
+
+def test_train_save_then_predict(tmp_path, capsys):
+    model = tmp_path / "m.npz"
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "iris",
+                "--epochs",
+                "80",
+                "--no-progress",
+                "--backend",
+                "numpy",
+                "--save",
+                str(model),
+            ]
+        )
+        == 0
+    )
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    csv = tmp_path / "iris.csv"
+    np.savetxt(csv, np.column_stack([X, y]), delimiter=",", header="a,b,c,d,target", comments="")
+    capsys.readouterr()
+    out = tmp_path / "pred.csv"
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(model),
+                "--data",
+                str(csv),
+                "--out",
+                str(out),
+                "--backend",
+                "numpy",
+            ]
+        )
+        == 0
+    )
+    pred = np.loadtxt(out, delimiter=",")
+    assert pred.shape == (150,) and np.mean(pred == y) > 0.9
+    assert (
+        main(
+            ["predict", "--model", str(model), "--data", str(csv), "--proba", "--backend", "numpy"]
+        )
+        == 0
+    )
+    proba = np.loadtxt(capsys.readouterr().out.splitlines(), delimiter=",")
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_regression_dataset_and_csv_data(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "diabetes",
+                "--epochs",
+                "50",
+                "--no-progress",
+                "--backend",
+                "numpy",
+            ]
+        )
+        == 0
+    )
+    assert "R2" in capsys.readouterr().out
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    csv = tmp_path / "d.csv"
+    np.savetxt(
+        csv,
+        np.column_stack([X, (X[:, 0] > 0).astype(int)]),
+        delimiter=",",
+        header="x1,x2,x3,label",
+        comments="",
+    )
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(csv),
+                "--epochs",
+                "50",
+                "--no-progress",
+                "--backend",
+                "numpy",
+                "--batch-size",
+                "32",
+                "--optimizer",
+                "sgd",
+                "--lr",
+                "0.1",
+            ]
+        )
+        == 0
+    )
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "p.png"
+    assert (
+        main(["train", "--epochs", "20", "--no-progress", "--backend", "numpy", "--plot", str(png)])
+        == 0
+    )
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_backends_command(capsys):
+    assert main(["backends"]) == 0
+    out = capsys.readouterr().out
+    assert "numpy" in out and "yes" in out and "auto ->" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--backend", "tpu"], "unknown backend 'tpu'; valid backends"),
+        (["train", "--activations", "relu,swish,sigmoid"], "unknown activation 'swish'"),
+        (["train", "--layers", "3,4,1"], "features"),
+        (["train", "--loss", "hinge"], "unknown loss"),
+        (["train", "--data", "missing.csv"], "not found"),
+        (["train", "--epochs", "0"], "epochs"),
+        (["train", "--dtype", "int8"], "float32 or float64"),
+        (["train", "--layers", "2,x"], "integers"),
+        (["predict", "--model", "missing.npz", "--data", "x.csv"], "not found"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(args, message):
+    result = run_cli(*args)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0] and "Traceback" not in result.stderr
+
+
+def test_bad_csv_and_diverging_run(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b,target\n1,nan,0\n2,3,1\n")
+    result = run_cli("train", "--data", str(bad), "--backend", "numpy")
+    assert result.returncode != 0 and "NaN" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli(
+        "train",
+        "--dataset",
+        "diabetes",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e6",
+        "--momentum",
+        "0.9",
+        "--backend",
+        "numpy",
+        "--no-progress",
+    )
+    assert result.returncode != 0 and "diverged" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_failed_run_keeps_earlier_save(tmp_path):
+    model = tmp_path / "m.npz"
+    assert (
+        run_cli(
+            "train", "--epochs", "5", "--no-progress", "--backend", "numpy", "--save", str(model)
+        ).returncode
+        == 0
+    )
+    before = model.read_bytes()
+    result = run_cli(
+        "train",
+        "--dataset",
+        "diabetes",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e6",
+        "--momentum",
+        "0.9",
+        "--backend",
+        "numpy",
+        "--no-progress",
+        "--save",
+        str(model),
+    )
+    assert result.returncode != 0
+    assert model.read_bytes() == before
+
+
+def test_environment_selects_backend():
+    import os
+
+    env = dict(os.environ, MLP_ACCEL_BACKEND="numpy")
+    result = run_cli("train", "--epochs", "5", "--no-progress", env=env)
+    assert result.returncode == 0 and "[numpy," in result.stdout
