@@ -311,9 +311,11 @@ def _close(backend, got, want, dtype, what):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("network", NETWORKS, ids=NETWORK_IDS)
-def test_forward_gradients_and_steps_match_numpy(cupy_backend, network, dtype):
+def test_forward_gradients_and_steps_match_numpy(cupy_backend, network, dtype, monkeypatch):
     layers, acts, loss = network
     n = _n_rows(cupy_backend)
+    if dtype == "float64":
+        _split_reductions(cupy_backend, monkeypatch)  # float32 keeps the one-pass reductions
     ref, model, (Xn, yn), (Xd, yd) = _pair(cupy_backend, layers, acts, loss, dtype, n)
     expect_fused = K.fused_supported(tuple(layers), tuple(acts), loss, dtype)
     assert (model._fused_network() is not None) == expect_fused
@@ -360,10 +362,19 @@ def test_fused_network_equals_the_layer_by_layer_path(cupy_backend, network):
         _close(cupy_backend, f, to_np(g), "float64", "gradient")
 
 
+def _split_reductions(backend, monkeypatch):
+    """Make every reduction take its two-launch path (partial sums, then their sum)."""
+    monkeypatch.setattr(backend, "_one_chunk_rows", 0)
+    monkeypatch.setattr(backend, "_one_block_elements", 0)
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one-pass", "two-pass"])
 @pytest.mark.parametrize("act", [*K.ELEMENTWISE_ACTIVATIONS, "softmax"])
-def test_hooks_match_the_generic_hooks(cupy_backend, act, rng):
+def test_hooks_match_the_generic_hooks(cupy_backend, act, split, rng, monkeypatch):
     """Each fused hook against base.Backend's generic code on the same device arrays."""
     be = cupy_backend
+    if split:
+        _split_reductions(be, monkeypatch)
     act_fn = get_activation(act)
     rows, n_in, n_out = 200, 7, 37  # 37 columns: a partial 32-wide column tile
     a_prev = be.asarray(rng.standard_normal((rows, n_in)), "float64")
@@ -396,9 +407,14 @@ def test_hooks_match_the_generic_hooks(cupy_backend, act, rng):
         *(("squared_error", a) for a in K.ELEMENTWISE_ACTIVATIONS),
     ],
 )
+@pytest.mark.parametrize("split", [False, True], ids=["one-pass", "two-pass"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_output_loss_gradient_matches_generic(cupy_backend, loss, act, dtype, rng):
+def test_output_loss_gradient_matches_generic(
+    cupy_backend, loss, act, dtype, split, rng, monkeypatch
+):
     be = cupy_backend
+    if split:
+        _split_reductions(be, monkeypatch)
     act_fn = get_activation(act)
     loss_fn = get_loss(loss)
     rows, cols = 700, 3

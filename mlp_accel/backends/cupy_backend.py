@@ -136,6 +136,19 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def _c_contiguous(x: Any) -> bool:
+    # CuPy keeps the flag as an attribute; reading it builds no Flags object (this runs for
+    # every array of every hook call).
+    flag = getattr(x, "_c_contiguous", None)
+    return bool(x.flags.c_contiguous) if flag is None else bool(flag)
+
+
+# Below these sizes a reduction runs in one block (or one row chunk) and needs no second
+# launch: small steps are bound by launches, not by the GPU's width.
+_ONE_BLOCK_ELEMENTS = 1 << 15
+_ONE_CHUNK_ROWS = 2048
+
+
 class CupyBackend(Backend):
     """Runs the equations on an NVIDIA GPU through CuPy, with fused kernels on the hot path.
 
@@ -193,6 +206,8 @@ class CupyBackend(Backend):
         # whole-network kernel off (MLP_ACCEL_CUPY_FUSED=0) to time the layer-by-layer path.
         self._max_rows_override: int | None = None
         self._use_fused = os.environ.get("MLP_ACCEL_CUPY_FUSED", "1").strip() != "0"
+        self._one_chunk_rows = _ONE_CHUNK_ROWS
+        self._one_block_elements = _ONE_BLOCK_ELEMENTS
 
     # -- device, transfers ------------------------------------------------------------------
     def _activate(self) -> None:
@@ -276,7 +291,7 @@ class CupyBackend(Backend):
         dtype = arrays[0].dtype
         if dtype.char not in "fd":
             return False
-        return all(a.dtype == dtype and a.flags.c_contiguous for a in arrays)
+        return all(a.dtype == dtype and _c_contiguous(a) for a in arrays)
 
     # -- hot hooks ----------------------------------------------------------------------------
     def dense_forward(
@@ -288,7 +303,9 @@ class CupyBackend(Backend):
             or a_prev.dtype != W.dtype
             or b.ndim != 1
             or b.shape[0] != W.shape[1]
-            or not self._fusable(W, b)
+            or b.dtype != W.dtype
+            or b.dtype.char not in "fd"
+            or not _c_contiguous(b)  # W may have any layout: cuBLAS takes it as it is
         ):
             return super().dense_forward(a_prev, W, b, activation)
         self._activate()
@@ -317,8 +334,8 @@ class CupyBackend(Backend):
 
     def _colsum_grid(self, rows: int, cols: int) -> tuple[int, int]:
         """``(rows_per_block, row_chunks)`` of the column-sum kernels: about 8 blocks per SM."""
-        if rows <= 0:
-            return 8, 1
+        if rows <= self._one_chunk_rows:
+            return max(8, _ceil_div(rows, 8) * 8), 1
         col_tiles = _ceil_div(cols, K.COLSUM_BLOCK[0])
         chunks = max(1, min(_ceil_div(self._sm_count * 8, col_tiles), _ceil_div(rows, 64)))
         rows_per_block = _ceil_div(_ceil_div(rows, chunks), 8) * 8
@@ -389,14 +406,14 @@ class CupyBackend(Backend):
         value = cp.empty((), dtype=z.dtype)
         inv_denom = real(1.0 / denom)
         if softmax_ce:
-            blocks = self._blocks(rows)
+            blocks = 1 if rows * cols <= self._one_block_elements else self._blocks(rows)
             dst = value if blocks == 1 else cp.empty(blocks, dtype=z.dtype)
             kernel = self._kernel(
                 ("outgrad_ce", dtype), lambda: K.softmax_cross_entropy_source(dtype)
             )
             args = (z, yhat, y, dz, dst, np.int64(rows), np.int64(cols), inv_denom)
         else:
-            blocks = self._blocks(rows * cols)
+            blocks = 1 if rows * cols <= self._one_block_elements else self._blocks(rows * cols)
             dst = value if blocks == 1 else cp.empty(blocks, dtype=z.dtype)
             kernel = self._kernel(
                 ("outgrad", name, act, dtype),
@@ -416,13 +433,13 @@ class CupyBackend(Backend):
         n = len(lists[0])
         if n == 0 or any(lst is None or len(lst) != n for lst in lists):
             return False
+        ndarray = self._cp.ndarray
         first = lists[0][0]
-        if not isinstance(first, self._cp.ndarray):
+        if not isinstance(first, ndarray):
             return False
         dtype = first.dtype
         if dtype.char not in "fd":
             return False
-        ndarray = self._cp.ndarray
         for i in range(n):
             size = lists[0][i].size
             if size == 0:
@@ -430,10 +447,10 @@ class CupyBackend(Backend):
             for lst in lists:
                 x = lst[i]
                 if (
-                    not isinstance(x, ndarray)
+                    not (type(x) is ndarray or isinstance(x, ndarray))
                     or x.dtype != dtype
                     or x.size != size
-                    or not x.flags.c_contiguous
+                    or not _c_contiguous(x)
                 ):
                     return False
         return True
