@@ -42,6 +42,7 @@ static emu_dim3 threadIdx, blockIdx, blockDim, gridDim;
 #define __device__
 #define __forceinline__ inline
 #define __shared__ static
+#define __launch_bounds__(n)
 
 struct EmuBarrier { unsigned expected; unsigned count; unsigned long gen; };
 struct EmuFiber {
@@ -161,7 +162,11 @@ def available() -> bool:
     return shutil.which(os.environ.get("CXX", "g++")) is not None
 
 
-_SIGNATURE = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)', re.S)
+_SIGNATURE = re.compile(
+    r'extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\(\s*\d+\s*\)\s+)?(\w+)\s*'
+    r"\(([^)]*)\)",
+    re.S,
+)
 _libraries: dict[str, Any] = {}
 
 

@@ -39,7 +39,8 @@ __all__ = [
 
 #: Activations with a diagonal Jacobian, which the elementwise kernels handle.
 ELEMENTWISE_ACTIVATIONS = ("identity", "relu", "leaky_relu", "sigmoid", "tanh")
-#: Threads per block of the 1-D kernels (a multiple of 32, as the warp reductions need).
+#: Threads per block of the 1-D kernels (a multiple of 32, as the warp reductions need). Every
+#: kernel is compiled with ``__launch_bounds__(256)``, so it always has the registers to launch.
 BLOCK = 256
 #: Block shape of the column-sum kernels: 32 columns (one warp, coalesced) by 8 row lanes.
 COLSUM_BLOCK = (32, 8)
@@ -156,7 +157,8 @@ def bias_activation_source(activation: str, dtype: str) -> tuple[str, str]:
         params = "real* __restrict__ z, const real* __restrict__ b, real* __restrict__ a"
         store = f"a[i] = f_{activation}(t);"
     body = f"""
-extern "C" __global__ void {name}({params}, const long long rows, const long long cols) {{
+extern "C" __global__ void __launch_bounds__(256)
+{name}({params}, const long long rows, const long long cols) {{
     const long long total = rows * cols;
     const long long stride = (long long)blockDim.x * gridDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {{
@@ -176,7 +178,8 @@ def bias_softmax_source(dtype: str) -> tuple[str, str]:
     """
     name = _name("bias_softmax", dtype)
     body = f"""
-extern "C" __global__ void {name}(real* __restrict__ z, const real* __restrict__ b,
+extern "C" __global__ void __launch_bounds__(256)
+{name}(real* __restrict__ z, const real* __restrict__ b,
                                   real* __restrict__ a, const long long rows,
                                   const long long cols) {{
     const long long stride = (long long)blockDim.x * gridDim.x;
@@ -231,7 +234,8 @@ def output_gradient_source(loss: str, activation: str, dtype: str) -> tuple[str,
         grad = f"dz[i] = ((ai - yi) * inv_denom) * d_{activation}(zi, ai);"
     name = _name(f"outgrad_{loss}_{activation}", dtype)
     body = f"""
-extern "C" __global__ void {name}(const real* __restrict__ z, const real* __restrict__ yhat,
+extern "C" __global__ void __launch_bounds__(256)
+{name}(const real* __restrict__ z, const real* __restrict__ yhat,
                                   const real* __restrict__ y, real* __restrict__ dz,
                                   real* __restrict__ dst, const long long total,
                                   const real inv_denom, const real loss_scale) {{
@@ -261,7 +265,8 @@ def softmax_cross_entropy_source(dtype: str) -> tuple[str, str]:
     """
     name = _name("outgrad_cross_entropy_softmax", dtype)
     body = f"""
-extern "C" __global__ void {name}(const real* __restrict__ z, const real* __restrict__ yhat,
+extern "C" __global__ void __launch_bounds__(256)
+{name}(const real* __restrict__ z, const real* __restrict__ yhat,
                                   const real* __restrict__ y, real* __restrict__ dz,
                                   real* __restrict__ dst, const long long rows,
                                   const long long cols, const real inv_denom) {{
@@ -319,7 +324,8 @@ def colsum_source(activation: str, dtype: str) -> tuple[str, str]:
             "            acc += d;"
         )
     body = f"""
-extern "C" __global__ void {name}({params}, const long long rows, const long long cols,
+extern "C" __global__ void __launch_bounds__(256)
+{name}({params}, const long long rows, const long long cols,
                                   const long long rows_per_block) {{
     __shared__ real shared[8][33];
     const long long col = (long long)blockIdx.x * 32 + threadIdx.x;
@@ -352,7 +358,8 @@ def sum_segments_source(dtype: str) -> tuple[str, str]:
     """
     name = _name("sum_segments", dtype)
     body = f"""
-extern "C" __global__ void {name}(const real* __restrict__ src, real* __restrict__ out,
+extern "C" __global__ void __launch_bounds__(256)
+{name}(const real* __restrict__ src, real* __restrict__ out,
                                   const long long seglen) {{
     __shared__ real shared[32];
     const real* seg = src + (long long)blockIdx.x * seglen;
@@ -402,7 +409,8 @@ def adam_source(sizes: tuple[int, ...], dtype: str) -> tuple[str, str]:
     name = _name("adam_" + "_".join(map(str, sizes)), dtype)
     dispatch = _segment_dispatch(tuple(sizes), ("p", "g", "m", "v"))
     body = f"""
-extern "C" __global__ void {name}({params}, const real lr, const real beta1,
+extern "C" __global__ void __launch_bounds__(256)
+{name}({params}, const real lr, const real beta1,
                                   const real one_minus_beta1, const real beta2,
                                   const real one_minus_beta2, const real eps, const real c1,
                                   const real c2) {{
@@ -458,7 +466,8 @@ def sgd_source(sizes: tuple[int, ...], dtype: str, variant: str) -> tuple[str, s
         )
     dispatch = _segment_dispatch(tuple(sizes), names)
     body = f"""
-extern "C" __global__ void {name}({params}, {extra}) {{
+extern "C" __global__ void __launch_bounds__(256)
+{name}({params}, {extra}) {{
     const long long stride = (long long)blockDim.x * gridDim.x;
     const long long first = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     for (long long i = first; i < {total}LL; i += stride) {{
@@ -619,7 +628,8 @@ def fused_train_source(
     )
     n_warps = BLOCK // 32
     body = f"""
-extern "C" __global__ void {name}(const real* __restrict__ X, const real* __restrict__ Y,
+extern "C" __global__ void __launch_bounds__(256)
+{name}(const real* __restrict__ X, const real* __restrict__ Y,
                                   {_param_list(n_layers)}, real* __restrict__ dst,
                                   const long long n, const real inv_denom) {{
     // Launched with {BLOCK} threads per block: {n_warps} warps.
@@ -660,7 +670,8 @@ def fused_forward_source(
     sample_body = "\n        ".join(lines)
     name = _name("fused_forward_" + "_".join(map(str, widths)) + "_" + "_".join(activations), dtype)
     body = f"""
-extern "C" __global__ void {name}(const real* __restrict__ X, {_param_list(n_layers)},
+extern "C" __global__ void __launch_bounds__(256)
+{name}(const real* __restrict__ X, {_param_list(n_layers)},
                                   real* __restrict__ out, const long long n) {{
     const long long stride = (long long)blockDim.x * gridDim.x;
     for (long long s = (long long)blockIdx.x * blockDim.x + threadIdx.x; s < n; s += stride) {{
