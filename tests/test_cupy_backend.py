@@ -96,6 +96,7 @@ def test_missing_device_index_raises(monkeypatch):
 
 def test_device_and_tf32_from_environment(monkeypatch):
     fake_cupy.install(monkeypatch)
+    monkeypatch.delenv("CUPY_TF32", raising=False)  # restored after the test
     monkeypatch.setenv("MLP_ACCEL_TF32", "1")
     backend = _new_cupy_backend()
     assert backend.tf32 is True
@@ -506,8 +507,8 @@ def gpu_backend():
 def test_gpu_tf32_is_off_by_default(gpu_backend):
     from mlp_accel.backends.cupy_backend import _tf32_active
 
-    if os.environ.get("MLP_ACCEL_TF32"):
-        pytest.skip("MLP_ACCEL_TF32 is set")
+    if os.environ.get("MLP_ACCEL_TF32", "").strip().lower() in ("1", "true", "yes", "on"):
+        pytest.skip("MLP_ACCEL_TF32 asks for TF32")
     assert gpu_backend.tf32 is False
     assert _tf32_active() in (False, None)
     assert gpu_backend.describe()["tf32"] == "off"

@@ -624,12 +624,14 @@ class _CupyFusedNetwork:
             lambda: K.fused_forward_source(widths, activations, dtype),
         )
 
+    def _c_array(self, x: Array) -> Array:
+        """``x`` as a C-contiguous array of the network's dtype (itself when it already is)."""
+        if x.dtype == self._dtype and _c_contiguous(x):
+            return x
+        return self._backend._cp.ascontiguousarray(x, dtype=self._dtype)
+
     def _inputs(self, params: list[Array], X: Array) -> tuple[Array, list[Array]]:
-        cp = self._backend._cp
-        dtype = self._dtype
-        return cp.ascontiguousarray(X, dtype=dtype), [
-            cp.ascontiguousarray(p, dtype=dtype) for p in params
-        ]
+        return self._c_array(X), [self._c_array(p) for p in params]
 
     def loss_and_gradients(
         self, params: list[Array], X: Array, y: Array, denom: float
@@ -639,7 +641,7 @@ class _CupyFusedNetwork:
         backend._activate()
         cp = backend._cp
         X, params = self._inputs(params, X)
-        y = cp.ascontiguousarray(y, dtype=self._dtype)
+        y = self._c_array(y)
         n = int(X.shape[0])
         n_acc = self._n_params + 1
         # Four blocks per SM: threads take several samples each when the batch is large,
@@ -654,7 +656,10 @@ class _CupyFusedNetwork:
         )
         if blocks > 1:
             backend._sum_segments(dst, out, n_acc, blocks)
-        grads = [out[start:stop].reshape(shape) for start, stop, shape in self._layout]
+        grads = [
+            out[start:stop] if len(shape) == 1 else out[start:stop].reshape(shape)
+            for start, stop, shape in self._layout
+        ]
         loss_sum = out[self._n_params :].reshape(())  # a 0-d device array, not a scalar
         return loss_sum, grads
 
