@@ -26,6 +26,7 @@ __all__ = [
 #: Every backend this package knows, by name.
 BACKENDS: dict[str, str] = {
     "numpy": "mlp_accel.backends.numpy_backend:NumpyBackend",
+    "numba": "mlp_accel.backends.numba_backend:NumbaBackend",
     "cupy": "mlp_accel.backends.cupy_backend:CupyBackend",
 }
 
