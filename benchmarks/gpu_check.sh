@@ -69,9 +69,9 @@ TAIL_LINES=15 section cupy_tests 100 150 \
 # The targets beside PyTorch CUDA: its table is printed again at the very end.
 TAIL_LINES=3 section gpu_compare 100 60 "$PY" benchmarks/gpu_compare.py --out "$OUT"
 
-# Every backend-parametrized test, on cupy and numpy.
+# Every backend-parametrized test, on cupy and numpy (the numba tests belong to CPU checks).
 MLP_ACCEL_TEST_BACKENDS=cupy,numpy TAIL_LINES=8 section suite 90 35 \
-    "$PY" -m pytest -q -p no:cacheprovider --maxfail=10 -rfE tests -k "not emulated"
+    "$PY" -m pytest -q -p no:cacheprovider --maxfail=10 -rfE tests -k "not emulated and not numba"
 
 # The benchmark suite's GPU cases: cupy beside PyTorch CUDA (and the CPU peers where the case
 # has them).
