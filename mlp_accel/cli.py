@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model (default: the tutorial's circles problem)")
     t.add_argument("--backend", default=default_backend, help=backend_help)
+    _add_gpu_options(t)
     src = t.add_mutually_exclusive_group()
     src.add_argument(
         "--dataset", default="circles", choices=DATASETS, help="built-in dataset (default circles)"
@@ -144,11 +145,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="write predictions here (CSV) instead of stdout")
     p.add_argument("--proba", action="store_true", help="output class probabilities")
     p.add_argument("--backend", default=default_backend, help=backend_help)
+    _add_gpu_options(p)
 
     b = sub.add_parser("backends", help="list the backends, whether they work here, and why not")
     b.add_argument("--backend", default=None, help=argparse.SUPPRESS)
+    _add_gpu_options(b)
     _add_bench_parser(sub)
     return parser
+
+
+def _add_gpu_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        type=int,
+        default=None,
+        metavar="N",
+        help="GPU index for the cupy backend (default: $MLP_ACCEL_DEVICE or 0)",
+    )
+    parser.add_argument(
+        "--tf32",
+        action="store_true",
+        help="let cupy's float32 matrix products use TF32 tensor cores: faster, but inputs "
+        "rounded to 10 mantissa bits (default: off)",
+    )
+
+
+def _apply_gpu_options(args: argparse.Namespace) -> None:
+    """Hand --device and --tf32 to the cupy backend, which reads them when it starts."""
+    device = getattr(args, "device", None)
+    if device is not None:
+        if device < 0:
+            raise ValueError(f"--device must be a GPU index (0, 1, ...), got {device}")
+        os.environ["MLP_ACCEL_DEVICE"] = str(device)
+    if getattr(args, "tf32", False):
+        os.environ["MLP_ACCEL_TF32"] = "1"
 
 
 # -- train -------------------------------------------------------------------------------------
@@ -506,6 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _apply_gpu_options(args)
         # Overflow in a diverging run is reported once, by fit's divergence check, not as a
         # stream of NumPy warnings.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):

@@ -225,6 +225,9 @@ class MLP:
         fused = self._fused_network()
         if fused is not None:
             return fused.loss_and_gradients(self._params, X, y, denom)
+        rows = self.backend.max_batch_rows(self.spec)
+        if rows is not None and n > rows:
+            return self._accumulated_loss_and_gradients(X, y, denom, max(int(rows), 1))
         trace = self._forward_trace(X)
         z_out, yhat = trace[-1]
         loss_sum, grad = self.backend.output_loss_gradient(
@@ -263,6 +266,27 @@ class MLP:
             grads[2 * k], grads[2 * k + 1] = dW, db
             act = self._activation_fns[k - 1] if k > 0 else act
         return grads
+
+    def _accumulated_loss_and_gradients(
+        self, X: Array, y: Array, denom: float, rows: int
+    ) -> tuple[Array, list[Array]]:
+        """:meth:`loss_and_gradients` of a batch too big for the device, ``rows`` at a time.
+
+        Every micro-batch divides by the whole batch's ``denom``, so the summed gradients are
+        the big batch's (to float rounding), and the caller makes one update from them.
+        """
+        loss_sum, grads = None, None
+        for start in range(0, X.shape[0], rows):
+            stop = min(start + rows, X.shape[0])
+            part_loss, part = self.loss_and_gradients(X[start:stop, :], y[start:stop, :], denom)
+            if grads is None:
+                # A backend may hand back reused buffers: the sum must own its arrays.
+                loss_sum = self.backend.copy(part_loss)
+                grads = [self.backend.copy(g) for g in part]
+            else:
+                loss_sum = loss_sum + part_loss
+                grads = [g + p for g, p in zip(grads, part)]
+        return loss_sum, grads
 
     def train_step(
         self,

@@ -27,6 +27,7 @@ __all__ = [
 BACKENDS: dict[str, str] = {
     "numpy": "mlp_accel.backends.numpy_backend:NumpyBackend",
     "numba": "mlp_accel.backends.numba_backend:NumbaBackend",
+    "cupy": "mlp_accel.backends.cupy_backend:CupyBackend",
 }
 
 #: Preference order of ``"auto"``: a GPU first, then jitted CPU kernels, then NumPy.

@@ -218,6 +218,14 @@ class Backend:
         """
         return None
 
+    def max_batch_rows(self, spec: NetworkSpec) -> int | None:
+        """Most rows of one training micro-batch of ``spec`` that fit in memory (``None``: any).
+
+        A bigger batch is cut into micro-batches of at most this many rows whose gradients are
+        summed before one update (see :meth:`mlp_accel.MLP.loss_and_gradients`).
+        """
+        return None
+
     def warmup(self, spec: NetworkSpec) -> None:
         """Compile or load whatever the backend needs for ``spec`` (a no-op here)."""
 
