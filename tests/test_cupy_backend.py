@@ -47,6 +47,15 @@ def _new_cupy_backend(**kwargs):
     return CupyBackend(**kwargs)
 
 
+def _forget_env_after_test(monkeypatch, *names):
+    """Unset ``names`` now and restore them after the test, also when the code under test
+    writes them (``monkeypatch.delenv`` records nothing for a variable that is not set, so a
+    value written later would leak into every following test)."""
+    for name in names:
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+
+
 def test_cupy_is_registered_and_preferred_by_auto():
     assert BACKENDS["cupy"] == "mlp_accel.backends.cupy_backend:CupyBackend"
     assert AUTO_ORDER[0] == "cupy"
@@ -96,7 +105,7 @@ def test_missing_device_index_raises(monkeypatch):
 
 def test_device_and_tf32_from_environment(monkeypatch):
     fake_cupy.install(monkeypatch)
-    monkeypatch.delenv("CUPY_TF32", raising=False)  # restored after the test
+    _forget_env_after_test(monkeypatch, "CUPY_TF32")
     monkeypatch.setenv("MLP_ACCEL_TF32", "1")
     backend = _new_cupy_backend()
     assert backend.tf32 is True
@@ -124,8 +133,7 @@ def test_importing_the_package_never_imports_cupy():
 def test_cli_device_and_tf32_options(monkeypatch):
     from mlp_accel import cli
 
-    monkeypatch.delenv("MLP_ACCEL_DEVICE", raising=False)
-    monkeypatch.delenv("MLP_ACCEL_TF32", raising=False)
+    _forget_env_after_test(monkeypatch, "MLP_ACCEL_DEVICE", "MLP_ACCEL_TF32")
     args = cli.build_parser().parse_args(["train", "--device", "2", "--tf32"])
     cli._apply_gpu_options(args)
     assert os.environ["MLP_ACCEL_DEVICE"] == "2"
