@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-call GPU check: the cupy tests, the backend-parametrized suite on cupy and numpy, the
+# One-call GPU check: the cupy tests, the backend-parametrized suite on cupy, the
 # targets beside PyTorch CUDA (benchmarks/gpu_compare.py) and the benchmark suite's GPU cases;
 # the targets' table is printed last. Under 5 minutes: every section has a timeout taken from
 # a shared deadline, and a failing section does not stop the others.
@@ -69,9 +69,13 @@ TAIL_LINES=15 section cupy_tests 100 150 \
 # The targets beside PyTorch CUDA: its table is printed again at the very end.
 TAIL_LINES=3 section gpu_compare 100 60 "$PY" benchmarks/gpu_compare.py --out "$OUT"
 
-# Every backend-parametrized test, on cupy and numpy (the numba tests belong to CPU checks).
-MLP_ACCEL_TEST_BACKENDS=cupy,numpy TAIL_LINES=8 section suite 90 35 \
-    "$PY" -m pytest -q -p no:cacheprovider --maxfail=10 -rfE tests -k "not emulated and not numba"
+# Every backend-parametrized test, on cupy (the CPU backends are CI's; across 8 workers where
+# pytest-xdist is installed).
+XDIST=()
+"$PY" -c "import xdist" 2>/dev/null && XDIST=(-n 8)
+MLP_ACCEL_TEST_BACKENDS=cupy TAIL_LINES=8 section suite 90 35 \
+    "$PY" -m pytest -q -p no:cacheprovider "${XDIST[@]}" --maxfail=10 -rfE tests \
+    -k "cupy and not emulated"
 
 # The benchmark suite's GPU cases: cupy beside PyTorch CUDA (and the CPU peers where the case
 # has them).
