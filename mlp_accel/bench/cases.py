@@ -62,6 +62,14 @@ class Shape:
         """Floating-point operations of a forward pass: about ``2 * batch * sum(n_in n_out)``."""
         return 2.0 * (self.batch if batch is None else batch) * self.macs_per_sample
 
+    def minimum_train_bytes(self, dtype: str) -> int:
+        """The least memory a training step with Adam needs: weights, gradients and the two
+        Adam moments (4 copies of the parameters), plus the batch and its targets, and each
+        layer's pre-activation and activation (kept for the backward pass)."""
+        params = sum(a * b + b for a, b in zip(self.layers[:-1], self.layers[1:]))
+        per_row = self.layers[0] + self.layers[-1] + 2 * sum(self.layers[1:])
+        return (4 * params + self.batch * per_row) * (4 if dtype == "float32" else 8)
+
     def with_batch(self, batch: int) -> Shape:
         """The same network at another batch size."""
         return replace(self, name=f"{self.family}-{batch}", batch=batch, gpu_only=False)

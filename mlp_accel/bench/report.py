@@ -25,6 +25,11 @@ COLUMN_NOTES: tuple[tuple[str, str], ...] = (
     ("x <peer>", "train/s over that peer's train/s (above 1: faster than the peer)"),
     ("%GEMM", "train FLOP rate (6 x batch x sum(n_in x n_out) per step) / GEMM rate"),
     ("peak RSS", "process peak resident memory during a step (device pool on a GPU)"),
+    (
+        "min",
+        "the least a training step needs: 4 copies of the parameters (weights, gradients, "
+        "Adam's two moments), the batch and its targets, and each layer's z and a",
+    ),
 )
 
 
@@ -70,7 +75,18 @@ def _columns(report: dict[str, Any]) -> list[tuple[str, Callable[[dict], str]]]:
     ]
     for peer in _peer_names(report):
         columns.append((f"x {peer}", lambda r, p=peer: _ratio(r.get("ratio_to_peer", {}).get(p))))
-    columns += [("%GEMM", lambda r: _percent(r.get("gemm_fraction"))), ("peak RSS", _mib)]
+    columns += [
+        ("%GEMM", lambda r: _percent(r.get("gemm_fraction"))),
+        ("peak RSS", _mib),
+        (
+            "min",
+            lambda r: (
+                "-"
+                if r.get("min_train_bytes") is None
+                else f"{r['min_train_bytes'] / 2**20:.0f} MiB"
+            ),
+        ),
+    ]
     return columns
 
 

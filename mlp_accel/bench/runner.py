@@ -293,6 +293,7 @@ def _measure_group(
         row["fit_epochs_per_call"] = i.get("fit_epochs")
         row["train_gflops"] = shape.train_flops() / row["train_seconds"] / 1e9
         row.update(i["memory"])
+        row["min_train_bytes"] = shape.minimum_train_bytes(dtype)
         rows.append(row)
     del impls, calls
     gc.collect()
