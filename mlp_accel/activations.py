@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ._names import lookup
+
 __all__ = ["Activation", "ACTIVATIONS", "get_activation", "LEAKY_RELU_SLOPE"]
 
 Array = Any
@@ -124,10 +126,4 @@ def get_activation(name: str | Activation) -> Activation:
     """
     if isinstance(name, Activation):
         return name
-    if not isinstance(name, str):
-        raise TypeError(f"activation must be a string, got {type(name).__name__}")
-    try:
-        return ACTIVATIONS[name]
-    except KeyError:
-        valid = ", ".join(sorted(ACTIVATIONS))
-        raise ValueError(f"unknown activation {name!r}; valid activations: {valid}") from None
+    return lookup(ACTIVATIONS, name, "activation")

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ._names import lookup
+
 __all__ = ["Loss", "LOSSES", "get_loss"]
 
 Array = Any
@@ -129,10 +131,4 @@ def get_loss(name: str | Loss) -> Loss:
     """
     if isinstance(name, Loss):
         return name
-    if not isinstance(name, str):
-        raise TypeError(f"loss must be a string, got {type(name).__name__}")
-    try:
-        return LOSSES[name]
-    except KeyError:
-        valid = ", ".join(sorted(LOSSES))
-        raise ValueError(f"unknown loss {name!r}; valid losses: {valid}") from None
+    return lookup(LOSSES, name, "loss", "losses")
