@@ -268,9 +268,15 @@ class MLP:
         return grads
 
     def _accumulated_loss_and_gradients(
-        self, X: Array, y: Array, denom: float, rows: int
+        self,
+        X: Array,
+        y: Array,
+        denom: Any,
+        rows: int,
+        sample_weight: Array | None = None,
     ) -> tuple[Array, list[Array]]:
-        """:meth:`loss_and_gradients` of a batch too big for the device, ``rows`` at a time.
+        """:meth:`loss_and_gradients` of a batch ``rows`` at a time (gradient accumulation, or
+        a batch too big for the device).
 
         Every micro-batch divides by the whole batch's ``denom``, so the summed gradients are
         the big batch's (to float rounding), and the caller makes one update from them.
@@ -278,7 +284,10 @@ class MLP:
         loss_sum, grads = None, None
         for start in range(0, X.shape[0], rows):
             stop = min(start + rows, X.shape[0])
-            part_loss, part = self.loss_and_gradients(X[start:stop, :], y[start:stop, :], denom)
+            part_weight = None if sample_weight is None else sample_weight[start:stop]
+            part_loss, part = self.loss_and_gradients(
+                X[start:stop, :], y[start:stop, :], denom, sample_weight=part_weight
+            )
             if grads is None:
                 # A backend may hand back reused buffers: the sum must own its arrays.
                 loss_sum = self.backend.copy(part_loss)
@@ -342,21 +351,8 @@ class MLP:
         # The mean is over the rows, or over the weights with sample weights.
         denom = n if sample_weight is None else _weight_total(sample_weight, xp)
         if accumulate > 1 and n > 1:
-            chunk = -(-n // min(accumulate, n))
-            loss_sum, grads = 0.0, None
-            for start in range(0, n, chunk):
-                stop = min(start + chunk, n)
-                part_weight = None if sample_weight is None else sample_weight[start:stop]
-                part_loss, part = self.loss_and_gradients(
-                    X[start:stop, :], y[start:stop, :], denom=denom, sample_weight=part_weight
-                )
-                loss_sum = loss_sum + part_loss
-                # A backend may hand back reused buffers: the sum must own its arrays.
-                grads = (
-                    [self.backend.copy(g) for g in part]
-                    if grads is None
-                    else [g + p for g, p in zip(grads, part)]
-                )
+            rows = -(-n // min(accumulate, n))
+            loss_sum, grads = self._accumulated_loss_and_gradients(X, y, denom, rows, sample_weight)
         else:
             loss_sum, grads = self.loss_and_gradients(X, y, sample_weight=sample_weight)
         if alpha:
