@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import math
 import os
 import sys
 import tempfile
@@ -55,7 +56,7 @@ _ACTIVATE = {
     "identity": "{v}",
     "relu": "(_0 if {v} <= _0 else {v})",
     "leaky_relu": "({v} if {v} > _0 else {v} * _SLOPE)",
-    "sigmoid": "_HALF * (math.tanh(_HALF * {v}) + _1)",
+    "sigmoid": "_sigmoid({v})",
     "tanh": "math.tanh({v})",
 }
 _DERIVATIVE = {
@@ -242,7 +243,7 @@ def _softmax_lanes(w: _Writer, lay: _Layout, dest: int) -> None:
     w(f"        top = S[{zo} + k * {B} + s]")
     w("tot = _0")
     w(f"for k in range({dL}):")
-    w(f"    e = math.exp(S[{zo} + k * {B} + s] - top)")
+    w(f"    e = _exp_neg(S[{zo} + k * {B} + s] - top)")
     w(f"    S[{dest} + k * {B} + s] = e")
     w("    tot += e")
     w("inv = _1 / tot")
@@ -295,10 +296,10 @@ def _output_gradient(w: _Writer, lay: _Layout, spec: NetworkSpec) -> None:
             w("ok = s < m")
             if spec.loss == "binary_cross_entropy":
                 # matched pair; one exp serves the sigmoid and the log-sigmoid loss
-                w("e = math.exp(-abs(v))")
+                w("e = _exp_neg(-abs(v))")
                 w("inv = _1 / (_1 + e)")
                 w("p = inv if v >= _0 else e * inv")
-                w("lv = (_0 if v <= _0 else v) - yk * v + math.log1p(e)")
+                w("lv = (_0 if v <= _0 else v) - yk * v + _log1p_unit(e)")
                 w("g = (p - yk) * sc")
             else:
                 w(f"p = {_ACTIVATE[out].format(v='v')}")
@@ -365,10 +366,87 @@ def _backward_layers(w: _Writer, lay: _Layout, activations: tuple[str, ...]) -> 
                 w(f"    S[{below} + i * {B} + s] *= {deriv}")
 
 
+# -- exp and log1p that vectorize ----------------------------------------------------------
+# Numba calls libm for math.exp and math.log1p, one sample at a time (no SVML without Intel's
+# runtime). The binary cross-entropy output needs exp(-|z|) and log1p of it for every sample,
+# which dominated the small-network step; these branch-free versions (fdlibm's reductions and
+# polynomials) inline into the sample loop and let LLVM vectorize it. They are compiled
+# without fastmath: reassociation would undo the Cody-Waite reduction.
+_EXP_CONSTANTS = {
+    # (clamp below which the result flushes to 0, ln2 hi, ln2 lo, Taylor degree, int, bias,
+    # mantissa bits)
+    "float64": (-708.0, 6.9314718036912382e-01, 1.9082149292705877e-10, 13, "int64", 1023, 52),
+    "float32": (-87.0, 0.693145751953125, 1.4286068203094172e-06, 7, "int32", 127, 23),
+}
+# fdlibm's log1p/log polynomial in s^2, s = f / (2 + f), for f in [sqrt(2)/2 - 1, sqrt(2) - 1]
+_LG = (
+    6.666666666666735130e-01,
+    3.999999999940941908e-01,
+    2.857142874366239149e-01,
+    2.222219843214978396e-01,
+    1.818357216161805012e-01,
+    1.531383769920937332e-01,
+    1.479819860511658591e-01,
+)
+
+
+def _math_helpers(dtype: str) -> list[str]:
+    """Source of ``_exp_neg(x)`` (``exp(x)`` for ``x <= 0``) and ``_log1p_unit(e)`` (``log1p(e)``
+    for ``0 <= e <= 1``), both within about 1 ulp and propagating NaN."""
+    xmin, ln2_hi, ln2_lo, degree, itype, bias, bits = _EXP_CONSTANTS[dtype]
+    horner = f"DT({1.0 / math.factorial(degree)!r})"  # Taylor series of exp(r), |r| <= ln2 / 2
+    for n in range(degree - 1, 1, -1):
+        horner = f"DT({1.0 / math.factorial(n)!r}) + r * ({horner})"
+    horner = f"_1 + r * (_1 + r * ({horner}))"
+    lg = [f"DT({c!r})" for c in _LG]
+    return [
+        "",
+        "",
+        "@njit(cache=True, error_model='numpy')",
+        "def _exp_neg(x):",
+        '    """exp(x) for x <= 0 (NaN stays NaN; below the normal range it flushes to 0)."""',
+        f"    xc = DT({xmin!r}) if x < DT({xmin!r}) else x",
+        f"    t = xc * DT({1.0 / math.log(2.0)!r})",
+        f"    k = np.{itype}(t - _HALF) if t == t else np.{itype}(0)  # round half down; t <= 0",
+        "    kf = DT(k)",
+        f"    r = (xc - kf * DT({ln2_hi!r})) - kf * DT({ln2_lo!r})",
+        f"    p = {horner}",
+        f"    scale = np.{itype}((k + np.{itype}({bias})) << np.{itype}({bits})).view(DT)",
+        f"    return _0 if x < DT({xmin!r}) else p * scale",
+        "",
+        "",
+        "@njit(cache=True, error_model='numpy')",
+        "def _log1p_unit(e):",
+        '    """log1p(e) for 0 <= e <= 1 (NaN stays NaN)."""',
+        f"    big = e > DT({math.sqrt(2.0) - 1.0!r})",
+        "    f = (e - _1) * _HALF if big else e  # log1p(e) = k ln2 + log1p(f)",
+        "    k = _1 if big else _0",
+        "    s = f / (DT(2.0) + f)",
+        "    z = s * s",
+        "    w = z * z",
+        f"    t1 = w * ({lg[1]} + w * ({lg[3]} + w * {lg[5]}))",
+        f"    t2 = z * ({lg[0]} + w * ({lg[2]} + w * ({lg[4]} + w * {lg[6]})))",
+        "    hfsq = _HALF * f * f",
+        f"    low = s * (hfsq + t1 + t2) + k * DT({ln2_lo!r})",
+        f"    return k * DT({ln2_hi!r}) - ((hfsq - low) - f)",
+        "",
+        "",
+        "@njit(cache=True, error_model='numpy')",
+        "def _sigmoid(v):",
+        '    """1 / (1 + exp(-v)) from exp(-|v|), which never overflows."""',
+        "    e = _exp_neg(-abs(v))",
+        "    inv = _1 / (_1 + e)",
+        "    return inv if v >= _0 else e * inv",
+    ]
+
+
 def _chunk_bounds(w: _Writer, lanes: int) -> None:
     w("n = X.shape[0]")
     w(f"per = (n + {lanes} * chunks - 1) // ({lanes} * chunks) * {lanes}")
 
+
+#: Rows per block of the unrolled kernel.
+_ROWS = 256
 
 #: Networks with at most this many weights are unrolled into scalar code per sample.
 _UNROLL_LIMIT = 128
@@ -396,11 +474,11 @@ def _scalar_forward(w: _Writer, spec: NetworkSpec, through_output: bool) -> None
 def _scalar_chunks(w: _Writer, spec: NetworkSpec, serial: str) -> None:
     """``train_chunk``/``forward_chunk`` as unrolled scalar code per sample.
 
-    Each block of ``nl`` samples takes three loops: the forward pass to the output logits,
-    the output activation and loss (libm calls, which do not vectorize), and the forward
-    pass again with the backward pass. The first and last are free of calls, so LLVM
-    vectorizes them across samples; the gradients are scalar reductions it keeps in vector
-    registers.
+    Each block of :data:`_ROWS` samples takes three loops: the forward pass to the output
+    logits, the output activation and loss (over unit-stride scratch, with the inlined
+    :func:`_math_helpers`), and the forward pass again with the backward pass. LLVM
+    vectorizes all three across samples; the gradients are scalar reductions it keeps in
+    vector registers.
     """
     d, L = spec.widths, len(spec.widths) - 1
     dL = d[-1]
@@ -427,26 +505,28 @@ def _scalar_chunks(w: _Writer, spec: NetworkSpec, serial: str) -> None:
                     w(f"gw{k}_{i}_{j} = _0")
             for j in range(d[k]):
                 w(f"gb{k}_{j} = _0")
-        w(f"ZB = np.empty((nl, {dL}), dtype=DT)")
-        w(f"GB = np.empty((nl, {dL}), dtype=DT)")
+        # Flat scratch, one row of _ROWS per output: the output loop reads and writes it with
+        # unit stride, as it must to vectorize.
+        for name in ("ZB", "YB", "GB"):
+            w(f"{name} = np.empty({dL * _ROWS}, dtype=DT)")
         w("lsum = 0.0")
-        w("for r0 in range(lo, hi, nl):")
+        w(f"for r0 in range(lo, hi, {_ROWS}):")
         with w.indent():
-            w("r1 = min(hi, r0 + nl)")
-            w("for r in range(r0, r1):")
+            w(f"m = min(hi - r0, {_ROWS})")
+            w("for t in range(m):")
             with w.indent():
+                w("r = r0 + t")
                 _scalar_forward(w, spec, through_output=True)
                 for j in range(dL):
-                    w(f"ZB[r - r0, {j}] = z{L}_{j}")
-            w("for r in range(r0, r1):")
+                    w(f"ZB[{j * _ROWS} + t] = z{L}_{j}")
+                    w(f"YB[{j * _ROWS} + t] = Y[r, {j}]")
+            _scalar_output(w, spec)
+            w("for t in range(m):")
             with w.indent():
-                w("t = r - r0")
-                _scalar_output(w, spec)
-            w("for r in range(r0, r1):")
-            with w.indent():
+                w("r = r0 + t")
                 _scalar_forward(w, spec, through_output=False)
                 for j in range(dL):
-                    w(f"d{L}_{j} = GB[r - r0, {j}]")
+                    w(f"d{L}_{j} = GB[{j * _ROWS} + t]")
                 for k in range(L, 0, -1):
                     for i in range(d[k - 1]):
                         for j in range(d[k]):
@@ -495,7 +575,7 @@ def _scalar_chunks(w: _Writer, spec: NetworkSpec, serial: str) -> None:
                 w("        top = out[r, k]")
                 w("tot = _0")
                 w(f"for k in range({dL}):")
-                w("    e = math.exp(out[r, k] - top)")
+                w("    e = _exp_neg(out[r, k] - top)")
                 w("    out[r, k] = e")
                 w("    tot += e")
                 w("inv = _1 / tot")
@@ -508,58 +588,70 @@ def _scalar_chunks(w: _Writer, spec: NetworkSpec, serial: str) -> None:
 
 
 def _scalar_output(w: _Writer, spec: NetworkSpec) -> None:
-    """Loss of row ``r`` into ``lsum`` and its output dz into ``GB[t]``, from ``ZB[t]``."""
-    dL = spec.widths[-1]
+    """Loss of the block's ``m`` rows into ``lsum`` and their output dz into ``GB``.
+
+    Reads the logits ``ZB`` and targets ``YB`` (output ``k`` of row ``t`` at ``k * _ROWS + t``).
+    Elementwise outputs loop over the rows innermost, which vectorizes.
+    """
+    dL, B = spec.widths[-1], _ROWS
     out = spec.activations[-1]
     if out == "softmax":
-        w("top = ZB[t, 0]")
-        w(f"for k in range(1, {dL}):")
-        w("    if ZB[t, k] > top:")
-        w("        top = ZB[t, k]")
-        w("tot = _0")
-        w(f"for k in range({dL}):")
-        w("    e = math.exp(ZB[t, k] - top)")
-        w("    GB[t, k] = e")
-        w("    tot += e")
-        w("inv = _1 / tot")
-        w(f"for k in range({dL}):")
-        w("    GB[t, k] *= inv")
-        if spec.loss == "cross_entropy":
-            # matched pair: dz = (softmax(z) - y) * scale
-            w("lse = top + math.log(tot)")
+        w("for t in range(m):")
+        with w.indent():
+            w("top = ZB[t]")
+            w(f"for k in range(1, {dL}):")
+            w(f"    if ZB[k * {B} + t] > top:")
+            w(f"        top = ZB[k * {B} + t]")
+            w("tot = _0")
             w(f"for k in range({dL}):")
-            w("    lsum += Y[r, k] * (lse - ZB[t, k])")
-            w("    GB[t, k] = (GB[t, k] - Y[r, k]) * sc")
-        else:
-            # squared error through the softmax Jacobian: p * (g - <g, p>)
-            w("dot = _0")
+            w(f"    e = _exp_neg(ZB[k * {B} + t] - top)")
+            w(f"    GB[k * {B} + t] = e")
+            w("    tot += e")
+            w("inv = _1 / tot")
             w(f"for k in range({dL}):")
-            w("    diff = GB[t, k] - Y[r, k]")
-            w("    lsum += 0.5 * diff * diff")
-            w("    dot += diff * sc * GB[t, k]")
-            w(f"for k in range({dL}):")
-            w("    p = GB[t, k]")
-            w("    GB[t, k] = p * ((p - Y[r, k]) * sc - dot)")
+            w(f"    GB[k * {B} + t] *= inv")
+            if spec.loss == "cross_entropy":
+                # matched pair: dz = (softmax(z) - y) * scale
+                w("lse = top + math.log(tot)")
+                w(f"for k in range({dL}):")
+                w(f"    q = k * {B} + t")
+                w("    lsum += YB[q] * (lse - ZB[q])")
+                w("    GB[q] = (GB[q] - YB[q]) * sc")
+            else:
+                # squared error through the softmax Jacobian: p * (g - <g, p>)
+                w("dot = _0")
+                w(f"for k in range({dL}):")
+                w(f"    q = k * {B} + t")
+                w("    diff = GB[q] - YB[q]")
+                w("    lsum += 0.5 * diff * diff")
+                w("    dot += diff * sc * GB[q]")
+                w(f"for k in range({dL}):")
+                w(f"    q = k * {B} + t")
+                w("    p = GB[q]")
+                w("    GB[q] = p * ((p - YB[q]) * sc - dot)")
         return
     w(f"for k in range({dL}):")
     with w.indent():
-        w("v = ZB[t, k]")
-        w("yk = Y[r, k]")
-        if spec.loss == "binary_cross_entropy":
-            # matched pair; one exp serves the sigmoid and the log-sigmoid loss
-            w("e = math.exp(-abs(v))")
-            w("inv = _1 / (_1 + e)")
-            w("p = inv if v >= _0 else e * inv")
-            w("lsum += (_0 if v <= _0 else v) - yk * v + math.log1p(e)")
-            w("GB[t, k] = (p - yk) * sc")
-        else:
-            w(f"p = {_ACTIVATE[out].format(v='v')}")
-            w("diff = p - yk")
-            w("lsum += _HALF * diff * diff")
-            g = "diff * sc"
-            if out != "identity":  # identity + squared error is the matched pair
-                g += " * " + _DERIVATIVE[out].format(z="v", a="p")
-            w(f"GB[t, k] = {g}")
+        w("for t in range(m):")
+        with w.indent():
+            w(f"q = k * {B} + t")
+            w("v = ZB[q]")
+            w("yk = YB[q]")
+            if spec.loss == "binary_cross_entropy":
+                # matched pair; one exp serves the sigmoid and the log-sigmoid loss
+                w("e = _exp_neg(-abs(v))")
+                w("inv = _1 / (_1 + e)")
+                w("p = inv if v >= _0 else e * inv")
+                w("lsum += (_0 if v <= _0 else v) - yk * v + _log1p_unit(e)")
+                w("GB[q] = (p - yk) * sc")
+            else:
+                w(f"p = {_ACTIVATE[out].format(v='v')}")
+                w("diff = p - yk")
+                w("lsum += _HALF * diff * diff")
+                g = "diff * sc"
+                if out != "identity":  # identity + squared error is the matched pair
+                    g += " * " + _DERIVATIVE[out].format(z="v", a="p")
+                w(f"GB[q] = {g}")
 
 
 def _lane_chunks(w: _Writer, spec: NetworkSpec, serial: str) -> None:
@@ -658,9 +750,11 @@ def generate_source(spec: NetworkSpec) -> str:
     # sorted, so the source (and its hash, the file name) is the same in every process
     w("FASTMATH = {" + ", ".join(repr(flag) for flag in sorted(FASTMATH)) + "}")
     # rows per block of the unrolled kernel; lanes per block of the lane kernel
-    w(f"BLOCK = {256 if _unrolled(spec) else block_size(spec.dtype)}")
-    serial = "@njit(cache=True, fastmath=FASTMATH)"
-    parallel = "@njit(cache=True, fastmath=FASTMATH, parallel=True)"
+    w(f"BLOCK = {_ROWS if _unrolled(spec) else block_size(spec.dtype)}")
+    w.lines += _math_helpers(spec.dtype)
+    # error_model="numpy": a float division needs no zero check, so loops with one vectorize
+    serial = "@njit(cache=True, fastmath=FASTMATH, error_model='numpy')"
+    parallel = "@njit(cache=True, fastmath=FASTMATH, error_model='numpy', parallel=True)"
     P = lay.n_params
     # The per-sample work is compiled once, in the *_chunk kernels; the serial and parallel
     # entry points only split the rows (parfor analysis of a big body is slow to compile).
