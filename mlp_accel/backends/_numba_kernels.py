@@ -41,8 +41,11 @@ LOSS_CODES = {"binary_cross_entropy": 0, "cross_entropy": 1, "squared_error": 2}
 
 _SLOPE = 0.01  # mlp_accel.activations.LEAKY_RELU_SLOPE, restated: kernels cannot import it.
 
-_jit = njit(cache=True, fastmath=FASTMATH)
-_jit_parallel = njit(cache=True, fastmath=FASTMATH, parallel=True)
+# error_model="numpy": a float division by zero gives inf/NaN (as NumPy does, and the
+# divergence check catches) instead of a Python exception, whose check per division keeps
+# LLVM from vectorizing any loop that divides (Adam's update, softmax).
+_jit = njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+_jit_parallel = njit(cache=True, fastmath=FASTMATH, parallel=True, error_model="numpy")
 
 
 # -- elementwise activation pieces ---------------------------------------------------------
