@@ -51,6 +51,12 @@ def _percent(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.0f}%"
 
 
+def _bytes(value: int | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 2**10:.0f} KiB" if value < 2**20 else f"{value / 2**20:.0f} MiB"
+
+
 def _mib(row: dict[str, Any]) -> str:
     if row.get("pool_total_bytes") is not None:
         return f"{row['pool_total_bytes'] / 2**20:.0f} MiB dev"
@@ -78,14 +84,7 @@ def _columns(report: dict[str, Any]) -> list[tuple[str, Callable[[dict], str]]]:
     columns += [
         ("%GEMM", lambda r: _percent(r.get("gemm_fraction"))),
         ("peak RSS", _mib),
-        (
-            "min",
-            lambda r: (
-                "-"
-                if r.get("min_train_bytes") is None
-                else f"{r['min_train_bytes'] / 2**20:.0f} MiB"
-            ),
-        ),
+        ("min", lambda r: _bytes(r.get("min_train_bytes"))),
     ]
     return columns
 
