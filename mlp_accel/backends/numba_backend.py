@@ -25,12 +25,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import array_api_compat.numpy as xp_numpy
 import numpy as np
 
 from ..activations import Activation
 from ..losses import Loss
-from .base import Backend, BackendUnavailableError, FusedNetwork, NetworkSpec
+from .base import BackendUnavailableError, FusedNetwork, NetworkSpec
+from .numpy_backend import NumpyBackend
 
 __all__ = ["NumbaBackend"]
 
@@ -106,7 +106,7 @@ class _SmallNetwork:
             forward(X, *params, 2, self._block)
 
 
-class NumbaBackend(Backend):
+class NumbaBackend(NumpyBackend):
     """NumPy arrays on the host CPU, hot hooks replaced by Numba-jitted kernels.
 
     Raises
@@ -116,8 +116,6 @@ class NumbaBackend(Backend):
     """
 
     name = "numba"
-    xp = xp_numpy
-    device = "cpu"
 
     #: Elements of elementwise work from which a hook beside BLAS runs in parallel. Measured
     #: on 2 cores: waking Numba's pool between two GEMMs, while OpenBLAS's threads still spin,
@@ -143,36 +141,19 @@ class NumbaBackend(Backend):
         self._loss = _numba_kernels.LOSS_CODES
         self._networks: dict[NetworkSpec, _SmallNetwork] = {}
 
-    # -- transfers ---------------------------------------------------------------------
-    def asarray(self, x: Any, dtype: str) -> np.ndarray:
-        return np.ascontiguousarray(x, dtype=dtype)
-
-    def to_numpy(self, x: Any) -> np.ndarray:
-        return np.asarray(x)
-
-    def copy(self, x: np.ndarray) -> np.ndarray:
-        return x.copy()
-
+    # Transfers, copies and row gathers are the NumPy backend's: the data is NumPy's.
     def describe(self) -> dict[str, str]:
-        from threadpoolctl import threadpool_info
-
         numba = self._numba
         try:
             layer = numba.threading_layer()
         except ValueError:  # no parallel kernel has run yet: start the pool to find out
             self._kernels.adam_update_parallel(*(np.zeros(2) for _ in range(4)), *(1.0,) * 6, 2)
             layer = numba.threading_layer()
-        blas = [
-            f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads)"
-            for p in threadpool_info()
-            if p.get("user_api") == "blas"
-        ]
         return {
-            "device": "cpu",
+            **super().describe(),
             "numba": numba.__version__,
             "threading_layer": layer,
             "threads": str(numba.get_num_threads()),
-            "blas": "; ".join(blas) or "unknown",
         }
 
     def _run(self, hook: str, elements: int, *args: Any) -> Any:
