@@ -185,6 +185,7 @@ class DaskSource:
         self.n_rows = int(X.shape[0])
         self._wait(self.parts)  # fail early on bad data; wait until the data is in place
         self._reset_stats()
+        self._attempt = 0
         self.total = {"steps": 0, "compute": 0.0, "comm": 0.0, "bytes": 0}
 
     # -- batches ---------------------------------------------------------------------------
@@ -253,8 +254,26 @@ class DaskSource:
             ) from exc
 
     def _broadcast(self, obj: Any) -> Any:
-        key = f"mlp-accel-{id(self)}-{self.total['steps'] + self.steps}"
-        return self.client.scatter({key: obj}, broadcast=True, hash=False)[key]
+        # One copy goes to one worker; the others fetch it peer to peer when their task needs
+        # it. (broadcast=True would stall for the connect timeout on a worker just lost.)
+        self._attempt += 1
+        key = f"mlp-accel-{id(self)}-{self._attempt}"
+        return self.client.scatter({key: obj}, hash=False)[key]
+
+    def _with_retry(self, step: Any) -> Any:
+        """Run a step; if a worker was lost, run it once more on the workers left (the chunks
+        are recomputed from their graph). The model is updated only by a complete step."""
+        try:
+            return step()
+        except WorkerLostError as first:
+            now = set(self.client.scheduler_info()["workers"])
+            if not now:
+                raise
+            self.workers = now
+            try:
+                return step()
+            except WorkerLostError as second:
+                raise second from first
 
     def train_step(
         self,
@@ -268,7 +287,14 @@ class DaskSource:
         sample_weight: Any = None,
     ) -> float:
         if self.local_steps > 1:
-            return self._local_sgd_step(batch, optimizer, accumulate, alpha, clip_norm)
+            return self._with_retry(
+                lambda: self._local_sgd_step(batch, optimizer, accumulate, alpha, clip_norm)
+            )
+        return self._with_retry(
+            lambda: self._step(batch, optimizer, accumulate, alpha, clip_norm)
+        )
+
+    def _step(self, batch, optimizer, accumulate, alpha, clip_norm) -> Any:
         t0 = time.perf_counter()
         model = self.model
         backend = model.backend
