@@ -290,9 +290,7 @@ class DaskSource:
             return self._with_retry(
                 lambda: self._local_sgd_step(batch, optimizer, accumulate, alpha, clip_norm)
             )
-        return self._with_retry(
-            lambda: self._step(batch, optimizer, accumulate, alpha, clip_norm)
-        )
+        return self._with_retry(lambda: self._step(batch, optimizer, accumulate, alpha, clip_norm))
 
     def _step(self, batch, optimizer, accumulate, alpha, clip_norm) -> Any:
         t0 = time.perf_counter()
