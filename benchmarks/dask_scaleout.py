@@ -35,7 +35,7 @@ def main() -> None:
     rng = da.random.default_rng(0)
     X = rng.standard_normal((n, layers[0]), chunks=(rows, -1)).astype(args.dtype)
     y = rng.integers(0, layers[-1], n, chunks=rows)
-    kw = dict(epochs=args.epochs, batch_size=args.batch, shuffle=False)
+    kw = dict(epochs=args.epochs, batch_size=args.batch, shuffle=True)
 
     def report(name: str, h: ma.History) -> None:
         t = sum(h["time"][1:])
