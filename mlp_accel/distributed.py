@@ -233,10 +233,9 @@ class DaskSource:
                 self._gather([f])
 
     def _gather(self, futures: list[Any]) -> list[Any]:
-        from concurrent.futures import CancelledError
-
         from distributed.comm.core import CommClosedError
         from distributed.scheduler import KilledWorker
+        from distributed.utils import CancelledError  # base of FutureCancelledError
 
         try:
             return self.client.gather(futures, errors="raise")
