@@ -133,6 +133,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--plot", metavar="FILE.png", help="loss curve (and decision boundary for 2-D data)"
     )
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    dask_opts = t.add_mutually_exclusive_group()
+    dask_opts.add_argument(
+        "--dask-workers",
+        type=int,
+        metavar="N",
+        help="train data-parallel on a local Dask cluster of N worker processes",
+    )
+    dask_opts.add_argument(
+        "--scheduler", metavar="ADDRESS", help="train data-parallel on this Dask scheduler"
+    )
+    t.add_argument(
+        "--local-steps",
+        type=int,
+        default=1,
+        help="with Dask: local SGD steps between weight averages (not exact; default 1)",
+    )
 
     p = sub.add_parser("predict", help="predict with a saved model")
     p.add_argument("--model", required=True, metavar="FILE", help="a model saved by train --save")
@@ -306,25 +322,36 @@ def _cmd_train(args: argparse.Namespace) -> int:
         validation_data = (X_val, y_val)
         callbacks.append(ma.callbacks.EarlyStopping(patience=args.early_stopping))
 
+    client, cluster = _dask_client(args)
+    if client is not None and lazy:
+        X_tr, y_tr_fit = np.asarray(X_tr), np.asarray(y_tr_fit)
     t0 = time.perf_counter()
-    history = ma.fit(
-        model,
-        X_tr,
-        y_tr_fit,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        optimizer=optimizer,
-        progress=not args.no_progress,
-        validation_data=validation_data,
-        callbacks=callbacks,
-        accumulate=args.accumulate,
-        alpha=args.alpha,
-        clip_norm=args.clip_norm,
-        schedule=ma.schedules.get_schedule(args.schedule, args.epochs, args.warmup),
-        checkpoint=args.checkpoint,
-        checkpoint_every=args.checkpoint_every,
-        resume_from=args.resume,
-    )
+    try:
+        history = ma.fit(
+            model,
+            X_tr,
+            y_tr_fit,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            optimizer=optimizer,
+            progress=not args.no_progress,
+            validation_data=validation_data,
+            callbacks=callbacks,
+            accumulate=args.accumulate,
+            alpha=args.alpha,
+            clip_norm=args.clip_norm,
+            schedule=ma.schedules.get_schedule(args.schedule, args.epochs, args.warmup),
+            checkpoint=args.checkpoint,
+            checkpoint_every=args.checkpoint_every,
+            resume_from=args.resume,
+            client=client,
+            local_steps=args.local_steps,
+        )
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
     wall = time.perf_counter() - t0
     samples_per_sec = float(
         np.mean(history["samples_per_sec"][-max(1, len(history["time"]) // 2) :])
@@ -363,7 +390,37 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"{samples_per_sec:,.0f} samples/s  [{model.backend.name}, {model.dtype}, "
         f"layers {'-'.join(map(str, model.layers))}]"
     )
+    if "compute_time" in history:
+        steps = max(sum(history["steps"]), 1)
+        where = f"{args.dask_workers} local workers" if args.dask_workers else args.scheduler
+        print(
+            f"dask {where}: per step compute {sum(history['compute_time']) / steps * 1e3:.2f} ms, "
+            f"communication {sum(history['comm_time']) / steps * 1e3:.2f} ms, "
+            f"{sum(history['bytes_sent']) / steps / 2**20:.2f} MiB sent"
+        )
     return 0
+
+
+def _dask_client(args: argparse.Namespace) -> tuple[Any, Any]:
+    """A Dask client for --dask-workers (a local cluster) or --scheduler, else (None, None)."""
+    if not args.dask_workers and not args.scheduler:
+        if args.local_steps != 1:
+            raise ValueError("--local-steps needs --dask-workers or --scheduler")
+        return None, None
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ValueError(
+            "--dask-workers/--scheduler need Dask: pip install 'mlp-accel[dask]'"
+        ) from None
+    if args.scheduler:
+        return Client(args.scheduler), None
+    if args.dask_workers < 1:
+        raise ValueError(f"--dask-workers must be positive, got {args.dask_workers}")
+    cluster = LocalCluster(
+        n_workers=args.dask_workers, threads_per_worker=1, dashboard_address=":0"
+    )
+    return Client(cluster), cluster
 
 
 # -- predict -----------------------------------------------------------------------------------

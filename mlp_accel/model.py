@@ -355,6 +355,14 @@ class MLP:
             loss_sum, grads = self._accumulated_loss_and_gradients(X, y, denom, rows, sample_weight)
         else:
             loss_sum, grads = self.loss_and_gradients(X, y, sample_weight=sample_weight)
+        return self._penalize_and_clip(loss_sum, grads, denom, alpha, clip_norm)
+
+    def _penalize_and_clip(
+        self, loss_sum: Any, grads: list[Array], denom: Any, alpha: float, clip_norm: float | None
+    ) -> tuple[Any, list[Array]]:
+        """Add the L2 penalty to a batch's loss sum and mean gradients, then clip the
+        gradients' global norm (shared with the distributed step)."""
+        xp = self.backend.xp
         if alpha:
             weights = self._params[0::2]
             penalty = sum(xp.sum(W * W) for W in weights)

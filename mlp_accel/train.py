@@ -125,6 +125,8 @@ def fit(
     checkpoint_every: int = 1,
     resume_from: str | os.PathLike | None = None,
     sample_weight: Any = None,
+    client: Any = None,
+    local_steps: int = 1,
 ) -> History:
     """Train ``model`` in place with minibatch gradient descent.
 
@@ -171,6 +173,16 @@ def fit(
         Non-negative weight per row of in-memory ``X``: each step minimizes the weighted mean
         loss of its batch (the L2 penalty divided by the batch's weight sum), as
         scikit-learn's MLP, and the epoch's ``loss`` is the weighted mean.
+    client : dask.distributed.Client, optional
+        Train data-parallel on this Dask cluster (needs ``mlp-accel[dask]``): ``X`` and ``y``
+        are dask arrays chunked by rows, or NumPy arrays split over the workers. Each
+        step's gradient is summed over the workers' shares of the global batch and the update
+        is made here: the same result as without a client (see :mod:`mlp_accel.distributed`).
+        The history gains ``compute_time``, ``comm_time`` and ``bytes_sent`` per epoch.
+    local_steps : int, default 1
+        With ``client``: local SGD, each worker takes this many steps on its own rows before
+        weights and optimizer state are averaged. Fewer messages, but **not** the same result
+        as single-process training.
 
     Returns
     -------
@@ -209,7 +221,17 @@ def fit(
     steps_done = optimizer.t
 
     backend = model.backend
-    source = make_source(model, X, y, epochs - first_epoch + 1, sample_weight)
+    local_steps = _check_positive_int(local_steps, "local_steps")
+    if client is not None:
+        from .distributed import DaskSource
+
+        source: Any = DaskSource(client, model, X, y, local_steps, sample_weight)
+        train_step = source.train_step
+    else:
+        if local_steps != 1:
+            raise ValueError("local_steps needs a Dask client")
+        source = make_source(model, X, y, epochs - first_epoch + 1, sample_weight)
+        train_step = model.train_step
     # The epoch loss is a mean over rows, or over the weights with sample weights.
     weight_sum = None if sample_weight is None else float(source.w_total)
     val = model.prepare(*validation_data) if validation_data is not None else None
@@ -250,7 +272,7 @@ def fit(
                 if schedule is not None:
                     fraction = i / n_batches if n_batches else 0.0
                     optimizer.lr = base_lr * schedule(steps_done, epoch - 1 + fraction)
-                total = total + model.train_step(
+                total = total + train_step(
                     Xb, yb, optimizer, sample_weight=wb[0] if wb else None, **step_options
                 )
                 rows += Xb.shape[0]
@@ -271,6 +293,8 @@ def fit(
                 "time": elapsed,
                 "samples_per_sec": rows / elapsed,
             }
+            if hasattr(source, "epoch_stats"):
+                logs.update(source.epoch_stats())
             if val is not None:
                 logs["val_loss"] = float(backend.to_numpy(model.loss_sum(*val))) / val[0].shape[0]
                 if classify:
@@ -291,6 +315,8 @@ def fit(
         optimizer.lr = base_lr
         if bar is not None:
             bar.close()
+        if hasattr(source, "close"):
+            source.close()
     for hook in end_hooks:
         hook()
     return history

@@ -1,0 +1,401 @@
+"""Data-parallel training on a Dask cluster (``ma.fit(..., client=client)``).
+
+The training rows live on the workers as row chunks (a ``dask.array`` chunked by rows, or a
+NumPy array that is split into one chunk per worker). Each optimizer step:
+
+1. the driver broadcasts the current weights once to every worker (``client.scatter``);
+2. every chunk that holds rows of the step's global batch runs one task on its worker: an
+   :class:`~mlp_accel.model.MLP` of the same spec and backend (cached per worker process)
+   computes the *summed* loss and gradients of those rows and their count;
+3. the driver adds the partial sums, divides once by the global row count, applies the
+   penalty, clipping and the optimizer, and keeps the new weights.
+
+Batches are drawn with the model's generator exactly as single-process :func:`~mlp_accel.fit`
+draws them, so the result equals single-process training to floating-point summation order.
+The update is applied only after every shard has answered: a lost worker either has its tasks
+recomputed by Dask (chunks built from a graph are recomputable) or makes the fit fail with a
+:class:`RuntimeError` that names it; a missing shard is never averaged over.
+
+With ``local_steps=k > 1`` (local SGD) each worker instead takes ``k`` optimizer steps on its
+own rows of ``k`` consecutive batches, and the driver averages the weights and optimizer state
+(weighted by rows). That saves communication but is **not** equal to single-machine training.
+
+This module is imported only when a client is passed; ``import mlp_accel`` does not import dask.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+__all__ = ["DaskSource", "WorkerLostError"]
+
+#: Per-worker-process model cache, keyed by (layers, activations, loss, dtype, backend).
+_MODELS: dict[tuple, Any] = {}
+
+
+class WorkerLostError(RuntimeError):
+    """A worker holding a shard of the step was lost; the model keeps its previous weights."""
+
+
+def _meta(model: Any) -> tuple:
+    return (
+        tuple(model.layers),
+        tuple(model.activations),
+        model.loss,
+        model.dtype,
+        model.backend.name,
+    )
+
+
+def _worker_model(meta: tuple) -> Any:
+    model = _MODELS.get(meta)
+    if model is None:
+        from .model import MLP
+
+        layers, activations, loss, dtype, backend = meta
+        model = MLP(list(layers), list(activations), loss, backend=backend, dtype=dtype, seed=0)
+        _MODELS[meta] = model
+    return model
+
+
+def _prepare_part(meta: tuple, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Validate and convert one row chunk on its worker (host arrays of the model's dtype)."""
+    return _worker_model(meta).prepare_host(np.asarray(X), np.asarray(y))
+
+
+def _select(part: tuple[np.ndarray, np.ndarray], rows: Any) -> tuple[np.ndarray, np.ndarray]:
+    X, y = part
+    if isinstance(rows, tuple):
+        return X[rows[0] : rows[1]], y[rows[0] : rows[1]]
+    return X[rows], y[rows]
+
+
+def _chunk_gradients(
+    meta: tuple, weights: list[np.ndarray], part: Any, rows: Any, accumulate: int
+) -> tuple[float, list[np.ndarray], int, float]:
+    """Summed loss and summed gradients of ``rows`` of one chunk, their count, and the seconds
+    this took."""
+    t0 = time.perf_counter()
+    model = _worker_model(meta)
+    backend = model.backend
+    model.set_params([backend.asarray(w, model.dtype) for w in weights])
+    Xh, yh = _select(part, rows)
+    X, y = backend.asarray(Xh, model.dtype), backend.asarray(yh, model.dtype)
+    n = X.shape[0]
+    if accumulate > 1 and n > 1:
+        rows_per = -(-n // min(accumulate, n))
+        loss_sum, grads = model._accumulated_loss_and_gradients(X, y, 1.0, rows_per)
+    else:
+        loss_sum, grads = model.loss_and_gradients(X, y, denom=1.0)
+    out = [np.array(backend.to_numpy(g), copy=True) for g in grads]
+    return float(backend.to_numpy(loss_sum)), out, n, time.perf_counter() - t0
+
+
+def _chunk_local_steps(
+    meta: tuple,
+    weights: list[np.ndarray],
+    opt_state: dict[str, Any],
+    lr: float,
+    part: Any,
+    batches: list[Any],
+    options: dict[str, Any],
+) -> tuple[float, list[np.ndarray], dict[str, Any], int, float]:
+    """Local SGD: ``len(batches)`` optimizer steps on this chunk's rows of each batch."""
+    from .optim import get_optimizer
+
+    t0 = time.perf_counter()
+    model = _worker_model(meta)
+    backend = model.backend
+    model.set_params([backend.asarray(w, model.dtype) for w in weights])
+    optimizer = get_optimizer(opt_state["name"], **opt_state["hyperparameters"])
+    optimizer.load_state_dict(opt_state, backend)
+    optimizer.lr = lr
+    loss, n = 0.0, 0
+    for rows in batches:
+        Xh, yh = _select(part, rows)
+        if Xh.shape[0] == 0:
+            continue
+        X, y = backend.asarray(Xh, model.dtype), backend.asarray(yh, model.dtype)
+        loss += float(backend.to_numpy(model.train_step(X, y, optimizer, **options)))
+        n += X.shape[0]
+    weights_out = [np.array(backend.to_numpy(p), copy=True) for p in model.params]
+    return loss, weights_out, optimizer.state_dict(backend), n, time.perf_counter() - t0
+
+
+class _Batch:
+    """What the distributed source yields in place of a device batch: the global rows."""
+
+    def __init__(self, rows: Any, n: int) -> None:
+        self.rows = rows  # (start, stop) or an index array, or a list of those (local SGD)
+        self.shape = (n,)
+
+
+class DaskSource:
+    """A batch source whose rows live on Dask workers, with the matching step function.
+
+    :func:`mlp_accel.fit` draws batches from :meth:`epoch` exactly as from in-memory data and
+    calls :meth:`train_step` instead of :meth:`MLP.train_step`.
+    """
+
+    def __init__(
+        self, client: Any, model: Any, X: Any, y: Any, local_steps: int = 1, sample_weight=None
+    ) -> None:
+        import dask
+        import dask.array as da
+
+        if sample_weight is not None:
+            raise ValueError("sample_weight is not supported with a Dask client")
+        if y is None:
+            raise ValueError("y is required when training on a Dask client")
+        if isinstance(local_steps, bool) or not isinstance(local_steps, int) or local_steps < 1:
+            raise ValueError(f"local_steps must be a positive integer, got {local_steps!r}")
+        self.client, self.model, self.local_steps = client, model, local_steps
+        self.meta = _meta(model)
+        workers = list(client.scheduler_info()["workers"])
+        if not workers:
+            raise RuntimeError("the Dask cluster has no workers")
+        self.workers = set(workers)
+        if not isinstance(X, da.Array):
+            X = np.asarray(X)
+            if X.ndim != 2:
+                raise ValueError(f"X must be 2-D, got shape {X.shape}")
+            X = da.from_array(X, chunks=(max(1, -(-X.shape[0] // len(workers))), -1))
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-D, got shape {X.shape}")
+        X = X.rechunk({1: -1})
+        if not isinstance(y, da.Array):
+            y = da.from_array(np.asarray(y), chunks=-1)
+        if y.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"X and y have different numbers of samples: X has {X.shape[0]}, y has {y.shape[0]}"
+            )
+        if X.shape[0] == 0:
+            raise ValueError("Found array with 0 sample(s) in X")
+        y = y.rechunk({0: X.chunks[0], **({1: -1} if y.ndim == 2 else {})})
+        xs, ys = X.to_delayed().ravel(), y.to_delayed().ravel()
+        prepare = dask.delayed(_prepare_part, pure=True)
+        # Futures computed from the graph: Dask can recompute a chunk whose worker is lost.
+        self.parts = client.compute([prepare(self.meta, a, b) for a, b in zip(xs, ys)])
+        sizes = X.chunks[0]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.n_rows = int(X.shape[0])
+        self._wait(self.parts)  # fail early on bad data; wait until the data is in place
+        self._reset_stats()
+        self._attempt = 0
+        self.total = {"steps": 0, "compute": 0.0, "comm": 0.0, "bytes": 0}
+
+    # -- batches ---------------------------------------------------------------------------
+    def epoch(self, rng: np.random.Generator, batch_size: int | None, shuffle: bool):
+        n = self.n_rows
+        bs = n if batch_size is None else min(batch_size, n)
+        order = rng.permutation(n) if shuffle and bs < n else None  # as DeviceSource draws it
+        group, count = [], 0
+        for start in range(0, n, bs):
+            stop = min(start + bs, n)
+            rows = (start, stop) if order is None else order[start:stop]
+            if self.local_steps == 1:
+                yield _Batch(rows, stop - start), None
+                continue
+            group.append(rows)
+            count += stop - start
+            if len(group) == self.local_steps:
+                yield _Batch(group, count), None
+                group, count = [], 0
+        if group:
+            yield _Batch(group, count), None
+
+    def _chunk_rows(self, rows: Any) -> list[tuple[int, Any]]:
+        """``(chunk index, local rows)`` of every chunk that holds rows of a global batch."""
+        out = []
+        for c in range(len(self.parts)):
+            lo, hi = int(self.offsets[c]), int(self.offsets[c + 1])
+            if isinstance(rows, tuple):
+                a, b = max(rows[0], lo), min(rows[1], hi)
+                if a < b:
+                    out.append((c, (a - lo, b - lo)))
+            else:
+                local = rows[(rows >= lo) & (rows < hi)] - lo
+                if local.size:
+                    out.append((c, local))
+        return out
+
+    # -- the step ----------------------------------------------------------------------------
+    def _wait(self, futures: list[Any]) -> None:
+        from distributed import wait
+
+        wait(futures)
+        for f in futures:
+            if f.status == "error":
+                self._gather([f])
+
+    def _gather(self, futures: list[Any]) -> list[Any]:
+        from distributed.comm.core import CommClosedError
+        from distributed.scheduler import KilledWorker
+        from distributed.utils import CancelledError  # base of FutureCancelledError
+
+        try:
+            return self.client.gather(futures, errors="raise")
+        except (KilledWorker, CommClosedError, CancelledError, OSError) as exc:
+            try:
+                now = set(self.client.scheduler_info()["workers"])
+            except Exception:  # the scheduler may be gone too
+                now = set()
+            lost = sorted(self.workers - now)
+            named = ", ".join(lost) if lost else str(getattr(exc, "last_worker", "unknown"))
+            raise WorkerLostError(
+                f"lost Dask worker(s) {named} during a training step "
+                f"({type(exc).__name__}: {exc}); the model keeps the weights from before "
+                "the step. Resume from the last checkpoint."
+            ) from exc
+
+    def _broadcast(self, obj: Any) -> Any:
+        # One copy goes to one worker; the others fetch it peer to peer when their task needs
+        # it. (broadcast=True would stall for the connect timeout on a worker just lost.)
+        self._attempt += 1
+        key = f"mlp-accel-{id(self)}-{self._attempt}"
+        return self.client.scatter({key: obj}, hash=False)[key]
+
+    def _with_retry(self, step: Any) -> Any:
+        """Run a step; if a worker was lost, run it once more on the workers left (the chunks
+        are recomputed from their graph). The model is updated only by a complete step."""
+        try:
+            return step()
+        except WorkerLostError as first:
+            now = set(self.client.scheduler_info()["workers"])
+            if not now:
+                raise
+            self.workers = now
+            try:
+                return step()
+            except WorkerLostError as second:
+                raise second from first
+
+    def train_step(
+        self,
+        batch: _Batch,
+        _y: Any,
+        optimizer: Any,
+        *,
+        accumulate: int = 1,
+        alpha: float = 0.0,
+        clip_norm: float | None = None,
+        sample_weight: Any = None,
+    ) -> float:
+        if self.local_steps > 1:
+            return self._with_retry(
+                lambda: self._local_sgd_step(batch, optimizer, accumulate, alpha, clip_norm)
+            )
+        return self._with_retry(lambda: self._step(batch, optimizer, accumulate, alpha, clip_norm))
+
+    def _step(self, batch, optimizer, accumulate, alpha, clip_norm) -> Any:
+        t0 = time.perf_counter()
+        model = self.model
+        backend = model.backend
+        weights = model.get_weights()
+        wf = self._broadcast(weights)
+        futures = [
+            self.client.submit(
+                _chunk_gradients, self.meta, wf, self.parts[c], rows, accumulate, pure=False
+            )
+            for c, rows in self._chunk_rows(batch.rows)
+        ]
+        results = self._gather(futures)
+        t_update = time.perf_counter()
+        n = sum(r[2] for r in results)
+        loss_sum = math.fsum(r[0] for r in results)
+        grads = [sum(r[1][k] for r in results) / n for k in range(len(weights))]
+        grads = [backend.asarray(g, model.dtype) for g in grads]
+        loss_sum, grads = model._penalize_and_clip(loss_sum, grads, n, alpha, clip_norm)
+        model.set_params(optimizer.step(model.params, grads, backend))
+        done = time.perf_counter()
+        sent = sum(w.nbytes for w in weights) * len(self.workers)
+        sent += sum(sum(g.nbytes for g in r[1]) for r in results)
+        compute = max(r[3] for r in results) + (done - t_update)
+        self._record(done - t0, compute, sent)
+        return loss_sum
+
+    def _local_sgd_step(self, batch, optimizer, accumulate, alpha, clip_norm) -> float:
+        t0 = time.perf_counter()
+        model = self.model
+        backend = model.backend
+        weights = model.get_weights()
+        state = optimizer.state_dict(backend)
+        payload = self._broadcast((weights, state))
+        per_chunk: dict[int, list[Any]] = {}
+        for rows in batch.rows:
+            for c, local in self._chunk_rows(rows):
+                per_chunk.setdefault(c, []).append(local)
+        options = {"accumulate": accumulate, "alpha": alpha, "clip_norm": clip_norm}
+        futures = [
+            self.client.submit(
+                _unpack_local,
+                self.meta,
+                payload,
+                optimizer.lr,
+                self.parts[c],
+                lists,
+                options,
+                pure=False,
+            )
+            for c, lists in per_chunk.items()
+        ]
+        results = self._gather(futures)
+        t_update = time.perf_counter()
+        n = sum(r[3] for r in results)
+        new = [sum(r[1][k] * r[3] for r in results) / n for k in range(len(weights))]
+        arrays = {
+            key: sum(r[2]["arrays"][key] * r[3] for r in results) / n
+            for key in results[0][2]["arrays"]
+        }
+        merged = dict(results[0][2], arrays=arrays, t=max(r[2]["t"] for r in results))
+        model.set_params([backend.asarray(w, model.dtype) for w in new])
+        lr = optimizer.lr
+        optimizer.load_state_dict(merged, backend)
+        optimizer.lr = lr
+        done = time.perf_counter()
+        sent = sum(w.nbytes for w in weights) * len(self.workers) * 2
+        compute = max(r[4] for r in results) + (done - t_update)
+        self._record(done - t0, compute, sent)
+        return sum(r[0] for r in results)
+
+    # -- timing --------------------------------------------------------------------------------
+    def _reset_stats(self) -> None:
+        self.steps, self.compute, self.comm, self.bytes = 0, 0.0, 0.0, 0
+
+    def _record(self, wall: float, compute: float, sent: int) -> None:
+        self.steps += 1
+        self.compute += min(compute, wall)
+        self.comm += max(wall - compute, 0.0)
+        self.bytes += sent
+
+    def epoch_stats(self) -> dict[str, float]:
+        """Seconds of compute and communication and bytes sent in the epoch just run
+        (then reset). Compute is the slowest worker's task time plus the driver's update;
+        communication is the rest of the step's wall time."""
+        stats = {
+            "compute_time": self.compute,
+            "comm_time": self.comm,
+            "bytes_sent": float(self.bytes),
+            "steps": float(self.steps),
+        }
+        self.total["steps"] += self.steps
+        self.total["compute"] += self.compute
+        self.total["comm"] += self.comm
+        self.total["bytes"] += self.bytes
+        self._reset_stats()
+        return stats
+
+    def close(self) -> None:
+        """Release the chunks held on the workers."""
+        for f in self.parts:
+            f.release()
+        self.parts = []
+
+
+def _unpack_local(meta, payload, lr, part, batches, options):
+    weights, state = payload
+    return _chunk_local_steps(meta, weights, state, lr, part, batches, options)
