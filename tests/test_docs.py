@@ -1,0 +1,89 @@
+"""The README and docs render whole: headings are headings, code blocks are code, links resolve.
+
+A broken fence (text after a closing fence) makes a CommonMark renderer swallow the sections
+after it into one code block, on the project page and in the package's long description.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+markdown_it = pytest.importorskip("markdown_it")
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+README_SECTIONS = [
+    "Quickstart",
+    "The library",
+    "Large batches and big data",
+    "The command",
+    "Backends",
+    "Scale-out on Dask",
+    "scikit-learn drop-in",
+    "What this project corrects in the tutorial",
+    "Design notes",
+    "Development",
+]
+
+
+def _tokens(path: Path) -> list:
+    return markdown_it.MarkdownIt("commonmark").parse(path.read_text(encoding="utf-8"))
+
+
+def _headings(tokens: list, level: str) -> list[str]:
+    return [
+        tokens[i + 1].content
+        for i, tok in enumerate(tokens)
+        if tok.type == "heading_open" and tok.tag == level
+    ]
+
+
+def test_readme_sections_render_as_headings() -> None:
+    headings = _headings(_tokens(ROOT / "README.md"), "h2")
+    assert headings == README_SECTIONS
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
+def test_no_heading_is_swallowed_by_a_code_block(path: Path) -> None:
+    # Every line that starts with "## " outside fences in the source must be a rendered heading.
+    for tok in _tokens(path):
+        if tok.type == "fence":
+            lines = tok.content.splitlines()
+            assert not any(line.startswith("## ") for line in lines), (
+                f"{path.name}: a code block starting at line {tok.map[0] + 1} holds a heading"
+            )
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
+def test_python_blocks_compile(path: Path) -> None:
+    blocks = [t for t in _tokens(path) if t.type == "fence" and t.info.strip() == "python"]
+    for tok in blocks:
+        try:
+            compile(tok.content, f"{path.name}:{tok.map[0] + 1}", "exec")
+        except SyntaxError as exc:  # pragma: no cover - the message is the point
+            pytest.fail(f"{path.name}: python block at line {tok.map[0] + 1}: {exc}")
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
+def test_relative_links_resolve(path: Path) -> None:
+    for tok in _tokens(path):
+        for child in tok.children or []:
+            href = child.attrGet("href") if child.type == "link_open" else None
+            if href and "://" not in href and not href.startswith("#"):
+                target = (path.parent / href.split("#")[0]).resolve()
+                assert target.exists(), f"{path.name}: link to missing {href}"
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
+def test_docs_stand_alone(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert "DESIGN.md" not in text, f"{path.name} points outside the repository"
+    assert "shared folder" not in text
+
+
+def test_license_file_matches_the_metadata() -> None:
+    assert "MIT License" in (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert 'license = "MIT"' in (ROOT / "pyproject.toml").read_text(encoding="utf-8")
