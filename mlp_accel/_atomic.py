@@ -25,6 +25,7 @@ through :func:`atomic_write`, so each of the rules below holds for all of them:
 from __future__ import annotations
 
 import errno
+import io
 import os
 import re
 import secrets
@@ -33,7 +34,7 @@ import stat
 import time
 import zlib
 from collections.abc import Callable
-from typing import IO
+from typing import IO, Any, cast
 
 __all__ = ["atomic_write", "STALE_AGE_S"]
 
@@ -135,9 +136,32 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
+class _Stream(io.RawIOBase):
+    """A write-only view of a device or FIFO that says it cannot seek: ``/dev/null`` accepts
+    seeks but ``tell()`` stays 0, which makes ``zipfile`` (``np.savez``) write a corrupt end
+    record; without ``tell()`` it writes a streamed archive."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        super().__init__()
+        self._f = f
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def write(self, data: Any) -> int:
+        return self._f.write(data)
+
+    def flush(self) -> None:
+        self._f.flush()
+
+
 def _write_stream(real: str, write: Callable[[IO[bytes]], None]) -> None:
+    # Opening a FIFO waits for a reader, as a shell redirection does.
     with open(real, "wb") as f:
-        write(f)
+        write(cast(IO[bytes], _Stream(f)))
         f.flush()
 
 
