@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -231,3 +232,18 @@ def test_dead_writer_pid_rule(tmp_path):
     (tmp_path / name).write_bytes(b"partial")
     atomic_write(tmp_path / "m.npz", lambda f: f.write(b"x"))
     assert _temporaries(tmp_path) == []
+
+
+def test_no_other_module_renames_or_makes_temporaries():
+    # Every writer must go through atomic_write; the Numba kernel cache (_numba_fused.py)
+    # writes generated source to the package's own cache directory, never a user's path.
+    root = Path(ma.__file__).parent
+    exempt = {"_atomic.py", "_numba_fused.py"}
+    offenders = [
+        f"{py.relative_to(root)}: {needle}"
+        for py in sorted(root.rglob("*.py"))
+        if py.name not in exempt
+        for needle in ("os.replace(", "os.rename(", "mkstemp(", "NamedTemporaryFile(")
+        if needle in py.read_text()
+    ]
+    assert offenders == []
