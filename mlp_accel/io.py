@@ -378,12 +378,9 @@ def _check_state(path: str, state: Any) -> dict[str, Any]:
     if not math.isfinite(base_lr):
         raise ValueError(f"{path}: base_lr {base_lr!r} is not finite")
     history = state["history"]
-    if not isinstance(history, dict) or not all(
-        isinstance(v, list)
-        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
-        for v in history.values()
-    ):
-        raise ValueError(f"{path}: history must map names to lists of numbers")
+    # Values stay free-form: callbacks may log anything JSON holds.
+    if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
+        raise ValueError(f"{path}: history must map metric names to lists")
     rng_state = state["rng_state"]
     name = rng_state.get("bit_generator") if isinstance(rng_state, dict) else None
     if name not in ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937"):
