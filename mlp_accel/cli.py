@@ -315,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_gpu_options(parser: Any) -> None:
     parser.add_argument(
         "--device",
-        type=_non_negative_int,
+        type=int,  # a negative index is refused, with the option named, when it is applied
         default=None,
         metavar="N",
         help="GPU index for the cupy backend (default: $MLP_ACCEL_DEVICE or 0)",
