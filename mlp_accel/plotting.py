@@ -1,4 +1,9 @@
-"""Training plots (matplotlib, an optional extra): loss curve and 2-D decision boundary."""
+"""Training plots (matplotlib, an optional extra): loss curve and 2-D decision boundary.
+
+Figures are built with matplotlib's object API (:class:`matplotlib.figure.Figure`), never with
+``pyplot`` state or ``matplotlib.use``, so plotting leaves a user's backend and open figures
+alone. Each drawing function takes ``ax=`` to draw into the user's own axes.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_training"]
+__all__ = ["require_matplotlib", "plot_loss", "plot_decision_boundary", "plot_training"]
 
 
-def plot_training(
-    path: str | os.PathLike, history: Any, model: Any, X: np.ndarray, y: np.ndarray | None
-) -> None:
-    """Save a PNG with the loss curve and, for 2-D classification data, the decision boundary.
+def require_matplotlib() -> None:
+    """Raise a clear ``ImportError`` now if matplotlib is not installed.
 
     Raises
     ------
@@ -21,37 +24,136 @@ def plot_training(
         If matplotlib is not installed (``pip install mlp-accel[plot]``).
     """
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.figure  # noqa: F401
     except ImportError as exc:
-        raise ImportError("--plot needs matplotlib: pip install 'mlp-accel[plot]'") from exc
-    from .io import atomic_write
+        raise ImportError(
+            f"plotting needs matplotlib ({exc}): pip install 'mlp-accel[plot]'"
+        ) from None
 
-    boundary = X.shape[1] == 2 and y is not None
-    fig, axes = plt.subplots(
-        1, 2 if boundary else 1, figsize=(10 if boundary else 5, 4), squeeze=False
-    )
-    ax = axes[0, 0]
+
+def _axes(ax: Any) -> Any:
+    if ax is not None:
+        return ax
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(5, 4)).add_subplot()
+
+
+def plot_loss(history: Any, ax: Any = None) -> Any:
+    """Draw the training loss per epoch (and the validation loss, if recorded).
+
+    Parameters
+    ----------
+    history : History
+        The return value of :func:`mlp_accel.fit`.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; default a new :class:`~matplotlib.figure.Figure`'s axes.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn into (``ax.figure`` is its figure).
+    """
+    ax = _axes(ax)
     epochs = np.arange(1, history.n_epochs + 1)
     ax.plot(epochs, history["loss"], label="train")
     if "val_loss" in history:
         ax.plot(epochs, history["val_loss"], label="validation")
     ax.set(xlabel="epoch", ylabel="loss", title="Loss", yscale="log")
     ax.legend()
+    return ax
+
+
+def plot_decision_boundary(
+    model: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    ax: Any = None,
+    title: str = "Decision boundary",
+) -> Any:
+    """Draw a 2-feature classifier's predicted class field with the points ``(X, y)`` on it.
+
+    Parameters
+    ----------
+    model : MLP
+        A classifier with 2 inputs.
+    X : ndarray of shape (n, 2)
+        Points to show, in the model's input space.
+    y : ndarray of shape (n,)
+        Their class labels (colours).
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; default a new :class:`~matplotlib.figure.Figure`'s axes.
+    title : str
+        Axes title; say which data the points are (the test split, say).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Raises
+    ------
+    ValueError
+        If ``X`` does not have exactly 2 columns.
+    """
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[1] != 2:
+        raise ValueError(f"a decision boundary needs 2 features, got X of shape {X.shape}")
+    ax = _axes(ax)
+    pad = 0.5
+    xs = np.linspace(X[:, 0].min() - pad, X[:, 0].max() + pad, 200)
+    ys = np.linspace(X[:, 1].min() - pad, X[:, 1].max() + pad, 200)
+    gx, gy = np.meshgrid(xs, ys)
+    grid = np.column_stack([gx.ravel(), gy.ravel()])
+    proba = model.predict_proba(grid)
+    field = proba[:, 0] if proba.shape[1] == 1 else proba.argmax(axis=1)
+    ax.contourf(gx, gy, field.reshape(gx.shape), levels=20, cmap="RdBu", alpha=0.6)
+    ax.scatter(X[:, 0], X[:, 1], c=y, cmap="RdBu", edgecolors="k", s=12)
+    ax.set(title=title, xlabel="x1", ylabel="x2")
+    return ax
+
+
+def plot_training(
+    path: str | os.PathLike,
+    history: Any,
+    model: Any,
+    X: np.ndarray,
+    y: np.ndarray | None,
+    data_name: str = "test split",
+) -> Any:
+    """Save a PNG with the loss curve and, for 2-D classification data, the decision boundary.
+
+    Parameters
+    ----------
+    path : path-like
+        PNG written atomically.
+    history, model
+        As for :func:`plot_loss` and :func:`plot_decision_boundary`.
+    X, y : ndarray
+        Points of the boundary panel (``y=None`` or not 2-D: no boundary panel).
+    data_name : str
+        Which data ``X`` is, for the panel's title (the CLI passes the test split).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ImportError
+        If matplotlib is not installed (``pip install mlp-accel[plot]``).
+    """
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    from .io import atomic_write
+
+    boundary = y is not None and X.ndim == 2 and X.shape[1] == 2
+    fig = Figure(figsize=(10 if boundary else 5, 4))
+    axes = fig.subplots(1, 2 if boundary else 1, squeeze=False)
+    plot_loss(history, ax=axes[0, 0])
     if boundary:
-        ax = axes[0, 1]
-        pad = 0.5
-        xs = np.linspace(X[:, 0].min() - pad, X[:, 0].max() + pad, 200)
-        ys = np.linspace(X[:, 1].min() - pad, X[:, 1].max() + pad, 200)
-        gx, gy = np.meshgrid(xs, ys)
-        grid = np.column_stack([gx.ravel(), gy.ravel()])
-        proba = model.predict_proba(grid)
-        field = proba[:, 0] if proba.shape[1] == 1 else proba.argmax(axis=1)
-        ax.contourf(gx, gy, field.reshape(gx.shape), levels=20, cmap="RdBu", alpha=0.6)
-        ax.scatter(X[:, 0], X[:, 1], c=y, cmap="RdBu", edgecolors="k", s=12)
-        ax.set(title="Decision boundary (training data)", xlabel="x1", ylabel="x2")
+        plot_decision_boundary(model, X, y, ax=axes[0, 1], title=f"Decision boundary ({data_name})")
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
-    plt.close(fig)
+    return fig

@@ -154,24 +154,64 @@ def test_backends_command(capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train", "--backend", "tpu"], "unknown backend 'tpu'; valid backends"),
         (["train", "--activations", "relu,swish,sigmoid"], "unknown activation 'swish'"),
         (["train", "--layers", "3,4,1"], "features"),
         (["train", "--loss", "hinge"], "unknown loss"),
         (["train", "--data", "missing.csv"], "not found"),
-        (["train", "--epochs", "0"], "epochs"),
-        (["train", "--dtype", "int8"], "float32 or float64"),
-        (["train", "--layers", "2,x"], "integers"),
         (["predict", "--model", "missing.npz", "--data", "x.csv"], "not found"),
-        (["frobnicate"], "invalid choice"),
     ],
 )
 def test_errors_are_one_line_without_traceback(args, message):
     result = run_cli(*args)
-    assert result.returncode != 0
+    assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert message in lines[0] and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--backend", "tpu"], "argument --backend: invalid choice: 'tpu'"),
+        (["train", "--dtype", "int8"], "argument --dtype: invalid choice: 'int8'"),
+        (["train", "--optimizer", "rmsprop"], "argument --optimizer: invalid choice"),
+        (["train", "--init", "xavier"], "argument --init: invalid choice"),
+        (["train", "--schedule", "linear"], "argument --schedule: invalid choice"),
+        (["predict", "--model", "m", "--data", "d", "--backend", "x"], "invalid choice"),
+        (["train", "--warmup", "-1"], "argument --warmup: must be a non-negative finite"),
+        (["train", "--warmup", "nan"], "argument --warmup: must be a non-negative finite"),
+        (["train", "--lr", "inf"], "argument --lr: must be a positive finite number"),
+        (["train", "--dask-workers", "0"], "argument --dask-workers: must be a positive integer"),
+        (["train", "--epochs", "0"], "argument --epochs: must be a positive integer"),
+        (["train", "--test-size", "1.5"], "argument --test-size: must be a fraction"),
+        (["train", "--layers", "2,x"], "integers"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_usage_errors_keep_the_usage_line_and_exit_2(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("usage: mlp-accel") and message in lines[1]
+
+
+def test_version(capsys):
+    import mlp_accel
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"mlp-accel {mlp_accel.__version__}"
+
+
+def test_train_help_is_grouped(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    for group in ("data:", "model:", "optimization:", "large runs:", "output:", "distributed"):
+        assert f"\n{group}" in out, group
 
 
 def test_bad_csv_and_diverging_run(tmp_path):

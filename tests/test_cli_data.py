@@ -1,0 +1,334 @@
+"""The CLI's data handling and failure modes (issue #14: items 1, 2, 8-11, 14)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import mlp_accel
+from mlp_accel import cli
+from mlp_accel.cli import main
+from mlp_accel.data import check_features, load_file
+
+FAST = ["--no-progress", "--backend", "numpy"]
+
+
+def write_csv(path, X, y=None, header=None):
+    with open(path, "w") as f:
+        if header is not None:
+            f.write(",".join(header) + "\n")
+        for i, row in enumerate(X):
+            fields = [f"{v:.6f}" for v in row]
+            if y is not None:
+                fields.append(str(y[i]))
+            f.write(",".join(fields) + "\n")
+
+
+def result_line(out: str) -> list[str]:
+    return out.strip().splitlines()[-1].split()
+
+
+@pytest.fixture
+def table(tmp_path):
+    """A 3-feature problem with text labels, as a headed CSV."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    y = np.where(X[:, 0] + X[:, 1] > 0, "yes", "no")
+    path = tmp_path / "table.csv"
+    write_csv(path, X, y, header=["x1", "x2", "x3", "answer"])
+    return path, X, y
+
+
+# -- item 2: CSV headers and text labels --------------------------------------------------------
+def test_headerless_csv_loses_no_row(tmp_path):
+    X = np.arange(15.0).reshape(5, 3)
+    path = tmp_path / "plain.csv"
+    write_csv(path, X)
+    features, target = load_file(path)
+    np.testing.assert_array_equal(features, X[:, :2])
+    np.testing.assert_array_equal(target, X[:, 2])
+    features, target = load_file(path, has_target=False)
+    assert features.shape == (5, 3) and target is None
+
+
+def test_header_is_detected_and_skipped(tmp_path):
+    X = np.arange(15.0).reshape(5, 3)
+    path = tmp_path / "headed.csv"
+    write_csv(path, X, header=["a", "b", "target"])
+    features, target = load_file(path)
+    np.testing.assert_array_equal(features, X[:, :2])
+    np.testing.assert_array_equal(target, X[:, 2])
+
+
+def test_text_labels_are_read_as_strings(table):
+    path, X, y = table
+    features, target = load_file(path)
+    np.testing.assert_allclose(features, X, atol=1e-6)
+    assert target.dtype.kind == "U" and list(target[:5]) == list(y[:5])
+
+
+def test_predict_on_headerless_file_prints_every_row(tmp_path, table, capsys):
+    path, X, _ = table
+    model = tmp_path / "m.npz"
+    assert main(["train", "--data", str(path), "--epochs", "60", *FAST, "--save", str(model)]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    plain = tmp_path / "plain.csv"
+    write_csv(plain, X[:5])
+    assert main(["predict", "--model", str(model), "--data", str(plain), *FAST[1:]]) == 0
+    lines = capsys.readouterr().out.split()
+    # five rows in, five predictions out, in the user's own labels
+    assert len(lines) == 5 and set(lines) <= {"yes", "no"}
+
+
+def test_text_labels_round_trip_through_save_and_predict(tmp_path, table, capsys):
+    path, _, y = table
+    model = tmp_path / "m.npz"
+    assert main(["train", "--data", str(path), "--epochs", "80", *FAST, "--save", str(model)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "pred.csv"
+    # the training file itself: its text target column is recognised and ignored
+    assert (
+        main(["predict", "--model", str(model), "--data", str(path), "--out", str(out), *FAST[1:]])
+        == 0
+    )
+    predicted = out.read_text().split()
+    assert len(predicted) == len(y) and np.mean(np.array(predicted) == y) > 0.9
+
+
+def test_text_labels_refused_for_regression(table, capsys):
+    path, _, _ = table
+    assert main(["train", "--data", str(path), "--task", "regression", *FAST]) == 1
+    assert "text labels such as" in capsys.readouterr().err
+
+
+# -- item 1: predict validates X against the model first ----------------------------------------
+@pytest.fixture
+def three_feature_model(tmp_path, table, capsys):
+    path, _, _ = table
+    model = tmp_path / "m3.npz"
+    assert main(["train", "--data", str(path), "--epochs", "5", *FAST, "--save", str(model)]) == 0
+    capsys.readouterr()
+    return model
+
+
+def test_predict_refuses_too_few_columns(tmp_path, three_feature_model, capsys):
+    one_column = tmp_path / "one.csv"
+    write_csv(one_column, np.ones((4, 1)))
+    code = main(["predict", "--model", str(three_feature_model), "--data", str(one_column)])
+    captured = capsys.readouterr()
+    assert code == 1 and captured.out == ""
+    assert "has 1 feature column; the model expects 3" in captured.err
+
+
+def test_predict_refuses_complex_features(tmp_path, three_feature_model, capsys):
+    data = tmp_path / "c.npy"
+    np.save(data, np.ones((4, 3), dtype=complex))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a ComplexWarning would fail the test
+        code = main(["predict", "--model", str(three_feature_model), "--data", str(data)])
+    captured = capsys.readouterr()
+    assert code == 1 and captured.out == "" and "complex numbers" in captured.err
+
+
+def test_check_features():
+    X = np.ones((2, 3))
+    assert check_features(X, 3) is X
+    assert check_features(np.ones((2, 4)), 3).shape == (2, 3)
+    with pytest.raises(ValueError, match="has 5 feature columns; the model expects 3"):
+        check_features(np.ones((2, 5)), 3, "f.npy")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        check_features(np.array([[1.0, np.inf, 0.0]]), 3)
+    with pytest.raises(ValueError, match="2-D"):
+        check_features(np.ones(3), 3)
+
+
+# -- item 14: empty files, one class, a loss that does not fit the data -------------------------
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("", "is empty"), ("\n\n", "is empty"), ("a,b,target\n", "has a header but no data rows")],
+)
+def test_empty_csv_is_a_clean_error(tmp_path, content, message):
+    path = tmp_path / "e.csv"
+    path.write_text(content)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "input contained no data" must not leak
+        with pytest.raises(ValueError, match=message):
+            load_file(path)
+    result = subprocess.run(
+        [sys.executable, "-m", "mlp_accel", "train", "--data", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"mlp-accel: error: {path} {message}"] or (
+        len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+    )
+
+
+def test_one_class_data_names_the_problem(tmp_path, capsys):
+    path = tmp_path / "one.csv"
+    write_csv(path, np.arange(20.0).reshape(10, 2), ["spam"] * 10, header=["a", "b", "y"])
+    assert main(["train", "--data", str(path), *FAST]) == 1
+    err = capsys.readouterr().err
+    assert "has a single class (spam)" in err and "softmax" not in err
+
+
+def test_cross_entropy_on_binary_data_names_the_problem(capsys):
+    assert main(["train", "--loss", "cross_entropy", *FAST]) == 1
+    err = capsys.readouterr().err
+    assert "binary" in err and "--loss binary_cross_entropy" in err and "softmax output" not in err
+    # What the message suggests works.
+    args = ["train", "--loss", "cross_entropy", "--task", "multiclass", "--epochs", "5", *FAST]
+    assert main(args) == 0
+    assert "layers 2-64-2" in capsys.readouterr().out
+
+
+def test_classification_loss_on_regression_data_names_the_problem(capsys):
+    assert main(["train", "--dataset", "diabetes", "--loss", "cross_entropy", *FAST]) == 1
+    assert "continuous (regression)" in capsys.readouterr().err
+
+
+# -- item 8: early stopping on regression -------------------------------------------------------
+def test_early_stopping_on_regression(capsys):
+    args = ["train", "--dataset", "diabetes", "--early-stopping", "3", "--epochs", "40", *FAST]
+    assert main(args) == 0
+    assert "R2" in capsys.readouterr().out
+
+
+# -- item 9: every failure is one line ----------------------------------------------------------
+def test_absurd_layer_sizes_are_refused_before_allocating():
+    result = subprocess.run(
+        [sys.executable, "-m", "mlp_accel", "train", "--layers", "2,1000000000000,1", *FAST],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "parameters) needs at least" in lines[0], result.stderr
+
+
+@pytest.mark.parametrize(
+    ("exc", "message"),
+    [
+        (KeyError("W2"), "error: KeyError: 'W2'"),
+        (MemoryError(), "error: out of memory"),
+        (RecursionError("maximum recursion depth exceeded"), "maximum recursion depth"),
+        (AttributeError("'list' object has no attribute 'get'"), "AttributeError: 'list'"),
+    ],
+)
+def test_unexpected_exceptions_are_one_line(monkeypatch, capsys, exc, message):
+    def fail(args):
+        raise exc
+
+    monkeypatch.setitem(cli._COMMANDS, "train", fail)
+    assert main(["train"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
+
+
+def test_dask_failure_is_named_as_such(monkeypatch, capsys):
+    closed = []
+
+    class DeadClient:
+        def close(self):
+            closed.append(True)
+            raise OSError("already closed")  # must not mask the real error
+
+    def dying_fit(*args, **kwargs):
+        raise KeyError("workers")  # what distributed._with_retry raises when the scheduler dies
+
+    monkeypatch.setattr(cli, "_dask_client", lambda args: (DeadClient(), None))
+    monkeypatch.setattr(mlp_accel, "fit", dying_fit)
+    assert main(["train", "--epochs", "2", *FAST]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "the Dask cluster failed during training" in lines[0]
+    assert "KeyError" in lines[0] and closed
+
+
+# -- item 10: plotting --------------------------------------------------------------------------
+def test_plot_without_matplotlib_fails_before_training(tmp_path, monkeypatch, capsys):
+    trained = []
+    monkeypatch.setattr(mlp_accel, "fit", lambda *a, **k: trained.append(1))
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import fails
+    assert main(["train", *FAST, "--plot", str(tmp_path / "p.png")]) == 1
+    captured = capsys.readouterr()
+    assert "needs matplotlib" in captured.err and not trained and captured.out == ""
+
+
+def test_plotting_uses_the_object_api_and_leaves_pyplot_alone(tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "p.png"
+    code = f"""
+import sys, matplotlib
+import mlp_accel as ma
+from mlp_accel.plotting import plot_training
+from sklearn.datasets import make_circles
+X, y = make_circles(200, noise=0.1, factor=0.5, random_state=0)
+model = ma.MLP([2, 4, 1], backend="numpy")
+history = ma.fit(model, X, y, epochs=3, progress=False)
+fig = plot_training({str(png)!r}, history, model, X, y)
+assert "matplotlib.pyplot" not in sys.modules, "pyplot was imported"
+# MPLBACKEND chose svg; matplotlib.use("Agg") would have switched it
+assert matplotlib.rcParams._get_backend_or_none() == "svg"
+print(fig.axes[1].get_title())
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MPLBACKEND": "svg"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "Decision boundary (test split)"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_functions_draw_into_a_given_axes():
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from mlp_accel.plotting import plot_decision_boundary, plot_loss
+
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    y = (X[:, 0] > 0).astype(float)
+    model = mlp_accel.MLP([2, 3, 1], backend="numpy")
+    history = mlp_accel.fit(model, X, y, epochs=2, progress=False)
+    fig = Figure()
+    left, right = fig.subplots(1, 2)
+    assert plot_loss(history, ax=left) is left and left.get_title() == "Loss"
+    assert plot_decision_boundary(model, X, y, ax=right, title="mine") is right
+    assert right.get_title() == "mine"
+    with pytest.raises(ValueError, match="2 features"):
+        plot_decision_boundary(model, np.ones((3, 3)), np.ones(3))
+
+
+# -- item 11: samples/s is rows over training seconds -------------------------------------------
+def test_throughput_is_rows_over_seconds_not_a_mean_of_rates():
+    history = mlp_accel.History()
+    history.append(epoch=1, samples_per_sec=100.0, time=1.0)  # 100 rows
+    history.append(epoch=2, samples_per_sec=400.0, time=0.5)  # 200 rows
+    rows, seconds = cli._throughput(history, first_epoch=0)
+    assert rows == 300 and seconds == 1.5  # 200 samples/s; the mean of the rates says 250
+    rows, seconds = cli._throughput(history, first_epoch=1)  # resumed after epoch 1
+    assert rows == 200 and seconds == 0.5
+
+
+def test_report_line_is_consistent(capsys):
+    assert main(["train", "--epochs", "7", *FAST]) == 0
+    fields = result_line(capsys.readouterr().out)
+    rows = int(fields[fields.index("trained") + 1].replace(",", ""))
+    seconds = float(fields[fields.index("trained") + 4])
+    rate = float(fields[fields.index("samples/s") - 1].replace(",", ""))
+    wall = float(fields[fields.index("wall") + 1])
+    assert rows == 7 * 750  # circles: 1000 rows, 750 in the training split
+    assert seconds <= wall + 0.01
+    if seconds >= 0.1:  # the printed seconds are rounded to 0.01 s
+        assert rate == pytest.approx(rows / seconds, rel=0.1)
