@@ -480,7 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.part in ("contended", "all"):
             report = part_contended(backends, args.cases, args.rounds)
             lines += [*report.pop("markdown"), ""]
-            out["contended"] = report
+            out["throughput"] = report  # "contended" and "quiet"
         if args.part in ("firstrun", "all"):
             first_backends = list(dict.fromkeys([*backends, "auto"]))
             if "numpy" not in first_backends:
@@ -495,8 +495,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n".join(lines))
     if args.json:
 
+        def name(part: Any) -> str:
+            # (case, backend, serial) keys: the serial flag as the variant's name.
+            return {True: "one thread", False: "default"}.get(part, str(part))
+
         def keyed(d: dict) -> dict:
-            return {" | ".join(map(str, k)) if isinstance(k, tuple) else k: v for k, v in d.items()}
+            return {
+                " | ".join(map(name, k)) if isinstance(k, tuple) else k: v for k, v in d.items()
+            }
 
         def clean(x: Any) -> Any:
             if isinstance(x, dict):

@@ -436,3 +436,48 @@ def test_first_run_column_in_report():
     assert rows["lean-numpy"]["first_run"] is None
     table = bench.format_table(report)
     assert "first run" in table and "empty Numba/mlp_accel/CuPy caches" in table
+
+
+def _real_use():
+    """``benchmarks/real_use.py`` as a module (it is a script, not part of the package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "real_use.py"
+    spec = importlib.util.spec_from_file_location("real_use", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_real_use_rejects_bad_options(capsys):
+    real_use = _real_use()
+    assert real_use.main(["--cases", "XL"]) == 2
+    assert "unknown case 'XL'" in capsys.readouterr().err
+    assert real_use.main(["--rounds", "0"]) == 2
+    assert real_use.main(["--part", "firstrun", "--jobs", "mnist"]) == 2
+    assert real_use.spread([3.0, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0, "n": 3}
+
+
+@needs_proc
+def test_real_use_contended_part_runs(tmp_path, capsys):
+    """The contended part end to end on the smallest case: workers, busy process, table."""
+    real_use = _real_use()
+    out = tmp_path / "real_use.json"
+    argv = ["--part", "contended", "--rounds", "1", "--backends", "numpy", "--cases", "S1k"]
+    assert real_use.main([*argv, "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| S1k | 2-4-3-1 @ 1,000 | numpy |" in printed and "load average" in printed
+    data = json.loads(out.read_text())
+    contended = data["throughput"]["contended"]["results"]
+    assert (
+        contended["S1k | numpy | default"]["n"] == contended["S1k | numpy | one thread"]["n"] == 1
+    )
+
+
+def test_real_use_first_run_job(tmp_path):
+    real_use = _real_use()
+    job = real_use.JOBS["wine 13-32-3, 300 full-batch epochs"]
+    assert real_use.run_job({**job, "epochs": 2}, "numpy", str(tmp_path)) > 0
+    with pytest.raises(RuntimeError, match="nope on wine"):
+        real_use.run_job({**job, "epochs": 2}, "nope", str(tmp_path))
