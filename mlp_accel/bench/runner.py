@@ -405,14 +405,18 @@ def _add_first_runs(rows: list[dict], shape: Shape, config: BenchConfig, skipped
             config.log(f"first run {row['impl']} {shape.name} {row['dtype']} (empty caches)")
         try:
             row["first_run"] = first_run(
-                row["impl"], row["kind"], shape, row["dtype"], seed=config.seed,
+                row["impl"],
+                row["kind"],
+                shape,
+                row["dtype"],
+                seed=config.seed,
                 threads=config.threads,
-            )  # fmt: skip
+            )
         except RuntimeError as exc:
+            what = f"first run of {row['impl']}"
             skipped.append(
-                {"what": f"first run of {row['impl']}", "shape": shape.name,
-                 "dtype": row["dtype"], "reason": str(exc)}
-            )  # fmt: skip
+                {"what": what, "shape": shape.name, "dtype": row["dtype"], "reason": str(exc)}
+            )
 
 
 def _add_ratios(rows: list[dict], gemm: dict[tuple[str, str], float]) -> None:
