@@ -121,7 +121,12 @@ def test_cli_bench_writes_json(tmp_path, capsys):
     assert "tutorial-1k" in printed and "float64" in printed
     data = json.loads(out.read_text())
     assert data["config"]["dtypes"] == ["float64"] and data["config"]["threads"] == 1
-    assert data["config"]["contended"] is True and data["header"]["contended"]["pid"] > 0
+    # --contended: the busy process ran during the bench, is recorded, and is gone.
+    busy = data["header"]["contended"]
+    assert data["config"]["contended"] is True and busy["cpu_seconds"] > 0
+    assert "contended: a busy process" in printed
+    if os.path.isdir("/proc/self"):
+        assert _gone(busy["pid"])
     assert data["config"]["first_run"] is False  # opt-in with --quick
 
 
@@ -392,16 +397,6 @@ def test_busy_process_rejects_unusable_cpu():
             pass
 
 
-@needs_proc
-def test_contended_run_records_the_busy_process():
-    config = bench.BenchConfig(**{**TINY, "peers": False, "sweep": False, "contended": True})
-    report = bench.run_bench(config)
-    busy = report["header"]["contended"]
-    assert busy["cpu_seconds"] > 0 and report["config"]["contended"] is True
-    assert _gone(busy["pid"])
-    assert "contended: a busy process" in bench.format_table(report)
-
-
 def test_step_allocation_sees_numpy():
     assert bench.step_allocation(lambda: np.ones(1_000_000)) >= 8_000_000
     keep = np.ones(1_000_000)
@@ -419,8 +414,6 @@ def test_first_run_fresh_process():
     result = bench.first_run("numpy", "backend", shape, "float32", threads=1)
     assert result["seconds"] > result["import_seconds"] > 0
     assert result["seconds"] >= result["startup_seconds"] > 0
-    peer = bench.first_run("sklearn", "peer", shape, "float32", threads=1)
-    assert peer["seconds"] > peer["import_seconds"] > 0
     with pytest.raises(RuntimeError, match="unknown backend"):
         bench.first_run("nope", "backend", shape, "float32")
     with pytest.raises(ValueError, match="kind"):
