@@ -186,6 +186,8 @@ def measure(benchmark: Any) -> Callable[..., None]:
             samples_per_call=samples,
             process_peak_rss_bytes=peak_rss,
             step_alloc_bytes=step_alloc,
+            # The load it was measured under (pytest-benchmark's stats give the spread).
+            load_average=bench.load_average(),
         )
         if backend is not None:
             extra.update(bench.device_memory(backend) or {})

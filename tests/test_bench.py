@@ -248,6 +248,9 @@ def test_rows_carry_spread_and_rounds(report):
     for record in report["sweep"]:
         low, high = record["train_samples_per_sec_range"]
         assert low <= record["train_samples_per_sec"] <= high and record["rounds"] >= 3
+    gemm = report["gemm"][0]
+    assert gemm["gflops_range"][0] <= gemm["gflops"] == gemm["gflops_range"][1]
+    assert gemm["rounds"] >= 2
     table = bench.format_table(report)
     assert "range" in table and "rounds" in table and "step alloc" in table
     assert "peak RSS" not in table

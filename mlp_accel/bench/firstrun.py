@@ -26,7 +26,8 @@ __all__ = ["FIRST_RUN_NOTE", "first_run"]
 FIRST_RUN_NOTE = (
     "seconds from starting a fresh Python process (empty Numba/mlp_accel/CuPy caches) to the "
     "end of its first full-batch epoch: interpreter start, imports, model build, JIT "
-    "compilation, transfer and one epoch (random data generation excluded)"
+    "compilation, transfer and one epoch (random data generation excluded); one run per "
+    "row, so no spread: the JSON splits it into start-up, import and build + epoch"
 )
 
 # The child imports only what the measured implementation needs, so a peer's time does not

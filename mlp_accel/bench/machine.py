@@ -316,4 +316,12 @@ def measure_gemm(backend: Backend, dtype: str, n: int | None = None, quick: bool
         call()
         times.append(time.perf_counter() - t0)
     best = min(times)
-    return {"backend": backend.name, "dtype": dtype, "n": n, "gflops": flops / best / 1e9}
+    return {
+        "backend": backend.name,
+        "dtype": dtype,
+        "n": n,
+        "gflops": flops / best / 1e9,
+        # The spread of the calls, as for every other figure: (slowest, fastest) and count.
+        "gflops_range": [flops / max(times) / 1e9, flops / best / 1e9],
+        "rounds": len(times),
+    }

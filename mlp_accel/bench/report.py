@@ -143,9 +143,13 @@ def _header_lines(report: dict[str, Any]) -> list[str]:
     extra = [f"{k} {threads[k]}" for k in ("numba", "torch") if k in threads]
     limit = f"limit {threads['limit']}" if threads.get("limit") else "no limit (library defaults)"
     versions = ", ".join(f"{k} {v}" for k, v in h["versions"].items())
-    gemm = ", ".join(
-        f"{g['backend']} {g['dtype']} {g['gflops']:.1f}" for g in report.get("gemm", [])
-    )
+
+    def gemm_rate(g: dict) -> str:
+        spread = g.get("gflops_range")
+        span = f" ({spread[0]:.1f}-{spread[1]:.1f}, {g['rounds']} calls)" if spread else ""
+        return f"{g['backend']} {g['dtype']} {g['gflops']:.1f}{span}"
+
+    gemm = ", ".join(gemm_rate(g) for g in report.get("gemm", []))
     mem = f", {h['memory_gib']} GiB" if h.get("memory_gib") else ""
 
     def load(key: str) -> str:
@@ -168,7 +172,7 @@ def _header_lines(report: dict[str, Any]) -> list[str]:
         f"spread: {h.get('spread', 'not measured')}",
         f"threads: {'; '.join([pools, *extra])}; {limit}",
         f"versions: {versions}",
-        f"GEMM rate (GFLOP/s, square matmul): {gemm or 'not measured'}",
+        f"GEMM rate (GFLOP/s, square matmul, best call (slowest-best)): {gemm or 'not measured'}",
         f"backends: {', '.join(cfg['backends'])}",
     ]
 
@@ -325,11 +329,19 @@ def plot_report(report: dict[str, Any], path: str | os.PathLike) -> None:
             records = [r for r in report["sweep"] if r["family"] == family]
             for backend in dict.fromkeys(r["backend"] for r in records):
                 pts = sorted(
-                    (r["batch"], r["train_samples_per_sec"])
+                    (
+                        r["batch"],
+                        r["train_samples_per_sec"],
+                        *(r.get("train_samples_per_sec_range") or [r["train_samples_per_sec"]] * 2),
+                    )
                     for r in records
                     if r["backend"] == backend
                 )
-                ax.plot(*zip(*pts), marker="o", label=backend)
+                batch, rate, low, high = zip(*pts)
+                (line,) = ax.plot(batch, rate, marker="o", label=backend)
+                # The band is the spread (slowest to fastest round): curves whose bands
+                # overlap are not measured apart.
+                ax.fill_between(batch, low, high, color=line.get_color(), alpha=0.2)
             layers = "-".join(map(str, records[0]["layers"]))
             ax.set(
                 xscale="log",
