@@ -233,7 +233,7 @@ def _rate(s: dict) -> str:
 def throughput_table(results: dict, cases: Sequence[str], backends: Sequence[str], target: float):
     lines = [
         "| case | layers @ rows | backend | default samples/s (min-max) | one thread (min-max) "
-        f"| default / one thread | target >= {target} |",
+        f"| default / one thread (spread) | target >= {target} |",
         "|---|---|---|---:|---:|---:|---|",
     ]
     for case in cases:
@@ -243,11 +243,17 @@ def throughput_table(results: dict, cases: Sequence[str], backends: Sequence[str
             if not d or not s:
                 continue
             ratio = d["median"] / s["median"]
-            apart = d["min"] > s["max"] or s["min"] > d["max"]
-            verdict = ("yes" if ratio >= target else "no") + ("" if apart else " (ranges overlap)")
+            # The ratio's spread: worst default round over best serial round, and back.
+            low, high = d["min"] / s["max"], d["max"] / s["min"]
+            if low >= target:
+                verdict = "yes"
+            elif high < target:
+                verdict = "no"
+            else:
+                verdict = f"{'yes' if ratio >= target else 'no'} by the median, not by the spread"
             lines.append(
                 f"| {case} | {'-'.join(map(str, layers))} @ {rows:,} | {backend} | {_rate(d)} "
-                f"| {_rate(s)} | {ratio:.2f} | {verdict} |"
+                f"| {_rate(s)} | {ratio:.2f} ({low:.2f}-{high:.2f}) | {verdict} |"
             )
     return lines
 

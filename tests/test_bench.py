@@ -477,3 +477,21 @@ def test_real_use_first_run_job(tmp_path):
     assert real_use.run_job({**job, "epochs": 2}, "numpy", str(tmp_path)) > 0
     with pytest.raises(RuntimeError, match="nope on wine"):
         real_use.run_job({**job, "epochs": 2}, "nope", str(tmp_path))
+
+
+def test_real_use_verdict_follows_the_spread():
+    """A target is met or missed only when the whole spread of the ratio says so."""
+    real_use = _real_use()
+    spread = real_use.spread
+    results = {
+        ("S1k", "numpy", False): spread([1.0, 1.1, 0.9]),
+        ("S1k", "numpy", True): spread([1.0, 1.05, 0.95]),
+        ("M", "numpy", False): spread([0.2, 0.25]),
+        ("M", "numpy", True): spread([1.0, 1.1]),
+        ("L", "numpy", False): spread([0.5, 1.0]),
+        ("L", "numpy", True): spread([0.9, 1.0]),
+    }
+    lines = real_use.throughput_table(results, ["S1k", "M", "L"], ["numpy"], 0.8)
+    assert lines[2].endswith("| 1.00 (0.86-1.16) | yes |")
+    assert lines[3].endswith("| no |")
+    assert lines[4].endswith("| no by the median, not by the spread |")
