@@ -251,6 +251,8 @@ def throughput_table(results: dict, cases: Sequence[str], backends: Sequence[str
                 verdict = "no"
             else:
                 verdict = f"{'yes' if ratio >= target else 'no'} by the median, not by the spread"
+            if min(d["n"], s["n"]) < 2:
+                verdict += " (one round: no spread)"
             lines.append(
                 f"| {case} | {'-'.join(map(str, layers))} @ {rows:,} | {backend} | {_rate(d)} "
                 f"| {_rate(s)} | {ratio:.2f} ({low:.2f}-{high:.2f}) | {verdict} |"
