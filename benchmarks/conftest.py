@@ -174,13 +174,21 @@ def measure(benchmark: Any) -> Callable[..., None]:
         call()
         first = time.perf_counter() - t0
         peak_rss = bench.peak_rss_bytes()
+        step_alloc = bench.step_allocation(call)  # the step's own memory, not the process's
         iterations = max(1, round(0.01 / max(first, 1e-7)))
         rounds = max(3, min(200, round(MIN_TIME / max(first * iterations, 1e-7))))
         benchmark.pedantic(
             call, rounds=rounds, iterations=iterations, warmup_rounds=1 if first < 0.1 else 0
         )
         extra = benchmark.extra_info
-        extra.update(info, samples_per_call=samples, peak_rss_bytes=peak_rss)
+        extra.update(
+            info,
+            samples_per_call=samples,
+            process_peak_rss_bytes=peak_rss,
+            step_alloc_bytes=step_alloc,
+            # The load it was measured under (pytest-benchmark's stats give the spread).
+            load_average=bench.load_average(),
+        )
         if backend is not None:
             extra.update(bench.device_memory(backend) or {})
         if getattr(benchmark, "disabled", False) or benchmark.stats is None:

@@ -814,6 +814,20 @@ def _add_bench_parser(sub: Any) -> None:
     )
     bench.add_argument("--no-sweep", action="store_true", help="skip the batch-size sweep")
     bench.add_argument(
+        "--contended",
+        action="store_true",
+        help="keep one core busy with another process during the whole run (started and "
+        "stopped by the bench), as on a shared machine",
+    )
+    bench.add_argument(
+        "--first-run",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="measure the first-run column: a fresh process on empty caches to its first "
+        "epoch, per backend and peer (default: on; off with --quick, it costs seconds of "
+        "compilation per numba row)",
+    )
+    bench.add_argument(
         "--sweep-batches",
         type=_int_list,
         metavar="N,N,...",
@@ -854,6 +868,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         sweep=not args.no_sweep,
         sweep_batch_sizes=args.sweep_batches or None,
         threads=args.threads,
+        contended=args.contended,
+        first_run=args.first_run,
         seed=args.seed,
         log=None if args.quiet else log,
     )

@@ -7,8 +7,10 @@ These run in seconds on the numpy backend; the full suite is ``pytest benchmarks
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -52,7 +54,9 @@ def test_report_structure(report):
     assert numpy_row["ratio_to_numpy"] == pytest.approx(1.0)
     assert numpy_row["fit_to_lean"] > 0
     assert numpy_row["ratio_to_peer"]["sklearn"] > 0
-    assert numpy_row["peak_rss_bytes"] > 0
+    # The step's own allocations (tracemalloc), not the process's peak RSS, fill the column.
+    assert 0 < numpy_row["step_alloc_bytes"] < numpy_row["process_peak_rss_bytes"]
+    assert numpy_row["step_alloc_complete"] is True
     # The tutorial network is not GEMM-bound: no fraction of the GEMM rate is claimed.
     assert numpy_row["gemm_fraction"] is None
 
@@ -106,6 +110,7 @@ def test_cli_bench_writes_json(tmp_path, capsys):
             "64,256",
             "--threads",
             "1",
+            "--contended",
             "--quiet",
             "--json",
             str(out),
@@ -116,6 +121,13 @@ def test_cli_bench_writes_json(tmp_path, capsys):
     assert "tutorial-1k" in printed and "float64" in printed
     data = json.loads(out.read_text())
     assert data["config"]["dtypes"] == ["float64"] and data["config"]["threads"] == 1
+    # --contended: the busy process ran during the bench, is recorded, and is gone.
+    busy = data["header"]["contended"]
+    assert data["config"]["contended"] is True and busy["cpu_seconds"] > 0
+    assert "contended: a busy process" in printed
+    if os.path.isdir("/proc/self"):
+        assert _gone(busy["pid"])
+    assert data["config"]["first_run"] is False  # opt-in with --quick
 
 
 @pytest.mark.parametrize(
@@ -220,3 +232,266 @@ def test_cli_does_not_import_heavy_peers():
         "if m in sys.modules]; print(heavy); assert not heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_rows_carry_spread_and_rounds(report):
+    """Every rate comes with its min-max range over rounds and the round count."""
+    assert report["header"]["spread"] == bench.SPREAD == "min-max over rounds"
+    for row in report["rows"]:
+        low, high = row["train_samples_per_sec_range"]
+        assert low <= row["train_samples_per_sec"] <= high
+        assert row["train_rounds"] >= 3
+    numpy_row = next(r for r in report["rows"] if r["impl"] == "numpy")
+    for what in ("fit", "infer"):
+        low, high = numpy_row[f"{what}_samples_per_sec_range"]
+        assert low <= numpy_row[f"{what}_samples_per_sec"] <= high
+    for record in report["sweep"]:
+        low, high = record["train_samples_per_sec_range"]
+        assert low <= record["train_samples_per_sec"] <= high and record["rounds"] >= 3
+    gemm = report["gemm"][0]
+    assert gemm["gflops_range"][0] <= gemm["gflops"] == gemm["gflops_range"][1]
+    assert gemm["rounds"] >= 2
+    table = bench.format_table(report)
+    assert "range" in table and "rounds" in table and "step alloc" in table
+    assert "peak RSS" not in table
+
+
+def test_load_average_before_and_after(report):
+    header = report["header"]
+    for key in ("load_average_before", "load_average_after"):
+        assert len(header[key]) == 3 and all(x >= 0 for x in header[key])
+    assert header["contended"] is None
+    table = bench.format_table(report)
+    assert "load average (1, 5, 15 min): before" in table and "contended: no" in table
+
+
+def test_timing_stats_spread():
+    t = bench.Timing.of([0.3, 0.1, 0.2])
+    assert (t.median, t.low, t.high, t.rounds) == (0.2, 0.1, 0.3, 3)
+    assert t.rate(6) == pytest.approx((30.0, 20.0, 60.0))
+    stats = bench.time_interleaved_stats({"a": lambda: None}, min_rounds=4, min_time=0.0)
+    assert stats["a"].rounds == 4 and stats["a"].low <= stats["a"].median <= stats["a"].high
+    with pytest.raises(ValueError, match="no timing samples"):
+        bench.Timing.of([])
+
+
+def _sweep_rows(rates, batches=(64, 128, 256, 512)):
+    """Sweep records of numpy and numba with ``(median, low, high)`` per batch."""
+    rows = []
+    for name, series in rates.items():
+        for b, (median, low, high) in zip(batches, series):
+            rows.append(
+                {"family": "tutorial", "dtype": "float32", "backend": name, "batch": b,
+                 "train_samples_per_sec": median, "train_samples_per_sec_range": [low, high]}
+            )  # fmt: skip
+    return rows
+
+
+def test_crossover_withheld_when_spreads_overlap():
+    """A crossover inside the noise is not reported as a fact (issue 11: "numpy beats numba
+    from batch 2048" came from a run where one round collapsed)."""
+    rows = _sweep_rows(
+        {
+            "numpy": [(2, 1.9, 2.1), (2, 1.9, 2.1), (1, 0.9, 1.1), (1, 0.9, 1.1)],
+            # At 256 numba's median is higher but its slowest round is below numpy's best.
+            "numba": [(1, 0.9, 1.1), (1, 0.9, 1.1), (1.5, 0.5, 2.0), (2, 1.9, 2.1)],
+        }
+    )
+    claims, warnings = bench.compare_sweep(rows)
+    assert not any("from batch" in c or "every batch" in c for c in claims)
+    assert "numpy beats numba at batches 64-128 (tutorial, float32)" in claims
+    assert "numba beats numpy at batches 512 (tutorial, float32)" in claims
+    assert len(warnings) == 1
+    assert "overlap at batches 256" in warnings[0] and "numpy vs numba" in warnings[0]
+    assert bench.crossovers(rows) == claims
+    # Apart ranges at every batch: the crossover is reported as before.
+    rows = _sweep_rows(
+        {
+            "numpy": [(2, 1.9, 2.1), (2, 1.9, 2.1), (1, 0.9, 1.1), (1, 0.9, 1.1)],
+            "numba": [(1, 0.9, 1.1), (1, 0.9, 1.1), (2, 1.9, 2.1), (2, 1.9, 2.1)],
+        }
+    )
+    assert bench.compare_sweep(rows) == (
+        ["numba beats numpy from batch 256 (tutorial, float32)"],
+        [],
+    )
+
+
+def test_every_batch_claim_withheld_when_all_overlap():
+    rows = _sweep_rows({"numpy": [(1, 0.5, 1.5)] * 4, "numba": [(1.2, 0.8, 1.6)] * 4})
+    claims, warnings = bench.compare_sweep(rows)
+    assert claims == [] and "overlap at batches 64-512" in warnings[0]
+
+
+def test_withheld_claims_printed_as_warnings(report):
+    fake = {**report, "warnings": ["numpy vs numba (tutorial, float32): spreads overlap"]}
+    assert "warning, claims withheld:" in bench.format_table(fake)
+    assert "**claim withheld**" in bench.format_markdown(fake)
+
+
+def test_ratio_marked_when_ranges_overlap(report):
+    rows = [dict(r) for r in report["rows"]]
+    numpy_row = next(r for r in rows if r["impl"] == "numpy")
+    lean = next(r for r in rows if r["impl"] == "lean-numpy")
+    lean["train_samples_per_sec_range"] = list(numpy_row["train_samples_per_sec_range"])
+    lean["ratio_to_numpy_overlaps"] = None
+    bench.runner._add_ratios(rows, {})
+    assert lean["ratio_to_numpy_overlaps"] is True
+    assert numpy_row["ratio_to_numpy_overlaps"] is None  # not compared with itself
+    lean["train_samples_per_sec_range"] = [x * 10 for x in numpy_row["train_samples_per_sec_range"]]
+    bench.runner._add_ratios(rows, {})
+    assert lean["ratio_to_numpy_overlaps"] is False
+    assert bench.ranges_overlap([1, 2], [2, 3]) and not bench.ranges_overlap([1, 2], [3, 4])
+    assert not bench.ranges_overlap(None, [1, 2])
+
+
+def _gone(pid: int, timeout: float = 10.0) -> bool:
+    """Whether process ``pid`` has exited (a zombie counts as exited)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+needs_proc = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
+
+
+@needs_proc
+def test_busy_process_runs_pinned_and_stops():
+    with bench.busy_process() as info:
+        pid = info["pid"]
+        time.sleep(0.5)
+        assert not _gone(pid, timeout=0)
+        if info["pinned"]:
+            assert os.sched_getaffinity(pid) == {info["cpu"]}
+    assert _gone(pid)
+    assert info["cpu_seconds"] > 0.1 and info["running_at_end"] is True
+
+
+@needs_proc
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_busy_process_stopped_on_error_and_ctrl_c(error):
+    with pytest.raises(error):
+        with bench.busy_process() as info:
+            raise error("boom")
+    assert _gone(info["pid"])
+
+
+@needs_proc
+def test_busy_process_exits_when_the_bench_is_killed():
+    """A bench that dies without cleaning up (SIGKILL) leaves no spinning orphan."""
+    code = (
+        "import os; from mlp_accel.bench.contention import busy_process\n"
+        "info = busy_process().__enter__(); print(info['pid'], flush=True); os._exit(0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert _gone(int(out.stdout.split()[-1]))
+
+
+def test_busy_process_rejects_unusable_cpu():
+    with pytest.raises(ValueError, match="not usable"):
+        with bench.busy_process(cpu=10_000):
+            pass
+
+
+def test_step_allocation_sees_numpy():
+    assert bench.step_allocation(lambda: np.ones(1_000_000)) >= 8_000_000
+    keep = np.ones(1_000_000)
+    assert bench.step_allocation(lambda: keep.sum()) < 100_000
+
+
+def test_first_run_default_off_in_quick_only():
+    assert bench.BenchConfig().measure_first_run is True
+    assert bench.BenchConfig(quick=True).measure_first_run is False
+    assert bench.BenchConfig(quick=True, first_run=True).measure_first_run is True
+
+
+def test_first_run_fresh_process():
+    shape = bench.SHAPES["tutorial-1k"].with_batch(64)
+    result = bench.first_run("numpy", "backend", shape, "float32", threads=1)
+    assert result["seconds"] > result["import_seconds"] > 0
+    assert result["seconds"] >= result["startup_seconds"] > 0
+    with pytest.raises(RuntimeError, match="unknown backend"):
+        bench.first_run("nope", "backend", shape, "float32")
+    with pytest.raises(ValueError, match="kind"):
+        bench.first_run("numpy", "library", shape, "float32")
+
+
+def test_first_run_column_in_report():
+    config = bench.BenchConfig(**{**TINY, "sweep": False, "first_run": True})
+    report = bench.run_bench(config)
+    rows = {r["impl"]: r for r in report["rows"]}
+    assert rows["numpy"]["first_run"]["seconds"] > 0
+    assert rows["sklearn"]["first_run"]["seconds"] > 0
+    assert rows["lean-numpy"]["first_run"] is None
+    table = bench.format_table(report)
+    assert "first run" in table and "empty Numba/mlp_accel/CuPy caches" in table
+
+
+def _real_use():
+    """``benchmarks/real_use.py`` as a module (it is a script, not part of the package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "real_use.py"
+    spec = importlib.util.spec_from_file_location("real_use", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_real_use_rejects_bad_options(capsys):
+    real_use = _real_use()
+    assert real_use.main(["--cases", "XL"]) == 2
+    assert "unknown case 'XL'" in capsys.readouterr().err
+    assert real_use.main(["--rounds", "0"]) == 2
+    assert real_use.main(["--part", "firstrun", "--jobs", "mnist"]) == 2
+    assert real_use.spread([3.0, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0, "n": 3}
+
+
+@needs_proc
+def test_real_use_contended_part_runs(tmp_path, capsys):
+    """The contended part end to end on the smallest case: workers, busy process, table."""
+    real_use = _real_use()
+    out = tmp_path / "real_use.json"
+    argv = ["--part", "contended", "--rounds", "1", "--backends", "numpy", "--cases", "S1k"]
+    assert real_use.main([*argv, "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| S1k | 2-4-3-1 @ 1,000 | numpy |" in printed and "load average" in printed
+    data = json.loads(out.read_text())
+    contended = data["throughput"]["contended"]["results"]
+    assert (
+        contended["S1k | numpy | default"]["n"] == contended["S1k | numpy | one thread"]["n"] == 1
+    )
+
+
+def test_real_use_first_run_job(tmp_path):
+    real_use = _real_use()
+    job = real_use.JOBS["wine 13-32-3, 300 full-batch epochs"]
+    assert real_use.run_job({**job, "epochs": 2}, "numpy", str(tmp_path)) > 0
+    with pytest.raises(RuntimeError, match="nope on wine"):
+        real_use.run_job({**job, "epochs": 2}, "nope", str(tmp_path))
+
+
+def test_real_use_verdict_follows_the_spread():
+    """A target is met or missed only when the whole spread of the ratio says so."""
+    real_use = _real_use()
+    spread = real_use.spread
+    results = {
+        ("S1k", "numpy", False): spread([1.0, 1.1, 0.9]),
+        ("S1k", "numpy", True): spread([1.0, 1.05, 0.95]),
+        ("M", "numpy", False): spread([0.2, 0.25]),
+        ("M", "numpy", True): spread([1.0, 1.1]),
+        ("L", "numpy", False): spread([0.5, 1.0]),
+        ("L", "numpy", True): spread([0.9, 1.0]),
+    }
+    lines = real_use.throughput_table(results, ["S1k", "M", "L"], ["numpy"], 0.8)
+    assert lines[2].endswith("| 1.00 (0.86-1.16) | yes |")
+    assert lines[3].endswith("| no |")
+    assert lines[4].endswith("| no by the median, not by the spread |")

@@ -13,6 +13,11 @@ pytest-benchmark (``benchmarks/``) or by :func:`time_interleaved` (``mlp-accel b
 - peers: scikit-learn's ``partial_fit`` and PyTorch eager (CPU, and CUDA beside a GPU
   backend) on the same batch, layers, loss and optimizer, where installed.
 - the machine's limit: the GEMM rate of each backend's matrix product (:func:`measure_gemm`).
+- noise: every rate comes with its spread (min-max over the interleaved rounds) and round
+  count, the load average before and after, and "beats" claims only where spreads are apart.
+- conditions: ``contended`` keeps one core busy with another process (:func:`busy_process`);
+  the first-run column times a fresh process on empty caches to its first epoch
+  (:func:`first_run`).
 
 Each backend runs the one :class:`~mlp_accel.model.MLP` class; only the backend differs. Data
 is built on the device before timing, JIT code is warmed up by untimed calls, and every call
@@ -22,8 +27,9 @@ The package is imported lazily (by the CLI's ``bench`` command and the suite); i
 scikit-learn, PyTorch and matplotlib only when a peer or a plot asks for them.
 
 Modules: :mod:`.cases` (shapes, data, the library's steps), :mod:`.peers` (reference and
-peers), :mod:`.machine` (memory, threads, versions, GEMM rate), :mod:`.runner` (timing, the
-whole run, sweep and crossovers), :mod:`.report` (table, markdown, JSON, plot).
+peers), :mod:`.machine` (memory, threads, versions, GEMM rate), :mod:`.contention` (the busy
+process), :mod:`.firstrun` (first runs on empty caches), :mod:`.runner` (timing, the whole run,
+sweep and crossovers), :mod:`.report` (table, markdown, JSON, plot).
 """
 
 from __future__ import annotations
@@ -46,20 +52,35 @@ from .cases import (
     sweep_batches,
     train_call,
 )
+from .contention import busy_process
+from .firstrun import FIRST_RUN_NOTE, first_run
 from .machine import (
     device_memory,
     is_gpu,
+    load_average,
     measure_gemm,
     peak_rss_bytes,
     reset_peak_rss,
     shape_runs_on,
+    step_allocation,
     system_info,
     thread_info,
     thread_limits,
 )
 from .peers import LeanNumpyMLP, Peer, PeerUnavailable, sklearn_peer, torch_peer
 from .report import format_markdown, format_table, plot_report, write_json
-from .runner import SCHEMA, BenchConfig, crossovers, run_bench, time_interleaved
+from .runner import (
+    SCHEMA,
+    SPREAD,
+    BenchConfig,
+    Timing,
+    compare_sweep,
+    crossovers,
+    ranges_overlap,
+    run_bench,
+    time_interleaved,
+    time_interleaved_stats,
+)
 
 __all__ = [
     "DTYPES",
@@ -68,6 +89,7 @@ __all__ = [
     "SHAPES",
     "SWEEP_FAMILIES",
     "SCHEMA",
+    "SPREAD",
     "Shape",
     "HostData",
     "Workload",
@@ -89,13 +111,22 @@ __all__ = [
     "device_memory",
     "reset_peak_rss",
     "peak_rss_bytes",
+    "step_allocation",
+    "load_average",
     "measure_gemm",
     "thread_limits",
     "thread_info",
     "system_info",
     "BenchConfig",
+    "Timing",
     "time_interleaved",
+    "time_interleaved_stats",
+    "ranges_overlap",
+    "compare_sweep",
     "crossovers",
+    "busy_process",
+    "first_run",
+    "FIRST_RUN_NOTE",
     "run_bench",
     "format_table",
     "format_markdown",

@@ -13,6 +13,7 @@ import platform
 import resource
 import sys
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -101,6 +102,39 @@ def peak_rss_bytes() -> int:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # ru_maxrss is in kilobytes on Linux and in bytes on macOS.
     return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def step_allocation(fn: Callable[[], Any]) -> int:
+    """Peak bytes allocated during one call of ``fn``, as :mod:`tracemalloc` sees them.
+
+    Unlike the process's peak RSS, which any earlier step, import or peer sets, this is the
+    step's own working memory. tracemalloc sees Python objects and NumPy's array buffers
+    (NumPy reports them to it), so it is complete for NumPy and scikit-learn; it does not
+    see memory that Numba-compiled code allocates (Numba's own allocator) or PyTorch's
+    allocator, so it is a lower bound there.
+    """
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base, _ = tracemalloc.get_traced_memory()
+        fn()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+    return max(0, int(peak - base))
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (other processes' demand), or None if unknown."""
+    if not hasattr(os, "getloadavg"):
+        return None
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 # -- threads and the machine ---------------------------------------------------------------------
@@ -258,9 +292,7 @@ def system_info(backends: Sequence[Backend] = ()) -> dict[str, Any]:
         "usable_cpus": usable,
         "memory_gib": round(mem, 1) if mem else None,
         # Other processes' load: the numbers of a busy shared machine are to be read with it.
-        "load_average": [round(x, 2) for x in os.getloadavg()]
-        if hasattr(os, "getloadavg")
-        else None,
+        "load_average": load_average(),
         "gpu": _gpu_name(backends),
         "threads": thread_info(),
         "versions": _versions(),
@@ -284,4 +316,12 @@ def measure_gemm(backend: Backend, dtype: str, n: int | None = None, quick: bool
         call()
         times.append(time.perf_counter() - t0)
     best = min(times)
-    return {"backend": backend.name, "dtype": dtype, "n": n, "gflops": flops / best / 1e9}
+    return {
+        "backend": backend.name,
+        "dtype": dtype,
+        "n": n,
+        "gflops": flops / best / 1e9,
+        # The spread of the calls, as for every other figure: (slowest, fastest) and count.
+        "gflops_range": [flops / max(times) / 1e9, flops / best / 1e9],
+        "rounds": len(times),
+    }

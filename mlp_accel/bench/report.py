@@ -12,19 +12,34 @@ from collections.abc import Callable
 from typing import Any
 
 from ..io import atomic_write
+from .firstrun import FIRST_RUN_NOTE
 
 __all__ = ["format_table", "format_markdown", "write_json", "plot_report", "COLUMN_NOTES"]
 
 #: What each column means; printed under the table and in the README.
 COLUMN_NOTES: tuple[tuple[str, str], ...] = (
     ("train/s", "samples/s of MLP.train_step (forward + backward + Adam) on device data"),
+    (
+        "range",
+        "train/s of the slowest and the fastest round (spread: min-max over rounds); "
+        "a claim that one row beats another needs the two ranges apart",
+    ),
+    ("rounds", "interleaved rounds timed for train/s"),
     ("fit/s", "samples/s through ma.fit (full batch per epoch, a few epochs per call)"),
     ("infer/s", "samples/s of the forward pass"),
-    ("x numpy", "train/s over the numpy backend's train/s"),
+    (
+        "x numpy",
+        "train/s over the numpy backend's train/s; ~ = the ranges overlap (no measured difference)",
+    ),
     ("fit/lean", "fit/s over the lean NumPy reference's train/s (numpy target: >= 0.90)"),
     ("x <peer>", "train/s over that peer's train/s (above 1: faster than the peer)"),
     ("%GEMM", "train FLOP rate (6 x batch x sum(n_in x n_out) per step) / GEMM rate"),
-    ("peak RSS", "process peak resident memory during a step (device pool on a GPU)"),
+    (
+        "step alloc",
+        "peak bytes one training step allocates, as tracemalloc sees them: complete for NumPy "
+        "and scikit-learn; >= a lower bound on numba (its compiled code allocates unseen); "
+        "- on PyTorch (own allocator); 'dev' = the CuPy pool on a GPU",
+    ),
     (
         "min",
         "the least a training step needs: 4 copies of the parameters (weights, gradients, "
@@ -57,11 +72,25 @@ def _bytes(value: int | None) -> str:
     return f"{value / 2**10:.0f} KiB" if value < 2**20 else f"{value / 2**20:.0f} MiB"
 
 
-def _mib(row: dict[str, Any]) -> str:
+def _step_memory(row: dict[str, Any]) -> str:
     if row.get("pool_total_bytes") is not None:
         return f"{row['pool_total_bytes'] / 2**20:.0f} MiB dev"
-    value = row.get("peak_rss_bytes")
-    return "-" if value is None else f"{value / 2**20:.0f} MiB"
+    value = row.get("step_alloc_bytes")
+    if value is None or str(row.get("impl", "")).startswith("torch"):
+        return "-"
+    return _bytes(value) if row.get("step_alloc_complete", True) else f">={_bytes(value)}"
+
+
+def _range(rng: list[float] | None) -> str:
+    return "-" if not rng else f"{_si(rng[0])}-{_si(rng[1])}"
+
+
+def _marked_ratio(x: float | None, overlaps: bool | None) -> str:
+    return ("~" if overlaps else "") + _ratio(x)
+
+
+def _seconds(x: dict | None) -> str:
+    return "-" if not x else f"{x['seconds']:.1f} s"
 
 
 def _peer_names(report: dict[str, Any]) -> list[str]:
@@ -74,18 +103,32 @@ def _columns(report: dict[str, Any]) -> list[tuple[str, Callable[[dict], str]]]:
         ("dtype", lambda r: r["dtype"]),
         ("impl", lambda r: r["label"]),
         ("train/s", lambda r: _si(r["train_samples_per_sec"])),
+        ("range", lambda r: _range(r.get("train_samples_per_sec_range"))),
+        ("rounds", lambda r: str(r.get("train_rounds") or "-")),
         ("fit/s", lambda r: _si(r["fit_samples_per_sec"])),
         ("infer/s", lambda r: _si(r["infer_samples_per_sec"])),
-        ("x numpy", lambda r: _ratio(r.get("ratio_to_numpy"))),
+        (
+            "x numpy",
+            lambda r: _marked_ratio(r.get("ratio_to_numpy"), r.get("ratio_to_numpy_overlaps")),
+        ),
         ("fit/lean", lambda r: _ratio(r.get("fit_to_lean"))),
     ]
     for peer in _peer_names(report):
-        columns.append((f"x {peer}", lambda r, p=peer: _ratio(r.get("ratio_to_peer", {}).get(p))))
+        columns.append(
+            (
+                f"x {peer}",
+                lambda r, p=peer: _marked_ratio(
+                    r.get("ratio_to_peer", {}).get(p), r.get("ratio_to_peer_overlaps", {}).get(p)
+                ),
+            )
+        )
     columns += [
         ("%GEMM", lambda r: _percent(r.get("gemm_fraction"))),
-        ("peak RSS", _mib),
+        ("step alloc", _step_memory),
         ("min", lambda r: _bytes(r.get("min_train_bytes"))),
     ]
+    if any("first_run" in r for r in report["rows"]):
+        columns.append(("first run", lambda r: _seconds(r.get("first_run"))))
     return columns
 
 
@@ -100,29 +143,62 @@ def _header_lines(report: dict[str, Any]) -> list[str]:
     extra = [f"{k} {threads[k]}" for k in ("numba", "torch") if k in threads]
     limit = f"limit {threads['limit']}" if threads.get("limit") else "no limit (library defaults)"
     versions = ", ".join(f"{k} {v}" for k, v in h["versions"].items())
-    gemm = ", ".join(
-        f"{g['backend']} {g['dtype']} {g['gflops']:.1f}" for g in report.get("gemm", [])
-    )
+
+    def gemm_rate(g: dict) -> str:
+        spread = g.get("gflops_range")
+        span = f" ({spread[0]:.1f}-{spread[1]:.1f}, {g['rounds']} calls)" if spread else ""
+        return f"{g['backend']} {g['dtype']} {g['gflops']:.1f}{span}"
+
+    gemm = ", ".join(gemm_rate(g) for g in report.get("gemm", []))
     mem = f", {h['memory_gib']} GiB" if h.get("memory_gib") else ""
+
+    def load(key: str) -> str:
+        return " ".join(map(str, h.get(key) or [])) or "unknown"
+
+    busy = h.get("contended")
+    if busy:
+        pinned = f"pinned to CPU {busy['cpu']}" if busy.get("pinned") else "not pinned"
+        ran = f", {busy['cpu_seconds']} CPU s" if busy.get("cpu_seconds") is not None else ""
+        contended = f"contended: a busy process ({pinned}{ran}) ran the whole time"
+    else:
+        contended = "contended: no (no process started by the bench competes)"
+    before = load("load_average_before") if "load_average_before" in h else "unknown"
+    after = load("load_average_after") if "load_average_after" in h else load("load_average")
     return [
         f"mlp-accel bench, {h['date']}{' (quick)' if cfg['quick'] else ''}",
         f"machine: {h['cpu']}, {h['logical_cpus']} logical CPUs ({h['usable_cpus']} usable)"
-        f"{mem}; GPU: {h.get('gpu') or 'none'}; {h['platform']}; load average at the end "
-        f"{' '.join(map(str, h.get('load_average') or [])) or 'unknown'} (1, 5, 15 min)",
+        f"{mem}; GPU: {h.get('gpu') or 'none'}; {h['platform']}",
+        f"load average (1, 5, 15 min): before {before}, after {after}; {contended}; "
+        f"spread: {h.get('spread', 'not measured')}",
         f"threads: {'; '.join([pools, *extra])}; {limit}",
         f"versions: {versions}",
-        f"GEMM rate (GFLOP/s, square matmul): {gemm or 'not measured'}",
+        f"GEMM rate (GFLOP/s, square matmul, best call (slowest-best)): {gemm or 'not measured'}",
         f"backends: {', '.join(cfg['backends'])}",
     ]
+
+
+def _notes(report: dict[str, Any]) -> list[tuple[str, str]]:
+    notes = list(COLUMN_NOTES)
+    if any("first_run" in r for r in report["rows"]):
+        notes.append(("first run", FIRST_RUN_NOTE))
+    return notes
 
 
 def _sweep_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     sweep = report.get("sweep", [])
     series = list(dict.fromkeys((r["family"], r["backend"]) for r in sweep))
     batches = sorted({r["batch"] for r in sweep})
-    value = {(r["family"], r["backend"], r["batch"]): r["train_samples_per_sec"] for r in sweep}
+    records = {(r["family"], r["backend"], r["batch"]): r for r in sweep}
+
+    def cell(record: dict | None) -> str:
+        if record is None:
+            return "-"
+        spread = record.get("train_samples_per_sec_range")
+        rate = _si(record["train_samples_per_sec"])
+        return f"{rate} ({_range(spread)})" if spread else rate
+
     head = ["batch", *(f"{family} {backend}" for family, backend in series)]
-    body = [[str(b), *(_si(value.get((f, k, b))) for f, k in series)] for b in batches]
+    body = [[str(b), *(cell(records.get((f, k, b))) for f, k in series)] for b in batches]
     return head, body
 
 
@@ -141,14 +217,19 @@ def format_table(report: dict[str, Any]) -> str:
     body = [[fn(row) for _, fn in columns] for row in report["rows"]]
     lines = [*_header_lines(report), ""]
     lines += _text_grid(head, body) if body else ["(no measurements)"]
-    lines += ["", "columns: " + "; ".join(f"{k} = {v}" for k, v in COLUMN_NOTES)]
+    lines += ["", "columns: " + "; ".join(f"{k} = {v}" for k, v in _notes(report))]
     lines += ["(ref) = hand-written NumPy reference; (peer) = another library, same step"]
     if report.get("sweep"):
         dtype = report["sweep"][0]["dtype"]
-        lines += ["", f"batch-size sweep: train samples/s ({dtype})"]
+        lines += [
+            "",
+            f"batch-size sweep: train samples/s ({dtype}), median (slowest-fastest round)",
+        ]
         lines += _text_grid(*_sweep_table(report))
     if report.get("crossovers"):
         lines += ["", "crossovers:", *(f"  {c}" for c in report["crossovers"])]
+    if report.get("warnings"):
+        lines += ["", "warning, claims withheld:", *(f"  {w}" for w in report["warnings"])]
     if report.get("skipped"):
         lines += ["", "skipped:"]
         lines += [f"  {_skip_text(s)}" for s in report["skipped"]]
@@ -174,11 +255,18 @@ def format_markdown(report: dict[str, Any]) -> str:
     lines += [_md_row([fn(row) for _, fn in columns]) for row in report["rows"]]
     if report.get("sweep"):
         head, body = _sweep_table(report)
-        lines += ["", f"Batch-size sweep, train samples/s ({report['sweep'][0]['dtype']}):", ""]
+        dtype = report["sweep"][0]["dtype"]
+        lines += [
+            "",
+            f"Batch-size sweep, train samples/s ({dtype}), median (slowest-fastest round):",
+            "",
+        ]
         lines += [_md_row(head), "|" + "|".join(["---:"] * len(head)) + "|"]
         lines += [_md_row(row) for row in body]
     if report.get("crossovers"):
         lines += ["", *(f"- {c}" for c in report["crossovers"])]
+    if report.get("warnings"):
+        lines += ["", *(f"- **claim withheld**: {w}" for w in report["warnings"])]
     if report.get("skipped"):
         lines += ["", "Skipped here:", ""]
         lines += [f"- {_skip_text(s)}" for s in report["skipped"]]
@@ -241,11 +329,19 @@ def plot_report(report: dict[str, Any], path: str | os.PathLike) -> None:
             records = [r for r in report["sweep"] if r["family"] == family]
             for backend in dict.fromkeys(r["backend"] for r in records):
                 pts = sorted(
-                    (r["batch"], r["train_samples_per_sec"])
+                    (
+                        r["batch"],
+                        r["train_samples_per_sec"],
+                        *(r.get("train_samples_per_sec_range") or [r["train_samples_per_sec"]] * 2),
+                    )
                     for r in records
                     if r["backend"] == backend
                 )
-                ax.plot(*zip(*pts), marker="o", label=backend)
+                batch, rate, low, high = zip(*pts)
+                (line,) = ax.plot(batch, rate, marker="o", label=backend)
+                # The band is the spread (slowest to fastest round): curves whose bands
+                # overlap are not measured apart.
+                ax.fill_between(batch, low, high, color=line.get_color(), alpha=0.2)
             layers = "-".join(map(str, records[0]["layers"]))
             ax.set(
                 xscale="log",
