@@ -205,7 +205,7 @@ def test_bad_fit_arguments():
     with pytest.raises(ValueError, match="batch_size"):
         ma.fit(model, X, y, batch_size=-1)
     with pytest.raises(TypeError, match="optimizer"):
-        ma.fit(model, X, y, optimizer="adam")
+        ma.fit(model, X, y, optimizer=object())
     with pytest.raises(ValueError, match="learning rate"):
         ma.optim.SGD(lr=0)
     with pytest.raises(
@@ -222,7 +222,7 @@ def test_set_weights_is_validated():
     with pytest.raises(ValueError, match="W2 has shape"):
         model.set_weights([weights[0], weights[1], np.zeros((3, 4)), *weights[3:]])
     weights[1][0] = np.inf
-    with pytest.raises(ValueError, match="b1 contains NaN or inf"):
+    with pytest.raises(ValueError, match="b1 contains inf"):
         model.set_weights(weights)
 
 
