@@ -387,9 +387,23 @@ class MLP:
         return self.backend.loss_sum(z_out, yhat, y, self._loss_fn)
 
     # -- public numerics on host data ---------------------------------------------------------
-    def forward(self, X: Any) -> Array:
-        """Outputs after the output activation, as an array of the backend."""
-        return self.forward_device(self.prepare_inputs(X))
+    def forward(self, X: Any, *, logits: bool = False) -> Array:
+        """Outputs after the output activation, as an array of the backend.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Host data (validated) or a device array of the backend.
+        logits : bool, default False
+            Return the output layer's pre-activations ``z`` instead (the logits for sigmoid
+            and softmax outputs), from which log-probabilities are computed without the
+            underflow of ``log(probability)``.
+        """
+        Xd = self.prepare_inputs(X)
+        if logits:
+            # A fused kernel hands back only activations, so logits take the generic path.
+            return self._forward_trace(Xd)[-1][0]
+        return self.forward_device(Xd)
 
     def gradients(self, X: Any, y: Any) -> tuple[float, list[np.ndarray]]:
         """Mean loss over the batch and its gradients, ordered like :meth:`get_weights`."""

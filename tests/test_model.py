@@ -240,3 +240,16 @@ def test_registry_errors(monkeypatch):
         ma.get_backend("broken")
     status = backends.backend_status()
     assert status["broken"][0] is False and "unavailable" in status["broken"][1]
+
+
+def test_forward_logits_are_the_output_pre_activations(backend_name):
+    X = np.random.default_rng(0).normal(size=(16, 3))
+    model = ma.MLP([3, 4, 2], activations=["tanh", "softmax"], backend=backend_name,
+                   dtype="float64", seed=0)  # fmt: skip
+    W1, b1, W2, b2 = model.get_weights()
+    expected = np.tanh(X @ W1 + b1) @ W2 + b2
+    logits = model.backend.to_numpy(model.forward(X, logits=True))
+    np.testing.assert_allclose(logits, expected, rtol=1e-12, atol=1e-14)
+    softmax = np.exp(expected - expected.max(1, keepdims=True))
+    softmax /= softmax.sum(1, keepdims=True)
+    np.testing.assert_allclose(model.backend.to_numpy(model.forward(X)), softmax, rtol=1e-12)
