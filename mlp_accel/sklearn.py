@@ -278,9 +278,11 @@ class _BaseMLP(BaseEstimator):
         if not hasattr(hidden, "__iter__"):
             hidden = [hidden]
         hidden = list(hidden)
-        if any(int(h) <= 0 for h in hidden):
+        # Integers only (NumPy's too): int() would silently truncate a width of 10.5.
+        widths = [V.check_count(h, "hidden_layer_sizes", minimum=0) for h in hidden]
+        if any(h <= 0 for h in widths):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
-        return [n_features, *(int(h) for h in hidden), n_outputs]
+        return [n_features, *widths, n_outputs]
 
     def _build_model(self, for_fit: bool) -> MLP:
         """An :class:`MLP` with the fitted architecture and the weights in ``coefs_``."""

@@ -168,3 +168,20 @@ def test_stratified_split_error_names_the_users_labels():
     with pytest.raises(ValueError, match="too few") as info:
         clf.fit(X, y)
     assert "True" in str(info.value) and "1.0" not in str(info.value)
+
+
+def test_integral_numpy_scalars_as_estimator_counts(iris):
+    # Before the fix max_iter=np.int64(3) reached mlp_accel.fit as epochs and was refused.
+    X, y = iris
+    params = dict(
+        hidden_layer_sizes=(np.int64(5), np.int32(4)),
+        max_iter=np.int64(3),
+        batch_size=np.int64(16),
+        n_iter_no_change=np.int64(2),
+        random_state=0,
+        backend="numpy",
+    )
+    clf = _quiet_fit(MLPClassifier(**params), X, y)
+    assert [c.shape[1] for c in clf.coefs_] == [5, 4, 3] and clf.n_iter_ == 3
+    with pytest.raises(TypeError, match="hidden_layer_sizes"):
+        MLPClassifier(hidden_layer_sizes=(5.5,), max_iter=1, backend="numpy").fit(X, y)
