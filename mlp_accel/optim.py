@@ -97,6 +97,11 @@ class SGD(Optimizer):
         Momentum factor in ``[0, 1)``.
     nesterov : bool, default False
         Use Nesterov momentum (needs ``momentum > 0``).
+
+    Raises
+    ------
+    ValueError
+        A learning rate that is not positive and finite, or a momentum outside ``[0, 1)``.
     """
 
     name = "sgd"
@@ -138,6 +143,12 @@ class Adam(Optimizer):
         Decay rates of the first and second moment estimates, in ``[0, 1)``.
     eps : float, default 1e-8
         Added to the root of the second moment.
+
+    Raises
+    ------
+    ValueError
+        A learning rate or ``eps`` that is not positive and finite, or a beta outside
+        ``[0, 1)``.
     """
 
     name = "adam"
