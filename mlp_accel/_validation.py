@@ -7,11 +7,17 @@ and range per loss). scikit-learn is imported on first use, not with the package
 
 from __future__ import annotations
 
+import math
+import numbers
+import operator
 from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "check_count",
+    "check_real",
+    "nonfinite_kind",
     "check_inputs",
     "check_targets",
     "check_layer_spec",
@@ -19,6 +25,83 @@ __all__ = [
     "check_weights",
     "make_rng",
 ]
+
+
+def check_count(value: Any, name: str, minimum: int = 1, allow_none: bool = False) -> int | None:
+    """Return a count (epochs, rows, widths, ...) as a Python int of at least ``minimum``.
+
+    Any integral type is taken through ``operator.index``, so NumPy integer scalars work;
+    bools and floats (even ``2.0``) are refused, since they are almost always a mistake.
+
+    Raises
+    ------
+    TypeError
+        A bool or a non-integral value.
+    ValueError
+        A value below ``minimum``.
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got the bool {value!r}")
+    try:
+        count = operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be an integer, got {value!r} of type {type(value).__name__}"
+        ) from None
+    if count < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {count}")
+    return int(count)
+
+
+def check_real(
+    value: Any,
+    name: str,
+    low: float = -math.inf,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    allow_inf: bool = False,
+) -> float:
+    """Return a real hyperparameter as a float within ``[low, high]`` (ends open on request).
+
+    NaN is always refused, infinities unless ``allow_inf`` (and the range admits them).
+
+    Raises
+    ------
+    TypeError
+        A bool, or a value that is not a real number.
+    ValueError
+        NaN, an infinity where not allowed, or a value outside the range.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    number = float(value)
+    if math.isnan(number):
+        raise ValueError(f"{name} must be a number, got NaN")
+    if math.isinf(number) and not allow_inf:
+        raise ValueError(f"{name} must be finite, got {number}")
+    below = number <= low if low_open else number < low
+    above = number >= high if high_open else number > high
+    if below or above:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must lie in {interval}, got {number:g}")
+    return number
+
+
+def nonfinite_kind(arr: np.ndarray) -> str | None:
+    """``"NaN"``, ``"inf"``, ``"NaN and inf"`` for what a float array holds, or None if finite.
+
+    Error messages say which: a NaN in data and an overflow are different problems.
+    """
+    finite = np.isfinite(arr)
+    if finite.all():
+        return None
+    has_nan = bool(np.isnan(arr).any())
+    has_inf = bool(np.isinf(arr).any())
+    return " and ".join(k for k, present in (("NaN", has_nan), ("inf", has_inf)) if present)
 
 
 def check_inputs(X: Any, n_features: int, dtype: str) -> np.ndarray:
@@ -106,12 +189,13 @@ def check_layer_spec(
     from .activations import get_activation
     from .losses import get_loss
 
+    if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
+        raise TypeError(f"layers must be a sequence of integers, got {layers!r}")
+    layers = list(layers)
     try:
-        widths = tuple(int(w) for w in layers)
-    except (TypeError, ValueError):
-        raise TypeError(f"layers must be a sequence of integers, got {layers!r}") from None
-    if any(w != orig for w, orig in zip(widths, layers)):
-        raise TypeError(f"layers must be integers, got {list(layers)!r}")
+        widths = tuple(check_count(w, "a layer width", minimum=0) for w in layers)
+    except TypeError:
+        raise TypeError(f"layers must be integers, got {layers!r}") from None
     if len(widths) < 2:
         raise ValueError(f"layers needs at least an input and an output width, got {list(widths)}")
     if any(w < 1 for w in widths):
@@ -194,7 +278,8 @@ def check_weights(weights: Any, shapes: list[tuple[int, ...]], dtype: str) -> li
         if not np.issubdtype(arr.dtype, np.number):
             raise TypeError(f"{kind}{i // 2 + 1} must be numeric, got dtype {arr.dtype}")
         arr = np.ascontiguousarray(arr, dtype=dtype)
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{kind}{i // 2 + 1} contains NaN or inf")
+        bad = nonfinite_kind(arr)
+        if bad is not None:
+            raise ValueError(f"{kind}{i // 2 + 1} contains {bad}")
         out.append(arr)
     return out

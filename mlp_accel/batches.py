@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ._validation import nonfinite_kind
+
 __all__ = ["BatchSource", "ScaledRows", "make_source", "check_sample_weight"]
 
 Array = Any
@@ -132,7 +134,19 @@ class ScaledRows:
         return self.shape[0]
 
     def __getitem__(self, rows: Any) -> np.ndarray:
-        return (np.asarray(self.table[rows], dtype=np.float64) - self.mean) / self.scale
+        raw = np.asarray(self.table[rows], dtype=np.float64)
+        # Checked before scaling: inf - mean is inf, but statistics computed over an inf are
+        # inf or NaN themselves, and the scaled rows would then report NaN for an inf.
+        bad = nonfinite_kind(raw)
+        if bad is not None:
+            raise ValueError(f"the rows read from the table contain {bad}")
+        scaled = (raw - self.mean) / self.scale
+        if nonfinite_kind(scaled) is not None:
+            raise ValueError(
+                "the standardization statistics are not finite (the rows they were computed "
+                f"from contain {nonfinite_kind(np.stack([self.mean, self.scale]))})"
+            )
+        return scaled
 
 
 def _is_lazy_table(X: Any) -> bool:
@@ -163,8 +177,9 @@ def check_sample_weight(sample_weight: Any, n_rows: int) -> np.ndarray:
     w = np.asarray(sample_weight, dtype=np.float64)
     if w.shape != (n_rows,):
         raise ValueError(f"sample_weight must have shape ({n_rows},), got {w.shape}")
-    if not np.all(np.isfinite(w)):
-        raise ValueError("sample_weight contains NaN or inf")
+    bad = nonfinite_kind(w)
+    if bad is not None:
+        raise ValueError(f"sample_weight contains {bad}")
     if np.any(w < 0):
         raise ValueError("sample_weight must be non-negative")
     if not w.sum() > 0:

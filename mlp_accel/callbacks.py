@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ._validation import check_count, check_real
+
 __all__ = ["Callback", "EarlyStopping"]
 
 
@@ -44,9 +46,11 @@ class EarlyStopping(Callback):
         min_delta: float = 0.0,
         restore_best_weights: bool = True,
     ) -> None:
-        if patience < 1:
-            raise ValueError(f"patience must be at least 1, got {patience}")
-        self.monitor, self.patience, self.min_delta = monitor, int(patience), float(min_delta)
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor must be the name of a logged metric, got {monitor!r}")
+        self.monitor = monitor
+        self.patience = check_count(patience, "patience")
+        self.min_delta = check_real(min_delta, "min_delta", 0.0)
         self.restore_best_weights = restore_best_weights
         self.sign = 1.0 if monitor.endswith("loss") else -1.0
         self.best = math.inf

@@ -322,7 +322,7 @@ class MLP:
             L2 penalty ``0.5 * alpha * sum(W**2) / n`` added to the mean loss (weights only,
             not biases), as scikit-learn's MLP.
         clip_norm : float, optional
-            Rescale the gradients so their global L2 norm is at most this.
+            Rescale the gradients so their global L2 norm is at most this (``inf``: never).
         sample_weight : device array, optional
             One weight per row: the step minimizes ``sum_i w_i loss_i / sum_i w_i`` (and the
             penalty is divided by ``sum_i w_i`` instead of ``n``), as scikit-learn's MLP.
@@ -369,7 +369,8 @@ class MLP:
             loss_sum = loss_sum + 0.5 * alpha * penalty
             for k, W in enumerate(weights):
                 grads[2 * k] = grads[2 * k] + (alpha / denom) * W
-        if clip_norm is not None:
+        # An infinite bound never clips (and inf / inf would make every gradient NaN).
+        if clip_norm is not None and clip_norm != float("inf"):
             norm = xp.sqrt(sum(xp.sum(g * g) for g in grads))
             scale = clip_norm / xp.maximum(norm, clip_norm)
             grads = [g * scale for g in grads]
@@ -386,9 +387,23 @@ class MLP:
         return self.backend.loss_sum(z_out, yhat, y, self._loss_fn)
 
     # -- public numerics on host data ---------------------------------------------------------
-    def forward(self, X: Any) -> Array:
-        """Outputs after the output activation, as an array of the backend."""
-        return self.forward_device(self.prepare_inputs(X))
+    def forward(self, X: Any, *, logits: bool = False) -> Array:
+        """Outputs after the output activation, as an array of the backend.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Host data (validated) or a device array of the backend.
+        logits : bool, default False
+            Return the output layer's pre-activations ``z`` instead (the logits for sigmoid
+            and softmax outputs), from which log-probabilities are computed without the
+            underflow of ``log(probability)``.
+        """
+        Xd = self.prepare_inputs(X)
+        if logits:
+            # A fused kernel hands back only activations, so logits take the generic path.
+            return self._forward_trace(Xd)[-1][0]
+        return self.forward_device(Xd)
 
     def gradients(self, X: Any, y: Any) -> tuple[float, list[np.ndarray]]:
         """Mean loss over the batch and its gradients, ordered like :meth:`get_weights`."""

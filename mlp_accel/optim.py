@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._validation import check_real
 from .backends import Backend
 
 __all__ = ["Optimizer", "SGD", "Adam", "get_optimizer", "OPTIMIZERS"]
@@ -22,10 +23,7 @@ class Optimizer:
     name = "optimizer"
 
     def __init__(self, lr: float) -> None:
-        lr = float(lr)
-        if not lr > 0:
-            raise ValueError(f"learning rate must be positive, got {lr}")
-        self.lr = lr
+        self.lr = check_real(lr, "learning rate lr", 0.0, low_open=True)
         self.t = 0
 
     def step(self, params: list[Array], grads: list[Array], backend: Backend) -> list[Array]:
@@ -99,6 +97,11 @@ class SGD(Optimizer):
         Momentum factor in ``[0, 1)``.
     nesterov : bool, default False
         Use Nesterov momentum (needs ``momentum > 0``).
+
+    Raises
+    ------
+    ValueError
+        A learning rate that is not positive and finite, or a momentum outside ``[0, 1)``.
     """
 
     name = "sgd"
@@ -106,11 +109,10 @@ class SGD(Optimizer):
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False) -> None:
         super().__init__(lr)
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
+        momentum = check_real(momentum, "momentum", 0.0, 1.0, high_open=True)
         if nesterov and momentum == 0:
             raise ValueError("nesterov momentum needs momentum > 0")
-        self.momentum = float(momentum)
+        self.momentum = momentum
         self.nesterov = bool(nesterov)
         self.velocity: list[Array] | None = None
 
@@ -141,6 +143,12 @@ class Adam(Optimizer):
         Decay rates of the first and second moment estimates, in ``[0, 1)``.
     eps : float, default 1e-8
         Added to the root of the second moment.
+
+    Raises
+    ------
+    ValueError
+        A learning rate or ``eps`` that is not positive and finite, or a beta outside
+        ``[0, 1)``.
     """
 
     name = "adam"
@@ -150,12 +158,9 @@ class Adam(Optimizer):
         self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
     ) -> None:
         super().__init__(lr)
-        for label, beta in (("beta1", beta1), ("beta2", beta2)):
-            if not 0.0 <= beta < 1.0:
-                raise ValueError(f"{label} must lie in [0, 1), got {beta}")
-        if not eps > 0:
-            raise ValueError(f"eps must be positive, got {eps}")
-        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+        self.beta1 = check_real(beta1, "beta1", 0.0, 1.0, high_open=True)
+        self.beta2 = check_real(beta2, "beta2", 0.0, 1.0, high_open=True)
+        self.eps = check_real(eps, "eps", 0.0, low_open=True)
         self.m: list[Array] | None = None
         self.v: list[Array] | None = None
 
@@ -185,13 +190,20 @@ def get_optimizer(name: str | Optimizer, **kwargs: Any) -> Optimizer:
 
     Raises
     ------
+    TypeError
+        ``name`` is neither a string nor an :class:`Optimizer`.
     ValueError
         Unknown name; the message lists the valid names.
     """
     if isinstance(name, Optimizer):
         return name
+    if not isinstance(name, str):
+        raise TypeError(
+            f"optimizer must be a name ({', '.join(OPTIMIZERS)}) or an mlp_accel.optim.Optimizer, "
+            f"got {type(name).__name__}"
+        )
     try:
-        cls = OPTIMIZERS[str(name).lower()]
+        cls = OPTIMIZERS[name.lower()]
     except KeyError:
         raise ValueError(
             f"unknown optimizer {name!r}; valid optimizers: {', '.join(OPTIMIZERS)}"

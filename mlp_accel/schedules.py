@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from ._validation import check_count, check_real
+
 __all__ = [
     "Schedule",
     "Constant",
@@ -43,9 +45,9 @@ class StepDecay(Schedule):
     """Multiply by ``gamma`` every ``step_size`` epochs."""
 
     def __init__(self, step_size: int, gamma: float = 0.1) -> None:
-        if step_size < 1:
-            raise ValueError(f"step_size must be at least 1 epoch, got {step_size}")
-        self.step_size, self.gamma = int(step_size), float(gamma)
+        self.step_size = check_count(step_size, "step_size (epochs)")
+        # gamma > 1 would grow the rate without bound; 0 would stop training silently.
+        self.gamma = check_real(gamma, "gamma", 0.0, 1.0, low_open=True)
 
     def __call__(self, step: int, epoch: float) -> float:
         return self.gamma ** (int(epoch) // self.step_size)
@@ -55,9 +57,8 @@ class Cosine(Schedule):
     """Cosine decay from 1 to ``min_factor`` over ``epochs`` epochs (then stays there)."""
 
     def __init__(self, epochs: float, min_factor: float = 0.0) -> None:
-        if epochs <= 0:
-            raise ValueError(f"epochs must be positive, got {epochs}")
-        self.epochs, self.min_factor = float(epochs), float(min_factor)
+        self.epochs = check_real(epochs, "epochs", 0.0, low_open=True)
+        self.min_factor = check_real(min_factor, "min_factor", 0.0, 1.0)
 
     def __call__(self, step: int, epoch: float) -> float:
         progress = min(epoch / self.epochs, 1.0)
@@ -68,7 +69,7 @@ class InvScaling(Schedule):
     """``1 / (step + 1) ** power_t``, scikit-learn's ``learning_rate="invscaling"``."""
 
     def __init__(self, power_t: float = 0.5) -> None:
-        self.power_t = float(power_t)
+        self.power_t = check_real(power_t, "power_t", 0.0)
 
     def __call__(self, step: int, epoch: float) -> float:
         return 1.0 / (step + 1) ** self.power_t
@@ -80,13 +81,11 @@ class Warmup(Schedule):
     def __init__(
         self, epochs: float, after: Schedule | None = None, start_factor: float = 0.0
     ) -> None:
-        if epochs <= 0:
-            raise ValueError(f"warmup epochs must be positive, got {epochs}")
-        self.epochs, self.after, self.start_factor = (
-            float(epochs),
-            after or Constant(),
-            float(start_factor),
-        )
+        if after is not None and not callable(after):
+            raise TypeError(f"after must be a Schedule or a callable, got {after!r}")
+        self.epochs = check_real(epochs, "warmup epochs", 0.0, low_open=True)
+        self.after = after or Constant()
+        self.start_factor = check_real(start_factor, "start_factor", 0.0, 1.0)
 
     def __call__(self, step: int, epoch: float) -> float:
         if epoch < self.epochs:
@@ -101,8 +100,11 @@ def get_schedule(name: str | Schedule | None, epochs: int, warmup: float = 0.0) 
     Raises
     ------
     ValueError
-        Unknown name; the message lists the valid names.
+        Unknown name (the message lists the valid names), ``epochs < 1``, or a negative or
+        non-finite ``warmup``.
     """
+    epochs = check_count(epochs, "epochs")
+    warmup = check_real(warmup, "warmup", 0.0)
     if isinstance(name, Schedule):
         base = name
     elif name in (None, "constant"):
@@ -117,5 +119,14 @@ def get_schedule(name: str | Schedule | None, epochs: int, warmup: float = 0.0) 
 
 
 def linear_scaling(lr: float, batch_size: int, reference_batch: int = 256) -> float:
-    """The linear scaling rule (Goyal et al., 2017): ``lr * batch_size / reference_batch``."""
+    """The linear scaling rule (Goyal et al., 2017): ``lr * batch_size / reference_batch``.
+
+    Raises
+    ------
+    ValueError
+        A non-positive or non-finite ``lr``, or a batch size below 1.
+    """
+    lr = check_real(lr, "lr", 0.0, low_open=True)
+    batch_size = check_count(batch_size, "batch_size")
+    reference_batch = check_count(reference_batch, "reference_batch")
     return lr * batch_size / reference_batch

@@ -271,7 +271,6 @@ class _BaseMLP(BaseEstimator):
         optimizer = state.pop("_optimizer", None)
         if optimizer is not None and model is not None:
             state["_optimizer_state"] = optimizer.state_dict(model.backend)
-        state.pop("_model_refs", None)
         return state
 
     def _layer_units(self, n_features: int, n_outputs: int) -> list[int]:
@@ -279,9 +278,11 @@ class _BaseMLP(BaseEstimator):
         if not hasattr(hidden, "__iter__"):
             hidden = [hidden]
         hidden = list(hidden)
-        if any(int(h) <= 0 for h in hidden):
+        # Integers only (NumPy's too): int() would silently truncate a width of 10.5.
+        widths = [V.check_count(h, "hidden_layer_sizes", minimum=0) for h in hidden]
+        if any(h <= 0 for h in widths):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
-        return [n_features, *(int(h) for h in hidden), n_outputs]
+        return [n_features, *widths, n_outputs]
 
     def _build_model(self, for_fit: bool) -> MLP:
         """An :class:`MLP` with the fitted architecture and the weights in ``coefs_``."""
@@ -306,30 +307,27 @@ class _BaseMLP(BaseEstimator):
             dtype=self._dtype,
             seed=0,
         )
-        self._load_weights(model)
+        model.set_weights(self._flat_weights())
         return model
 
-    def _load_weights(self, model: MLP) -> None:
-        weights = [w for pair in zip(self.coefs_, self.intercepts_) for w in pair]
-        model.set_weights(weights)
-        self._model_refs = [id(w) for w in weights]
-
     def _live_model(self, for_fit: bool = False) -> MLP:
-        """The live model, rebuilt after unpickling and re-synced if ``coefs_`` or
-        ``intercepts_`` were replaced."""
+        """The live model, rebuilt after unpickling, with the weights of ``coefs_`` and
+        ``intercepts_`` loaded afresh on every use.
+
+        In scikit-learn those lists are the live arrays, and users (pruning scripts, manual
+        surgery) edit them in place: reloading before each predict or fit honours such edits,
+        which comparing identities could not see. On the numpy backend the load is no copy.
+        """
         model = getattr(self, "_model", None)
         if model is None:
             model = self._model = self._build_model(for_fit)
         else:
-            weights = [w for pair in zip(self.coefs_, self.intercepts_) for w in pair]
-            if [id(w) for w in weights] != getattr(self, "_model_refs", None):
-                self._load_weights(model)
+            model.set_weights(self._flat_weights())
         return model
 
     def _store_weights(self, weights: list[np.ndarray]) -> None:
         self.coefs_ = list(weights[0::2])
         self.intercepts_ = list(weights[1::2])
-        self._model_refs = [id(w) for w in weights]
 
     # -- prediction -----------------------------------------------------------------------
     def _to_dense(self, X: Any) -> np.ndarray:
@@ -337,15 +335,21 @@ class _BaseMLP(BaseEstimator):
             X = X.toarray()
         return np.ascontiguousarray(X, dtype=self._dtype)
 
-    def _forward(self, X: Any) -> np.ndarray:
-        """Outputs of the network (after the output activation) as NumPy, shape (n, n_out)."""
+    def _forward(self, X: Any, logits: bool = False) -> np.ndarray:
+        """Outputs of the network (after the output activation, or before it with ``logits``)
+        as NumPy, shape (n, n_out).
+
+        The dtype is that of ``X`` combined with the weights', as scikit-learn's matrix
+        products give: a float32 model returns float64 for float64 ``X``.
+        """
         check_is_fitted(self)
         X = validate_data(
             self, X, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32), reset=False
         )
         model = self._live_model()
-        out = model.forward_device(model.backend.asarray(self._to_dense(X), self._dtype))
-        return model.backend.to_numpy(out)
+        X_device = model.backend.asarray(self._to_dense(X), self._dtype)
+        out = model.forward(X_device, logits=True) if logits else model.forward_device(X_device)
+        return model.backend.to_numpy(out).astype(np.result_type(X.dtype, self._dtype))
 
     # -- training ---------------------------------------------------------------------------
     def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> Any:
@@ -412,6 +416,7 @@ class _BaseMLP(BaseEstimator):
             )
         X = self._to_dense(X)
         y = np.ascontiguousarray(y, dtype=self._dtype)
+        # Reloads coefs_/intercepts_, so a warm start honours in-place edits of them.
         model = self._live_model(for_fit=True)
         try:
             if self.solver == "lbfgs":
@@ -457,8 +462,11 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("partial_fit does not support early_stopping=True")
         validation = None
         if self.early_stopping:
-            # Stratified for single-output classification, as scikit-learn.
-            stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
+            # Stratified for single-output classification, as scikit-learn. On the user's
+            # labels rather than the encoded floats: the same split, but an error about a
+            # class too small to split names the label the user knows (True, not 1.0).
+            single = is_classifier(self) and self.n_outputs_ == 1
+            stratify = self._decode(y) if single else None
             arrays = [X, y] if sample_weight is None else [X, y, sample_weight]
             parts = train_test_split(
                 *arrays,
@@ -494,6 +502,7 @@ class _BaseMLP(BaseEstimator):
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
         monitor = _SklearnStopping(self, optimizer, n_samples, validation, incremental)
         self.n_iter_ = 0
+        diverged = None
         try:
             fit(
                 model,
@@ -509,11 +518,26 @@ class _BaseMLP(BaseEstimator):
             )
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=3)
+        except TrainingDivergedError as exc:
+            if not self.early_stopping:
+                raise
+            # As scikit-learn: with early stopping a diverging run keeps the best weights by
+            # validation score and records the diverged epoch's scores as NaN. fit has put
+            # back the finite weights of the epoch before; training stops there.
+            diverged = exc
+            self._record_diverged_epoch(n_samples)
         finally:
             # fit restores the optimizer's base rate; keep the adapted one for the next call.
             self._learning_rate = monitor.lr
             optimizer.lr = monitor.lr
-        if not incremental and not monitor.stopped and self.n_iter_ == self.max_iter:
+        if diverged is not None:
+            warnings.warn(
+                f"Training diverged in epoch {self.n_iter_} ({diverged.args[0]}); keeping the "
+                "weights with the best validation score.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        elif not incremental and not monitor.stopped and self.n_iter_ == self.max_iter:
             warnings.warn(
                 f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
                 "optimization hasn't converged yet.",
@@ -531,6 +555,14 @@ class _BaseMLP(BaseEstimator):
             model.set_weights(self._flat_weights())
         else:
             self._store_weights(model.get_weights())
+
+    def _record_diverged_epoch(self, n_samples: int) -> None:
+        self.n_iter_ += 1
+        self.t_ += n_samples
+        self.loss_ = math.nan
+        self.loss_curve_.append(math.nan)
+        self.validation_scores_.append(math.nan)
+        self.validation_loss_curve_.append(math.nan)
 
     def _flat_weights(self) -> list[np.ndarray]:
         return [w for pair in zip(self.coefs_, self.intercepts_) for w in pair]
@@ -699,6 +731,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     _score_function = staticmethod(accuracy_score)
 
+    #: The loss minimized, as scikit-learn's attribute (not a constructor parameter).
+    loss: ClassVar[str] = "log_loss"
+
     def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> Any:
         X, y = validate_data(
             self,
@@ -769,7 +804,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return out
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
-        """Logarithm of :meth:`predict_proba`.
+        """Logarithm of :meth:`predict_proba`, computed from the output logits.
+
+        ``log(predict_proba(X))`` would be ``-inf`` wherever a probability rounds to 0 (a
+        sigmoid below about -37 in float64, -88 in float32); from the logits the result is
+        finite for finite logits and agrees with scikit-learn's wherever its value is exact.
 
         Parameters
         ----------
@@ -779,8 +818,18 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         -------
         ndarray of shape (n_samples, n_classes)
         """
-        proba = self.predict_proba(X)
-        return np.log(proba, out=proba)
+        z = self._forward(X, logits=True)
+        dtype = z.dtype
+        z = z.astype(np.float64)
+        if self.out_activation_ == "softmax":
+            shifted = z - z.max(axis=1, keepdims=True)
+            log_proba = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        elif z.shape[1] == 1:
+            # log(1 - sigmoid(z)) = log_sigmoid(-z), log(sigmoid(z)) = -log(1 + exp(-z))
+            log_proba = -np.logaddexp(0.0, np.hstack([z, -z]))
+        else:
+            log_proba = -np.logaddexp(0.0, -z)
+        return log_proba.astype(dtype, copy=False)
 
     @available_if(_is_stochastic)
     def partial_fit(

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ._validation import check_count, check_real
 from .batches import make_source
 from .model import MLP
 from .optim import Adam, Optimizer, get_optimizer
@@ -63,12 +64,30 @@ def accuracy_device(model: MLP, X: Array, y: Array) -> float:
     return float(model.backend.to_numpy(xp.mean(xp.astype(hits, out.dtype))))
 
 
-def _check_positive_int(value: Any, name: str, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
+def _all_finite(model: MLP) -> bool:
+    """Whether every parameter is finite: one reduction per array and one device sync."""
+    xp = model.backend.xp
+    flag = None
+    for p in model.params:
+        ok = xp.all(xp.isfinite(p))
+        flag = ok if flag is None else xp.logical_and(flag, ok)
+    return bool(model.backend.to_numpy(flag))
+
+
+def _optimizer_snapshot(optimizer: Optimizer, backend: Any) -> tuple[int, dict[str, Any]]:
+    """Copies of the optimizer's step count and state arrays (a backend may update them in
+    place), so that a diverged epoch can be undone whole."""
+    state = {}
+    for name in optimizer.state_names:
+        arrays = getattr(optimizer, name)
+        state[name] = None if arrays is None else [backend.copy(a) for a in arrays]
+    return optimizer.t, state
+
+
+def _restore_optimizer(optimizer: Optimizer, snapshot: tuple[int, dict[str, Any]]) -> None:
+    optimizer.t, state = snapshot
+    for name, arrays in state.items():
+        setattr(optimizer, name, arrays)
 
 
 def _hooks(callbacks: Sequence[CallbackLike]) -> tuple[list, list, list]:
@@ -112,7 +131,7 @@ def fit(
     *,
     epochs: int = 100,
     batch_size: int | None = None,
-    optimizer: Optimizer | None = None,
+    optimizer: Optimizer | str | None = None,
     shuffle: bool = True,
     validation_data: tuple[Any, Any] | None = None,
     progress: bool = False,
@@ -142,7 +161,8 @@ def fit(
         Total passes over the data (with ``resume_from``, counted from the first run).
     batch_size : int, optional
         Rows per optimizer step; ``None`` trains on the full batch.
-    optimizer : Optimizer, optional
+    optimizer : Optimizer or str, optional
+        An optimizer, or a name (``"adam"``, ``"sgd"``) for one with default hyperparameters.
         Default ``Adam(lr=1e-3)``. Its state carries over between calls.
     shuffle : bool, default True
         Reshuffle every epoch (with the model's generator).
@@ -162,7 +182,7 @@ def fit(
     alpha : float, default 0
         L2 penalty on the weights (scikit-learn's ``alpha``).
     clip_norm : float, optional
-        Clip the global gradient norm to this value.
+        Clip the global gradient norm to this value; ``None`` or ``inf``: no clipping.
     checkpoint : path, optional
         Write weights, optimizer state, epoch, RNG state and history here (atomically) every
         ``checkpoint_every`` epochs and at the end.
@@ -192,20 +212,30 @@ def fit(
     Raises
     ------
     TrainingDivergedError
-        If the loss becomes NaN or infinite; the model is left with the weights it had at
-        the start of that epoch.
+        If the loss or the weights become NaN or infinite (checked after every epoch, so also
+        after the last step); the model and the optimizer's state are put back as they were
+        at the start of that epoch.
+    TypeError, ValueError
+        A count that is not an integer of at least 1 (integral NumPy scalars are fine), a
+        negative or non-finite ``alpha``, a ``clip_norm`` that is not positive, or an unknown
+        optimizer name.
     """
-    epochs = _check_positive_int(epochs, "epochs")
-    batch_size = _check_positive_int(batch_size, "batch_size", allow_none=True)
-    accumulate = _check_positive_int(accumulate, "accumulate")
-    checkpoint_every = _check_positive_int(checkpoint_every, "checkpoint_every")
-    if alpha < 0:
-        raise ValueError(f"alpha must be non-negative, got {alpha}")
-    if clip_norm is not None and not clip_norm > 0:
-        raise ValueError(f"clip_norm must be positive, got {clip_norm}")
+    epochs = check_count(epochs, "epochs")
+    batch_size = check_count(batch_size, "batch_size", allow_none=True)
+    accumulate = check_count(accumulate, "accumulate")
+    checkpoint_every = check_count(checkpoint_every, "checkpoint_every")
+    local_steps = check_count(local_steps, "local_steps")
+    alpha = check_real(alpha, "alpha", 0.0)
+    if clip_norm is not None:
+        clip_norm = check_real(clip_norm, "clip_norm", 0.0, low_open=True, allow_inf=True)
+        # An infinite bound never clips; dividing by it would make every gradient NaN.
+        clip_norm = None if math.isinf(clip_norm) else clip_norm
+    if isinstance(optimizer, str):
+        optimizer = get_optimizer(optimizer)
     if optimizer is not None and not isinstance(optimizer, Optimizer):
         raise TypeError(
-            f"optimizer must be an mlp_accel.optim.Optimizer, got {type(optimizer).__name__}"
+            "optimizer must be an mlp_accel.optim.Optimizer or a name, got "
+            f"{type(optimizer).__name__}"
         )
     begin_hooks, epoch_hooks, end_hooks = _hooks(callbacks)
 
@@ -217,11 +247,11 @@ def fit(
         for key, values in state["history"].items():
             history[key] = list(values)
     optimizer = Adam(1e-3) if optimizer is None else optimizer
-    base_lr = optimizer.lr
+    # The rate is a plain attribute that callers may have set after construction.
+    base_lr = check_real(optimizer.lr, "the optimizer's learning rate", 0.0, low_open=True)
     steps_done = optimizer.t
 
     backend = model.backend
-    local_steps = _check_positive_int(local_steps, "local_steps")
     if client is not None:
         from .distributed import DaskSource
 
@@ -262,6 +292,7 @@ def fit(
         for epoch in epoch_iter:
             t0 = time.perf_counter()
             snapshot = [backend.copy(p) for p in model.params]
+            opt_snapshot = _optimizer_snapshot(optimizer, backend)
             total: Any = 0.0
             rows = 0
             n_batches = None
@@ -279,12 +310,19 @@ def fit(
                 steps_done += 1
             loss = float(backend.to_numpy(total)) / (rows if weight_sum is None else weight_sum)
             elapsed = time.perf_counter() - t0
-            if not math.isfinite(loss):
+            # A step's loss comes from the weights before it, so a finite loss does not
+            # vouch for the weights the epoch's last step left: they get their own check.
+            what = f"the loss became {loss}" if not math.isfinite(loss) else None
+            if what is None and not _all_finite(model):
+                what = "the weights became NaN or infinite"
+            if what is not None:
+                lr_now = optimizer.lr
                 model.set_params(snapshot)
+                _restore_optimizer(optimizer, opt_snapshot)
                 raise TrainingDivergedError(
-                    f"training diverged: the loss became {loss} in epoch {epoch}; the model "
-                    f"keeps its weights from before that epoch. Lower the learning rate (now "
-                    f"{optimizer.lr:g}), scale the inputs, or use float64."
+                    f"training diverged: {what} in epoch {epoch}; the model keeps its weights "
+                    f"from before that epoch. Lower the learning rate (now {lr_now:g}), scale "
+                    "the inputs, or use float64."
                 )
             logs = {
                 "epoch": epoch,
