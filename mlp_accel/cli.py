@@ -133,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--plot", metavar="FILE.png", help="loss curve (and decision boundary for 2-D data)"
     )
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    t.add_argument(
+        "--threads",
+        type=int,
+        help="BLAS and Numba threads, fixed (default: the usable CPUs, serial or parallel "
+        "measured per shape)",
+    )
     dask_opts = t.add_mutually_exclusive_group()
     dask_opts.add_argument(
         "--dask-workers",
@@ -235,6 +241,10 @@ def _split_lazy(X: Any, y: Any, test_size: float, seed: int) -> tuple[Any, ...]:
 def _cmd_train(args: argparse.Namespace) -> int:
     import mlp_accel as ma
 
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be a positive integer, got {args.threads}")
+        ma.set_threads(args.threads)
     from .data import Standardizer, load_dataset, load_file, train_test_split
 
     lazy = False
@@ -472,7 +482,15 @@ def _cmd_backends(args: argparse.Namespace) -> int:
         chosen = get_backend("auto").name
     except RuntimeError as exc:
         chosen = f"none ({exc})"
-    print(f"auto -> {chosen}  (order: {', '.join(AUTO_ORDER)}; override with MLP_ACCEL_BACKEND)")
+    print(
+        f"auto -> {chosen} for get_backend('auto')  (order: {', '.join(AUTO_ORDER)}; "
+        "override with MLP_ACCEL_BACKEND)"
+    )
+    from .backends._auto import RULE
+    from .backends._threads import usable_cpus
+
+    print("models on auto: " + "\n  ".join(RULE))
+    print(f"threads: {usable_cpus()} usable CPUs (affinity and cgroup quota); --threads N fixes")
     return 0
 
 

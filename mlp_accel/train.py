@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .backends import _threads
 from .batches import make_source
 from .model import MLP
 from .optim import Adam, Optimizer, get_optimizer
@@ -69,6 +70,19 @@ def _check_positive_int(value: Any, name: str, allow_none: bool = False) -> int 
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return value
+
+
+def _row_count(X: Any, y: Any) -> int | None:
+    """Training rows of in-memory or memory-mapped data; ``None`` for a stream of batches."""
+    shape = getattr(X, "shape", None)
+    if shape is not None and len(shape) >= 1:
+        try:
+            return int(shape[0])
+        except TypeError:  # a lazy array whose length is not known yet
+            return None
+    if y is not None and hasattr(X, "__len__"):
+        return len(X)
+    return None
 
 
 def _hooks(callbacks: Sequence[CallbackLike]) -> tuple[list, list, list]:
@@ -209,6 +223,9 @@ def fit(
         )
     begin_hooks, epoch_hooks, end_hooks = _hooks(callbacks)
 
+    # backend="auto" is settled here, where the rows and epochs are known (once per model).
+    model._choose_backend_for(_row_count(X, y), epochs, batch_size)
+
     history = History()
     first_epoch = 1
     if resume_from is not None:
@@ -222,6 +239,7 @@ def fit(
 
     backend = model.backend
     local_steps = _check_positive_int(local_steps, "local_steps")
+    tuner = None
     if client is not None:
         from .distributed import DaskSource
 
@@ -258,6 +276,11 @@ def fit(
 
         bar = tqdm(epoch_iter, unit="epoch", dynamic_ncols=True, leave=False)
         epoch_iter = bar
+    if client is None:
+        # Serial or parallel, measured per batch size from the steps' own times.
+        tuner = _threads.tuner_for(model)
+        if tuner is not None:
+            train_step = tuner.wrap(train_step)
     try:
         for epoch in epoch_iter:
             t0 = time.perf_counter()
@@ -313,6 +336,8 @@ def fit(
                 break
     finally:
         optimizer.lr = base_lr
+        if tuner is not None:
+            tuner.close()
         if bar is not None:
             bar.close()
         if hasattr(source, "close"):
