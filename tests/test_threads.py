@@ -145,6 +145,13 @@ def test_chooser_warmup_steps_are_not_counted():
     assert chooser.choice is False  # serial 1.0 against parallel 2.0
 
 
+def test_chooser_ends_the_probe_early_on_a_clear_loser():
+    chooser = SerialParallelChooser(probe_steps=3, warmup=1, decisive=3.0)
+    modes = _drive(chooser, serial=1.0, parallel=4.0, steps=4)
+    assert modes == [False, True, False, True]  # warm-up each way, one timed step each way
+    assert not chooser.probing and chooser.choice is False
+
+
 def test_chooser_tie_goes_to_serial():
     chooser = SerialParallelChooser(min_gain=1.15)
     _drive(chooser, serial=1.0, parallel=0.9, steps=8)  # only 1.11x faster
@@ -253,6 +260,20 @@ def test_threads_context_pins_blas_and_restores():
         assert _threads.tuner_for(ma.MLP([2, 3, 1], backend="numpy")) is None
     assert _threads.pinned_threads() is None
     assert _blas_threads() == {_threads.pool_size()}
+
+
+@pytest.mark.skipif(usable_cpus() < 2, reason="one usable CPU: nothing to choose")
+def test_a_second_fit_of_the_same_shape_starts_decided(rng):
+    X = rng.standard_normal((300, 4))
+    y = (X[:, 0] > 0).astype(float)
+    model = ma.MLP([4, 8, 1], backend="numpy", seed=0)
+    ma.fit(model, X, y, epochs=12)
+    tuner = _threads.tuner_for(ma.MLP([4, 8, 1], backend="numpy", seed=1))
+    try:
+        chooser = tuner.choosers[(300).bit_length()]
+        assert chooser.choice is not None and not chooser.probing
+    finally:
+        tuner.close()
 
 
 def test_fit_gives_back_the_blas_threads(rng):

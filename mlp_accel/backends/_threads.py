@@ -273,7 +273,9 @@ class SerialParallelChooser:
     """Chooses serial or parallel for one shape from measured step times.
 
     Probing times ``warmup + probe_steps`` steps each way (the warm-up steps are discarded:
-    they include first-touch and compilation), then keeps the faster mode. Parallel must
+    they include first-touch and compilation), then keeps the faster mode; a mode
+    ``decisive`` times slower than the other on equal counts of timed steps ends the probe
+    early. Parallel must
     win by ``min_gain`` to be kept, so that a tie goes to serial, which no neighbour can
     stall. While running, the median of the last ``window`` steps is compared with the
     chosen mode's probe median: ``degrade`` times slower (a neighbour arrived, the cores are
@@ -293,7 +295,9 @@ class SerialParallelChooser:
         degrade: float = 2.0,
         min_gain: float = 1.15,
         recheck: int = 200,
+        decisive: float = 3.0,
     ) -> None:
+        self.decisive = decisive
         self.probe_steps = probe_steps
         self.warmup = warmup
         self.window = window
@@ -338,6 +342,13 @@ class SerialParallelChooser:
             self._seen[mode] += 1
             if self._seen[mode] > self.warmup:
                 self._samples[mode].append(seconds)
+            serial, parallel = self._samples[False], self._samples[True]
+            # A mode several times slower on its first timed step (a pool stalled by a busy
+            # neighbour) is not worth more slow steps: the probe ends early.
+            if serial and parallel and len(serial) == len(parallel):
+                ratio = statistics.median(serial) / statistics.median(parallel)
+                if max(ratio, 1 / ratio) > self.decisive:
+                    self._plan.clear()
             if not self._plan:
                 self._decide()
             return
@@ -385,6 +396,9 @@ class StepTuner:
         Makes the chooser of one batch-size bucket.
     clock : callable, optional
         The clock (tests pass a fake one).
+    choosers : dict, optional
+        The choosers per batch-size bucket, shared with earlier fits of the same shape, so
+        that a second fit (a warm-up fit, ``partial_fit``, a grid search) starts decided.
     """
 
     def __init__(
@@ -394,6 +408,7 @@ class StepTuner:
         tune_rows: Callable[[int], bool] = lambda rows: True,
         chooser: Callable[[], SerialParallelChooser] = SerialParallelChooser,
         clock: Callable[[], float] = time.perf_counter,
+        choosers: dict[int, SerialParallelChooser] | None = None,
     ) -> None:
         self._apply = apply
         self._restore = restore
@@ -401,7 +416,7 @@ class StepTuner:
         self._make = chooser
         self._clock = clock
         self._mode: bool | None = None
-        self.choosers: dict[int, SerialParallelChooser] = {}
+        self.choosers: dict[int, SerialParallelChooser] = {} if choosers is None else choosers
 
     def _set(self, parallel: bool) -> None:
         if parallel != self._mode:
@@ -469,6 +484,11 @@ def tuner_for(model: Any) -> StepTuner | None:
         _set_numba(size)
 
     fused = model._fused_network() if isinstance(backend, NumbaBackend) else None
+    # Decisions are kept per backend, shape and pool size for the life of the process.
+    key = (backend.name, model.spec, fused is not None, size)
+    if len(_decisions) > 256 and key not in _decisions:
+        _decisions.clear()
+    choosers = _decisions.setdefault(key, {})
     if fused is not None:
         set_blas(1)  # the fused kernel never calls BLAS: its pool must not spin beside it
         min_rows = getattr(fused, "parallel_min_rows", 0)
@@ -476,7 +496,11 @@ def tuner_for(model: Any) -> StepTuner | None:
             lambda parallel: _set_numba(size if parallel else 1),
             restore,
             tune_rows=lambda rows: rows >= min_rows,
+            choosers=choosers,
         )
     _set_numba(1)  # kernels beside BLAS run serially: BLAS owns the cores
 
-    return StepTuner(lambda parallel: set_blas(size if parallel else 1), restore)
+    return StepTuner(lambda parallel: set_blas(size if parallel else 1), restore, choosers=choosers)
+
+
+_decisions: dict[tuple, dict[int, SerialParallelChooser]] = {}
