@@ -131,7 +131,7 @@ def _drive(chooser: SerialParallelChooser, serial: float, parallel: float, steps
 def test_chooser_probes_both_modes_then_keeps_the_faster():
     chooser = SerialParallelChooser(probe_steps=3, warmup=1)
     modes = _drive(chooser, serial=2.0, parallel=1.0, steps=8)
-    assert modes == [False, True] * 4  # alternating probe, warm-up step of each first
+    assert modes == [False] * 4 + [True] * 4  # serial, then parallel, warm-up step first
     assert chooser.choice is True and not chooser.probing
     assert _drive(chooser, 2.0, 1.0, 20) == [True] * 20
     assert "parallel" in chooser.reason
@@ -139,7 +139,7 @@ def test_chooser_probes_both_modes_then_keeps_the_faster():
 
 def test_chooser_warmup_steps_are_not_counted():
     chooser = SerialParallelChooser(probe_steps=2, warmup=1)
-    times = iter([100.0, 100.0, 1.0, 2.0, 1.0, 2.0])  # first step each way: compilation
+    times = iter([100.0, 1.0, 1.0, 100.0, 2.0, 2.0])  # first step each way: compilation
     while chooser.probing:
         chooser.record(next(times))
     assert chooser.choice is False  # serial 1.0 against parallel 2.0
@@ -147,8 +147,8 @@ def test_chooser_warmup_steps_are_not_counted():
 
 def test_chooser_ends_the_probe_early_on_a_clear_loser():
     chooser = SerialParallelChooser(probe_steps=3, warmup=1, decisive=3.0)
-    modes = _drive(chooser, serial=1.0, parallel=4.0, steps=4)
-    assert modes == [False, True, False, True]  # warm-up each way, one timed step each way
+    modes = _drive(chooser, serial=1.0, parallel=4.0, steps=6)
+    assert modes == [False] * 4 + [True] * 2  # warm-up + 3 serial, warm-up + 1 parallel
     assert not chooser.probing and chooser.choice is False
 
 

@@ -273,12 +273,11 @@ class SerialParallelChooser:
     """Chooses serial or parallel for one shape from measured step times.
 
     Probing times ``warmup + probe_steps`` steps each way (the warm-up steps are discarded:
-    they include first-touch and compilation), then keeps the faster mode; a mode
-    ``decisive`` times slower than the other on equal counts of timed steps ends the probe
-    early. Parallel must
-    win by ``min_gain`` to be kept, so that a tie goes to serial, which no neighbour can
-    stall. While running, the median of the last ``window`` steps is compared with the
-    chosen mode's probe median: ``degrade`` times slower (a neighbour arrived, the cores are
+    they include first-touch and compilation), then keeps the faster mode; parallel steps
+    ``decisive`` times slower than serial ones end the probe early. Parallel must win by
+    ``min_gain`` to be kept, so that a tie goes to serial, which no neighbour can stall.
+    While running, the median of the last ``window`` steps is compared with the chosen
+    mode's probe median: ``degrade`` times slower (a neighbour arrived, the cores are
     throttled) starts a new probe. The same happens every ``recheck`` steps, doubled after
     every probe that confirms the choice (hysteresis: a stable machine is probed ever more
     rarely, and a machine that became quiet can win parallel back).
@@ -317,9 +316,10 @@ class SerialParallelChooser:
 
     def _start_probe(self) -> None:
         per_mode = self.warmup + self.probe_steps
-        # Alternating modes shares any drift in the machine's load between them; the first
-        # steps of each mode are the warm-up ones.
-        self._plan = [m for _ in range(per_mode) for m in (False, True)]
+        # Serial first, then parallel, each in one block: a parallel step leaves pool
+        # threads spinning for a while, which would slow a serial step measured right after
+        # it. The first steps of each block are its warm-up.
+        self._plan = [False] * per_mode + [True] * per_mode
         self._samples = {False: [], True: []}
         self._seen = {False: 0, True: 0}
         self.probes += 1
@@ -343,12 +343,10 @@ class SerialParallelChooser:
             if self._seen[mode] > self.warmup:
                 self._samples[mode].append(seconds)
             serial, parallel = self._samples[False], self._samples[True]
-            # A mode several times slower on its first timed step (a pool stalled by a busy
-            # neighbour) is not worth more slow steps: the probe ends early.
-            if serial and parallel and len(serial) == len(parallel):
-                ratio = statistics.median(serial) / statistics.median(parallel)
-                if max(ratio, 1 / ratio) > self.decisive:
-                    self._plan.clear()
+            # Parallel several times slower than serial on its first timed step (a pool
+            # stalled by a busy neighbour) is not worth more slow steps: the probe ends.
+            if serial and parallel and min(parallel) > self.decisive * statistics.median(serial):
+                self._plan.clear()
             if not self._plan:
                 self._decide()
             return
