@@ -276,6 +276,19 @@ def test_a_second_fit_of_the_same_shape_starts_decided(rng):
         tuner.close()
 
 
+def test_an_outside_blas_limit_is_kept_during_fit(rng):
+    from threadpoolctl import threadpool_limits
+
+    X = rng.standard_normal((300, 4))
+    y = (X[:, 0] > 0).astype(float)
+    seen: list[set[int]] = []
+    with threadpool_limits(limits=1, user_api="blas"):
+        model = ma.MLP([4, 8, 1], backend="numpy", seed=0)
+        ma.fit(model, X, y, epochs=12, callbacks=[lambda e, logs: seen.append(_blas_threads())])
+        assert _threads.tuner_for(model) is None
+    assert seen and all(s == {1} for s in seen)
+
+
 def test_fit_gives_back_the_blas_threads(rng):
     X = rng.standard_normal((300, 4))
     y = (X[:, 0] > 0).astype(float)

@@ -467,11 +467,18 @@ def tuner_for(model: Any) -> StepTuner | None:
     backend = model.backend
     if _pinned is not None or not isinstance(backend, NumpyBackend):
         return None
-    size = pool_size()
-    if size < 2:
-        return None
     controllers = _blas_controllers()
     before = [lib.num_threads for lib in controllers]
+    fused = model._fused_network() if isinstance(backend, NumbaBackend) else None
+    # A limit set outside this module (threadpoolctl's threadpool_limits, numba's
+    # set_num_threads, a benchmark's --threads) is a ceiling the tuner keeps.
+    if fused is not None:
+        numba = sys.modules["numba"]
+        size = min(pool_size(), numba.get_num_threads())
+    else:
+        size = min(pool_size(), max(before, default=1))
+    if size < 2:
+        return None
 
     def set_blas(count: int) -> None:
         _set_blas(count, controllers)
@@ -481,7 +488,6 @@ def tuner_for(model: Any) -> StepTuner | None:
             lib.set_num_threads(count)
         _set_numba(size)
 
-    fused = model._fused_network() if isinstance(backend, NumbaBackend) else None
     # Decisions are kept per backend, shape and pool size for the life of the process.
     key = (backend.name, model.spec, fused is not None, size)
     if len(_decisions) > 256 and key not in _decisions:
