@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from . import callbacks, io, optim, schedules
 from .backends import Backend, BackendUnavailableError, available_backends, get_backend
+from .backends._threads import set_threads, threads, usable_cpus
 from .io import load
 from .model import MLP
 from .train import History, TrainingDivergedError, fit
@@ -22,6 +23,9 @@ __all__ = [
     "BackendUnavailableError",
     "available_backends",
     "get_backend",
+    "set_threads",
+    "threads",
+    "usable_cpus",
     "optim",
     "io",
     "schedules",

@@ -243,6 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="micro-batches per step (gradient accumulation; default 1)",
     )
 
+    large.add_argument(
+        "--threads",
+        type=_positive_int,
+        metavar="N",
+        help="BLAS and Numba threads, fixed (default: the usable CPUs, serial or parallel "
+        "measured per shape)",
+    )
+
     ckpt = t.add_argument_group("checkpoints")
     ckpt.add_argument("--checkpoint", metavar="FILE", help="write a training checkpoint here")
     ckpt.add_argument(
@@ -494,6 +502,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from .data import Standardizer, train_test_split
 
+    if args.threads is not None:
+        ma.set_threads(args.threads)
     if args.plot:
         from .plotting import require_matplotlib
 
@@ -757,7 +767,15 @@ def _cmd_backends(args: argparse.Namespace) -> int:
         chosen = get_backend("auto").name
     except RuntimeError as exc:
         chosen = f"none ({exc})"
-    print(f"auto -> {chosen}  (order: {', '.join(AUTO_ORDER)}; override with MLP_ACCEL_BACKEND)")
+    print(
+        f"auto -> {chosen} for get_backend('auto')  (order: {', '.join(AUTO_ORDER)}; "
+        "override with MLP_ACCEL_BACKEND)"
+    )
+    from .backends._auto import RULE
+    from .backends._threads import usable_cpus
+
+    print("models on auto: " + "\n  ".join(RULE))
+    print(f"threads: {usable_cpus()} usable CPUs (affinity and cgroup quota); --threads N fixes")
     return 0
 
 

@@ -7,12 +7,14 @@ converted once, at the edge (:meth:`MLP.prepare`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import _validation as V
 from .activations import get_activation
 from .backends import Backend, NetworkSpec, get_backend
+from .backends._auto import BackendChoice, choose_backend
 from .backends.base import IDENTITY
 from .initializers import initial_weights
 from .losses import get_loss
@@ -34,6 +36,28 @@ def _weight_total(sample_weight: Array, xp: Any) -> Array:
     return total + xp.astype(total == 0, total.dtype)
 
 
+def _is_auto(backend: Any) -> bool:
+    """Whether ``backend`` asks for the per-job choice (``"auto"`` and no override in
+    ``MLP_ACCEL_BACKEND``)."""
+    if backend is not None and not (isinstance(backend, str) and backend.strip().lower() == "auto"):
+        return False
+    env = os.environ.get("MLP_ACCEL_BACKEND", "").strip().lower()
+    return not env or env == "auto"
+
+
+def _may_start(name: str) -> bool:
+    """Whether backend ``name`` may start here, asked without starting it: its library is
+    installed and it has not failed to start before."""
+    import importlib.util
+
+    from .backends import _failures
+
+    if name in _failures:
+        return False
+    library = {"numba": "numba", "cupy": "cupy"}.get(name)
+    return library is None or importlib.util.find_spec(library) is not None
+
+
 class MLP:
     """A fully connected feed-forward network trained by hand-derived backpropagation.
 
@@ -50,6 +74,9 @@ class MLP:
         ``squared_error`` (any output). Default: the one that matches the output activation.
     backend : str or Backend, default "auto"
         ``"auto"``, ``"numpy"``, ``"numba"``, ``"cupy"`` or a :class:`Backend` instance.
+        ``"auto"`` (unless ``MLP_ACCEL_BACKEND`` names a backend) starts on NumPy and is
+        decided by the model's first :func:`~mlp_accel.fit`, from the shape, rows, epochs
+        and the compiled kernels; :attr:`backend_choice` records the choice and why.
     dtype : {"float32", "float64"}, default "float32"
         Dtype of parameters and computation.
     seed : int or numpy.random.Generator, optional
@@ -81,7 +108,17 @@ class MLP:
         self.dtype = V.check_dtype(dtype)
         self.init = init
         self.rng = V.make_rng(seed)
-        self.backend = get_backend(backend)
+        #: What ``backend="auto"`` chose and why (a :class:`BackendChoice`); ``None`` for a
+        #: backend named explicitly.
+        self.backend_choice: BackendChoice | None = None
+        self._auto_pending = _is_auto(backend)
+        if self._auto_pending:
+            # The job (rows, epochs) is known only at fit: NumPy starts at once and compiles
+            # nothing, so it serves until then; ma.fit moves the model if another pays.
+            self.backend_choice = choose_backend(None, ["numpy"])
+            self.backend = get_backend(self.backend_choice.name)
+        else:
+            self.backend = get_backend(backend)
         self._activation_fns = [get_activation(a) for a in self.activations]
         self._loss_fn = get_loss(self.loss)
         self._fused: Any = None
@@ -454,10 +491,41 @@ class MLP:
         clone.rng = V.make_rng(None)
         clone.rng.bit_generator.state = self.rng.bit_generator.state
         clone.backend = target
+        clone.backend_choice, clone._auto_pending = None, False
         clone._activation_fns, clone._loss_fn = self._activation_fns, self._loss_fn
         clone._fused, clone._fused_checked = None, False
         clone._params = [target.asarray(w, self.dtype) for w in self.get_weights()]
         return clone
+
+    def _choose_backend_for(self, rows: int | None, epochs: int, batch_size: int | None) -> None:
+        """Settle ``backend="auto"`` for a fit of ``rows`` x ``epochs``: move this model, in
+        place, to the backend the cost model picks (once; see :mod:`.backends._auto`)."""
+        if not self._auto_pending:
+            return
+        from .backends import BACKENDS, BackendUnavailableError
+        from .backends._auto import Job, numba_kernels_cached
+
+        self._auto_pending = False
+        job = Job(tuple(self.layers), self.dtype, rows, epochs, batch_size)
+        fused, generic = numba_kernels_cached(self.spec) if "numba" in BACKENDS else (True, True)
+        candidates = [n for n in BACKENDS if n in ("numpy", "numba", "cupy") and _may_start(n)]
+        while True:
+            choice = choose_backend(
+                job, candidates, numba_fused_cached=fused, numba_generic_cached=generic
+            )
+            try:
+                target = get_backend(choice.name)
+            except BackendUnavailableError:
+                # Registered but cannot start here: choose among the others.
+                candidates.remove(choice.name)
+                continue
+            break
+        self.backend_choice = choice
+        if target is not self.backend:
+            weights = self.get_weights()
+            self.backend = target
+            self._fused, self._fused_checked = None, False
+            self._params = [target.asarray(w, self.dtype) for w in weights]
 
     def copy(self) -> MLP:
         """A deep copy on the same backend."""

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._validation import check_count, check_real
+from .backends import _threads
 from .batches import make_source
 from .model import MLP
 from .optim import Adam, Optimizer, get_optimizer
@@ -88,6 +89,19 @@ def _restore_optimizer(optimizer: Optimizer, snapshot: tuple[int, dict[str, Any]
     optimizer.t, state = snapshot
     for name, arrays in state.items():
         setattr(optimizer, name, arrays)
+
+
+def _row_count(X: Any, y: Any) -> int | None:
+    """Training rows of in-memory or memory-mapped data; ``None`` for a stream of batches."""
+    shape = getattr(X, "shape", None)
+    if shape is not None and len(shape) >= 1:
+        try:
+            return int(shape[0])
+        except TypeError:  # a lazy array whose length is not known yet
+            return None
+    if y is not None and hasattr(X, "__len__"):
+        return len(X)
+    return None
 
 
 def _hooks(callbacks: Sequence[CallbackLike]) -> tuple[list, list, list]:
@@ -239,6 +253,9 @@ def fit(
         )
     begin_hooks, epoch_hooks, end_hooks = _hooks(callbacks)
 
+    # backend="auto" is settled here, where the rows and epochs are known (once per model).
+    model._choose_backend_for(_row_count(X, y), epochs, batch_size)
+
     history = History()
     first_epoch = 1
     if resume_from is not None:
@@ -252,6 +269,7 @@ def fit(
     steps_done = optimizer.t
 
     backend = model.backend
+    tuner = None
     if client is not None:
         from .distributed import DaskSource
 
@@ -288,6 +306,11 @@ def fit(
 
         bar = tqdm(epoch_iter, unit="epoch", dynamic_ncols=True, leave=False)
         epoch_iter = bar
+    if client is None:
+        # Serial or parallel, measured per batch size from the steps' own times.
+        tuner = _threads.tuner_for(model)
+        if tuner is not None:
+            train_step = tuner.wrap(train_step)
     try:
         for epoch in epoch_iter:
             t0 = time.perf_counter()
@@ -351,6 +374,8 @@ def fit(
                 break
     finally:
         optimizer.lr = base_lr
+        if tuner is not None:
+            tuner.close()
         if bar is not None:
             bar.close()
         if hasattr(source, "close"):

@@ -14,8 +14,9 @@ Thread pools: on few cores, Numba's pool and OpenBLAS's pool spin-wait against e
 when their work interleaves. The kernels beside BLAS therefore run serially (one pool, BLAS,
 owns the cores during a step) unless the elementwise work alone is very large
 (:attr:`NumbaBackend.parallel_min_elements`); the fused small-network kernel never calls BLAS
-and runs in parallel over the batch once the batch is large enough
-(:attr:`NumbaBackend.parallel_min_rows`).
+and runs its parallel twin once the batch is large enough
+(:attr:`NumbaBackend.parallel_min_rows`). During training, whether that twin gets the pool or
+one thread, and how many threads BLAS gets, is measured per shape (:mod:`._threads`).
 
 Numba compiles on first use (never at import) and caches machine code on disk
 (``cache=True``); :meth:`NumbaBackend.warmup` compiles ahead, so benchmarks do not time it.
@@ -29,6 +30,7 @@ import numpy as np
 
 from ..activations import Activation
 from ..losses import Loss
+from . import _threads
 from .base import BackendUnavailableError, FusedNetwork, NetworkSpec
 from .numpy_backend import NumpyBackend
 
@@ -70,9 +72,10 @@ class _SmallNetwork:
     def _chunks(self, n: int) -> tuple[bool, int]:
         if n < self.parallel_min_rows:
             return False, 1
-        from numba import get_num_threads
-
-        return True, get_num_threads()
+        # As many chunks as the pool may have threads, whatever the threads now active: the
+        # step tuner (``_threads``) runs this kernel on one thread or on the pool, and the
+        # same chunks summed in the same order give the same numbers either way.
+        return True, _threads.pool_size()
 
     def loss_and_gradients(
         self, params: list[Any], X: Any, y: Any, denom: float
@@ -134,6 +137,7 @@ class NumbaBackend(NumpyBackend):
             ) from exc
         from . import _numba_fused, _numba_kernels
 
+        _threads.configure_numba(numba)  # before any parallel kernel starts the pool
         self._numba = numba
         self._kernels = _numba_kernels
         self._fused_module = _numba_fused

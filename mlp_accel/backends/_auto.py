@@ -1,0 +1,313 @@
+"""``backend="auto"``: choose the backend by the job, not by the machine alone.
+
+A job is a network shape, a dtype, a row count, a batch size and a number of epochs. Each
+backend's time for it is estimated as *start-up* (importing, loading or compiling kernels,
+starting a GPU) plus *steps x step time*, with a step time linear in the batch's rows (a
+fixed cost per layer, and per row the matrix products' FLOPs at a product rate plus the
+elementwise work). The constants are rough, measured on one core of the project's 2-core
+machine (see the benchmark table); what matters is their ratios and the start-up costs:
+
+- NumPy starts at once; its step pays a fixed cost per layer and ~10 ns per narrow layer
+  and row (temporaries, calls) beside BLAS.
+- Numba runs a fused whole-network kernel for narrow networks (several times NumPy on
+  small widths) and NumPy's BLAS beside fused elementwise kernels otherwise (~1.1x NumPy).
+  It pays for importing Numba and loading cached kernels, and for compiling those not
+  cached yet (:func:`numba_kernels_cached` looks at the on-disk cache, without importing
+  Numba).
+- CuPy pays for starting the GPU and moving the data, then runs products far faster.
+
+The fastest estimate wins, but a backend other than NumPy must save at least
+:data:`MIN_GAIN` of NumPy's time and :data:`MIN_SAVING_S` seconds: where the estimates are
+close, the backend with no start-up cost and no compile stall is the safer choice.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .base import NetworkSpec
+
+__all__ = [
+    "Job",
+    "BackendChoice",
+    "estimate_seconds",
+    "choose_backend",
+    "numba_kernels_cached",
+    "RULE",
+]
+
+#: Widest layer of the Numba backend's fused whole-network kernel (mirrors
+#: ``_numba_fused.MAX_WIDTH``, which cannot be imported without importing numba).
+NARROW_MAX_WIDTH = 64
+#: Seconds to import Numba and load cached kernels.
+NUMBA_IMPORT_S = 0.35
+#: Seconds to compile the per-layer kernels (once per machine; cached on disk after).
+NUMBA_COMPILE_GENERIC_S = 3.0
+#: Seconds to compile one network shape's fused kernel (once per shape; cached after).
+NUMBA_COMPILE_FUSED_S = 5.0
+#: Seconds to start a GPU backend (context, kernels, first transfers).
+CUPY_START_S = 1.5
+#: A backend other than NumPy is chosen only when it saves this fraction of NumPy's time...
+MIN_GAIN = 0.10
+#: ... and at least this many seconds.
+MIN_SAVING_S = 0.10
+#: Rows assumed for a job whose row count is unknown (a stream of batches).
+UNKNOWN_ROWS = 1_000_000
+
+#: One line per rule, for ``mlp-accel backends``.
+RULE = (
+    "auto chooses per job, at ma.fit: estimated time = start-up + steps x step time for each "
+    "backend that starts here;",
+    "numpy starts at once; numba pays ~0.35 s to load its kernels and several seconds the "
+    "first time a shape's kernels compile (the on-disk cache is checked), then runs narrow "
+    "networks (layers <= 64 wide) several times faster; cupy pays ~1.5 s to start the GPU;",
+    f"a backend other than numpy must save >= {MIN_GAIN:.0%} and >= {MIN_SAVING_S} s; "
+    "MLP(backend='auto').backend_choice says what was chosen and why.",
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What :func:`choose_backend` knows about a training run.
+
+    Parameters
+    ----------
+    widths : tuple of int
+        Layer widths ``(n_in, ..., n_out)``.
+    dtype : str
+        ``"float32"`` or ``"float64"``.
+    rows : int, optional
+        Training rows; ``None`` when unknown (a stream of batches).
+    epochs : int
+        Passes over the data.
+    batch_size : int, optional
+        Rows per step; ``None`` is the full batch.
+    """
+
+    widths: tuple[int, ...]
+    dtype: str = "float32"
+    rows: int | None = None
+    epochs: int = 1
+    batch_size: int | None = None
+
+    @property
+    def narrow(self) -> bool:
+        """Whether every layer fits the Numba backend's fused kernel."""
+        return max(self.widths) <= NARROW_MAX_WIDTH
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps in the whole run."""
+        rows = UNKNOWN_ROWS if self.rows is None else max(int(self.rows), 1)
+        batch = rows if self.batch_size is None else min(int(self.batch_size), rows)
+        return self.epochs * math.ceil(rows / batch)
+
+    @property
+    def batch_rows(self) -> int:
+        """Rows in a full step."""
+        rows = UNKNOWN_ROWS if self.rows is None else max(int(self.rows), 1)
+        return rows if self.batch_size is None else min(int(self.batch_size), rows)
+
+
+@dataclass
+class BackendChoice:
+    """What ``auto`` chose, and why.
+
+    Attributes
+    ----------
+    name : str
+        The backend chosen.
+    reason : str
+        One line: the estimates compared, or why no job was known.
+    estimates : dict of str to float
+        Estimated seconds per backend considered.
+    """
+
+    name: str
+    reason: str
+    estimates: dict[str, float] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.reason}"
+
+
+def _flops_and_units(widths: tuple[int, ...]) -> tuple[float, float, int]:
+    pairs = list(zip(widths[:-1], widths[1:]))
+    flops = 6.0 * sum(a * b for a, b in pairs)  # forward 2, backward 4 per weight
+    units = float(sum(widths[1:]))
+    return flops, units, len(pairs)
+
+
+def estimate_seconds(
+    name: str,
+    job: Job,
+    *,
+    numba_fused_cached: bool = True,
+    numba_generic_cached: bool = True,
+) -> float:
+    """Estimated seconds for ``job`` on backend ``name``, start-up included.
+
+    Parameters
+    ----------
+    name : {"numpy", "numba", "cupy"}
+    job : Job
+    numba_fused_cached, numba_generic_cached : bool
+        Whether the Numba kernels the job runs are compiled already (in memory or on disk).
+    """
+    flops, units, layers = _flops_and_units(job.widths)
+    double = job.dtype == "float64"
+    gemm = 45e9 if double else 90e9  # one core's BLAS rate on products this size
+    rows, steps = job.batch_rows, job.steps
+    if name == "numpy":
+        step = layers * 25e-6 + rows * (flops / gemm + units * 3e-9 + layers * 15e-9)
+        return steps * step
+    if name == "numba":
+        if job.narrow:
+            fused_rate = 9e9 if double else 12e9
+            step = 15e-6 + rows * flops / fused_rate
+            start = NUMBA_IMPORT_S + (0.0 if numba_fused_cached else NUMBA_COMPILE_FUSED_S)
+            # The optimizer's kernels are the generic module's: compiled once per machine.
+            start += 0.0 if numba_generic_cached else NUMBA_COMPILE_GENERIC_S / 3
+        else:
+            step = layers * 20e-6 + rows * (flops / gemm + units * 2e-9 + layers * 8e-9)
+            start = NUMBA_IMPORT_S + (0.0 if numba_generic_cached else NUMBA_COMPILE_GENERIC_S)
+        return start + steps * step
+    if name == "cupy":
+        step = layers * 60e-6 + rows * (flops / (10e12 if double else 40e12) + units * 1e-11)
+        return CUPY_START_S + steps * step
+    raise ValueError(f"no cost model for backend {name!r}; known: numpy, numba, cupy")
+
+
+def choose_backend(
+    job: Job | None,
+    available: Iterable[str],
+    *,
+    numba_fused_cached: bool = True,
+    numba_generic_cached: bool = True,
+) -> BackendChoice:
+    """The backend for ``job`` among ``available``: a pure function of its inputs.
+
+    Parameters
+    ----------
+    job : Job or None
+        ``None`` when no job is known yet (a model built, not yet fitted): NumPy, which
+        starts at once, until :func:`mlp_accel.fit` knows the rows and epochs.
+    available : iterable of str
+        Backends that start here.
+    numba_fused_cached, numba_generic_cached : bool
+        Whether the Numba kernels the job needs are compiled already.
+
+    Returns
+    -------
+    BackendChoice
+    """
+    names = [n for n in available if n in ("numpy", "numba", "cupy")]
+    if not names:
+        raise ValueError("no backend with a cost model is available (numpy, numba, cupy)")
+    fallback = "numpy" if "numpy" in names else names[0]
+    if job is None:
+        return BackendChoice(fallback, "no job known yet: numpy until fit knows rows and epochs")
+    estimates = {
+        n: estimate_seconds(
+            n,
+            job,
+            numba_fused_cached=numba_fused_cached,
+            numba_generic_cached=numba_generic_cached,
+        )
+        for n in names
+    }
+    best = min(names, key=lambda n: (estimates[n], n != fallback))
+    if best != fallback and fallback == "numpy":
+        base = estimates["numpy"]
+        saving = base - estimates[best]
+        if saving < MIN_GAIN * base or saving < MIN_SAVING_S:
+            best = "numpy"
+    compiled = ""
+    if "numba" in names:
+        if job.narrow:
+            compiled = "numba kernels for this shape " + (
+                "cached" if numba_fused_cached else "not compiled yet"
+            )
+        else:
+            compiled = "numba kernels " + ("cached" if numba_generic_cached else "not compiled yet")
+    rows = "unknown" if job.rows is None else f"{job.rows:,}"
+    shown = ", ".join(f"{n} {estimates[n]:.3g} s" for n in sorted(estimates, key=estimates.get))
+    reason = (
+        f"estimated {shown} for {'-'.join(map(str, job.widths))} {job.dtype}, "
+        f"{rows} rows x {job.epochs} epochs ({job.steps:,} steps)"
+        + (f"; {compiled}" if compiled else "")
+    )
+    return BackendChoice(best, reason, estimates)
+
+
+# -- what Numba has compiled ----------------------------------------------------------------
+
+
+def _fused_cache_dirs() -> list[Path]:
+    # Mirrors _numba_fused.cache_dir() (read-only: nothing is created here).
+    if os.environ.get("MLP_ACCEL_CACHE_DIR"):
+        return [Path(os.environ["MLP_ACCEL_CACHE_DIR"])]
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return [Path(os.environ["NUMBA_CACHE_DIR"]) / "mlp_accel"]
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return [Path(base) / "mlp_accel" / "numba"]
+
+
+def numba_kernels_cached(spec: NetworkSpec) -> tuple[bool, bool]:
+    """``(fused, generic)``: whether the Numba kernels a model of ``spec`` runs are compiled,
+    in this process or in the on-disk cache. Never imports numba.
+
+    ``fused`` is about the shape's generated whole-network kernel (always True for a wide
+    network, which has none); ``generic`` about the per-layer and optimizer kernels.
+    """
+    import sys
+
+    fused_mem = generic_mem = False
+    backend_module = sys.modules.get("mlp_accel.backends.numba_backend")
+    if backend_module is not None:
+        from . import _instances
+
+        backend = _instances.get("numba")
+        if backend is not None:
+            fused_mem = spec in getattr(backend, "_networks", {})
+            kernels = sys.modules.get("mlp_accel.backends._numba_kernels")
+            adam = getattr(kernels, "adam_update", None)
+            generic_mem = bool(getattr(adam, "signatures", None))
+
+    generic = generic_mem or _generic_on_disk()
+    if max(spec.widths) > NARROW_MAX_WIDTH:
+        return True, generic
+    return fused_mem or _fused_on_disk(spec), generic
+
+
+def _generic_on_disk() -> bool:
+    pattern = "_numba_kernels.adam_update-*.nbi"
+    here = Path(__file__).resolve().parent / "__pycache__"
+    if any(here.glob(pattern)):
+        return True
+    user = os.environ.get("NUMBA_CACHE_DIR")
+    return bool(user) and any(Path(user).glob(f"**/{pattern}"))
+
+
+def _fused_on_disk(spec: NetworkSpec) -> bool:
+    header = repr(spec)
+    for directory in _fused_cache_dirs():
+        try:
+            candidates = list(directory.glob("mlp_accel_fused_*.py"))
+        except OSError:
+            continue
+        for path in candidates:
+            try:
+                with path.open() as fh:
+                    first = fh.readline()
+            except OSError:
+                continue
+            if header in first and any(
+                (directory / "__pycache__").glob(f"{path.stem}.train_*.nbi")
+            ):
+                return True
+    return False

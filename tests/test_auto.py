@@ -1,0 +1,147 @@
+"""backend="auto": the cost model (a pure function of the job), the compiled-kernel check,
+and the model that records its choice and moves at its first fit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import mlp_accel as ma
+from mlp_accel.backends import NetworkSpec
+from mlp_accel.backends._auto import (
+    NARROW_MAX_WIDTH,
+    Job,
+    choose_backend,
+    estimate_seconds,
+    numba_kernels_cached,
+)
+
+CPU = ("numpy", "numba")
+GPU = ("cupy", "numpy", "numba")
+DIGITS = Job((64, 48, 10), "float32", rows=1347, epochs=40)
+WINE = Job((13, 32, 3), "float32", rows=133, epochs=300)
+CIRCLES_BIG = Job((2, 4, 3, 1), "float32", rows=200_000, epochs=150)
+TUTORIAL = Job((2, 4, 3, 1), "float32", rows=750, epochs=300)
+STREAMING = Job((2, 4, 3, 1), "float32", rows=10_000_000, epochs=20, batch_size=1024)
+MNIST = Job((784, 1024, 1024, 10), "float32", rows=60_000, epochs=10, batch_size=256)
+MNIST_TINY = Job((784, 1024, 1024, 10), "float32", rows=512, epochs=2)
+
+# (job, available, fused kernel cached, generic kernels cached, expected backend)
+TABLE = [
+    (DIGITS, CPU, False, False, "numpy"),  # compiling can never pay back
+    (DIGITS, CPU, True, True, "numpy"),  # warm, the job is still too small
+    (WINE, CPU, False, True, "numpy"),
+    (TUTORIAL, CPU, True, True, "numpy"),  # 0.2 M samples: loading numba costs more
+    (CIRCLES_BIG, CPU, True, True, "numba"),  # cached kernels: numba pays back at once
+    (CIRCLES_BIG, CPU, False, False, "numpy"),  # seconds of compilation: not on this job
+    (STREAMING, CPU, False, False, "numba"),  # long enough to pay for compiling
+    (MNIST, CPU, True, True, "numpy"),  # GEMM-bound: both run BLAS, within the margin
+    (MNIST_TINY, CPU, True, True, "numpy"),  # within the margin: the safer numpy
+    (MNIST, GPU, True, True, "cupy"),
+    (TUTORIAL, GPU, True, True, "numpy"),  # the GPU's start-up dwarfs the job
+    (CIRCLES_BIG, ("numba",), False, False, "numba"),  # the only one there
+]
+
+
+@pytest.mark.parametrize("job, available, fused, generic, expected", TABLE)
+def test_auto_rule(job, available, fused, generic, expected):
+    choice = choose_backend(job, available, numba_fused_cached=fused, numba_generic_cached=generic)
+    assert choice.name == expected, choice.reason
+    assert set(choice.estimates) == set(available)
+    assert "estimated" in choice.reason and f"{job.epochs} epochs" in choice.reason
+
+
+def test_auto_without_a_job_is_numpy():
+    choice = choose_backend(None, CPU)
+    assert choice.name == "numpy" and "no job" in choice.reason
+
+
+def test_estimates_grow_with_the_job_and_compiling_costs():
+    small = estimate_seconds("numba", TUTORIAL)
+    assert estimate_seconds("numba", CIRCLES_BIG) > small
+    assert estimate_seconds("numba", TUTORIAL, numba_fused_cached=False) > small + 1
+    assert estimate_seconds("numpy", TUTORIAL) < estimate_seconds("numpy", CIRCLES_BIG)
+    f64 = Job(MNIST.widths, "float64", MNIST.rows, MNIST.epochs, MNIST.batch_size)
+    assert estimate_seconds("numpy", f64) > estimate_seconds("numpy", MNIST)
+
+
+def test_unknown_backend_has_no_cost_model():
+    with pytest.raises(ValueError, match="no cost model for backend 'tpu'"):
+        estimate_seconds("tpu", TUTORIAL)
+    with pytest.raises(ValueError, match="no backend with a cost model"):
+        choose_backend(TUTORIAL, ["tpu"])
+
+
+def test_job_steps_and_unknown_rows():
+    assert Job((2, 1), rows=1000, epochs=3, batch_size=300).steps == 12
+    assert Job((2, 1), rows=1000, epochs=3).steps == 3
+    assert Job((2, 1), rows=None, epochs=2, batch_size=1000).steps == 2000
+
+
+def test_narrow_limit_mirrors_the_fused_kernel():
+    pytest.importorskip("numba")
+    from mlp_accel.backends import _numba_fused
+
+    assert NARROW_MAX_WIDTH == _numba_fused.MAX_WIDTH
+
+
+def test_kernel_cache_check_reads_the_cache_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLP_ACCEL_CACHE_DIR", str(tmp_path))
+    spec = NetworkSpec((3, 5, 1), ("relu", "sigmoid"), "binary_cross_entropy", "float32")
+    other = NetworkSpec((3, 6, 1), ("relu", "sigmoid"), "binary_cross_entropy", "float32")
+    assert numba_kernels_cached(spec)[0] is False
+    (tmp_path / "mlp_accel_fused_abc.py").write_text(f'"""Generated for {spec!r}."""\n')
+    assert numba_kernels_cached(spec)[0] is False  # source written, nothing compiled yet
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "mlp_accel_fused_abc.train_chunk-12.py311.nbi").write_text("")
+    assert numba_kernels_cached(spec)[0] is True
+    assert numba_kernels_cached(other)[0] is False
+    wide = NetworkSpec((3, 100, 1), ("relu", "sigmoid"), "binary_cross_entropy", "float32")
+    assert numba_kernels_cached(wide)[0] is True  # no fused kernel to compile
+
+
+def test_model_on_auto_records_its_choice_and_moves_at_fit(monkeypatch, rng):
+    monkeypatch.delenv("MLP_ACCEL_BACKEND", raising=False)
+    model = ma.MLP([2, 4, 1], seed=0)
+    assert model.backend.name == "numpy" and "no job" in model.backend_choice.reason
+    X = rng.standard_normal((200, 2))
+    y = (X[:, 0] > 0).astype(float)
+    ma.fit(model, X, y, epochs=2)
+    assert model.backend_choice.name == model.backend.name == "numpy"
+    assert "200 rows x 2 epochs" in model.backend_choice.reason
+
+    # A job that pays for Numba moves the model, with its weights, before training starts.
+    monkeypatch.setattr(
+        "mlp_accel.backends._auto.estimate_seconds",
+        lambda name, job, **kw: {"numpy": 10.0, "numba": 1.0}.get(name, 99.0),
+    )
+    if "numba" not in ma.available_backends():
+        pytest.skip("numba does not start here")
+    # The shape and dtype of test_threads.py's fused kernel: compiled once for both.
+    before = ma.MLP([2, 4, 3, 1], backend="numpy", dtype="float64", seed=0).get_weights()
+    moved = ma.MLP([2, 4, 3, 1], dtype="float64", seed=0)
+    ma.fit(moved, X, y, epochs=1, optimizer=ma.optim.SGD(1e-12))
+    assert moved.backend.name == "numba" and moved.backend_choice.name == "numba"
+    for a, b in zip(moved.get_weights(), before, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+    ma.fit(moved, X, y, epochs=1)  # decided once: a later fit keeps the backend
+    assert moved.backend.name == "numba"
+
+
+def test_named_backend_and_environment_override_record_no_choice(monkeypatch):
+    assert ma.MLP([2, 1], backend="numpy").backend_choice is None
+    monkeypatch.setenv("MLP_ACCEL_BACKEND", "numpy")
+    model = ma.MLP([2, 1])
+    assert model.backend_choice is None and model.backend.name == "numpy"
+
+
+def test_backends_command_explains_the_rule():
+    out = subprocess.run(
+        [sys.executable, "-m", "mlp_accel", "backends"], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert "models on auto" in out.stdout and "start-up + steps x step time" in out.stdout
+    assert "usable CPUs" in out.stdout
