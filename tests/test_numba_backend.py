@@ -41,8 +41,13 @@ OUTPUTS = [
 
 
 def _backend(*, fused: bool = True, parallel: bool = False) -> NumbaBackend:
-    """A private backend instance: fused path on or off, parallel kernels forced or not."""
+    """A private backend instance: fused path on or off, parallel kernels forced or not.
+
+    It compiles on first use, in this thread (test_numba_compile.py tests the background
+    mode), so that the fused kernels these tests check are the ones that run.
+    """
     backend = NumbaBackend()
+    backend.background = False
     if not fused:
         backend.fused_network = lambda spec: None  # the model then runs the per-layer hooks
     if parallel:

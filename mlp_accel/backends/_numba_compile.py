@@ -199,7 +199,7 @@ class _Compiler:
         self._state: dict[str, str] = {}  # key -> "queued" | "compiling" | "ready" | "failed"
         self._errors: dict[str, str] = {}
         self._thread: threading.Thread | None = None
-        self._loading = False
+        self._in_process = False
         self._stopping = False
 
     def submit(self, task: Task) -> str:
@@ -229,19 +229,30 @@ class _Compiler:
                     return
                 key, task = self._queue.popleft()
                 self._state[key] = "compiling"
+                # Numba's work in this process (reading the cache index, loading machine
+                # code) touches LLVM: shutdown() waits for it. It never waits for a child.
+                self._in_process = True
             try:
-                if not cached(task):
+                try:
+                    on_disk = cached(task)
+                finally:
+                    with self._cond:
+                        self._in_process = False
+                        stopping = self._stopping
+                if stopping:
+                    return
+                if not on_disk:
                     self._compile_in_child(task)
                 with self._cond:
-                    # Checked under the lock shutdown() takes: past this point it waits for
-                    # the load to end, before it, the thread leaves without touching LLVM.
+                    # Checked under the lock shutdown() takes: either shutdown() sees the
+                    # flag and waits for the load, or the thread sees _stopping and leaves.
                     if self._stopping:
                         return
-                    self._loading = True
+                    self._in_process = True
                 try:
                     run_task(task)  # loads from the disk cache the child has just written
                 finally:
-                    self._loading = False
+                    self._in_process = False
                 outcome, message = "ready", ""
             except Exception as exc:  # any failure leaves the slower path in place
                 outcome, message = "failed", f"{type(exc).__name__}: {exc}"
@@ -278,7 +289,7 @@ class _Compiler:
                 )
 
     def shutdown(self) -> None:
-        """Drop queued tasks; wait only for a load into this process to end.
+        """Drop queued tasks; wait only for Numba's work inside this process to end.
 
         A compiling child is left to finish: it is a separate process (an exit leaves nothing
         half-done here), and the next run finds its kernels in the disk cache.
@@ -286,10 +297,10 @@ class _Compiler:
         with self._cond:
             self._stopping = True
             self._queue.clear()
-            loading = self._loading
+            in_process = self._in_process
             self._cond.notify_all()
         thread = self._thread
-        if loading and thread is not None and thread is not threading.current_thread():
+        if in_process and thread is not None and thread is not threading.current_thread():
             # An exit in the middle of a load, inside LLVM, would abort the process.
             thread.join()
 
