@@ -35,7 +35,7 @@ SPEC = NetworkSpec(tuple(WIDTHS), tuple(ACTS), LOSS, "float64")
 
 def _background(specialize_after: float | None = 0.0) -> NumbaBackend:
     backend = NumbaBackend()
-    assert backend.background  # the default mode
+    backend.background = True  # the default mode
     backend.specialize_after = specialize_after
     return backend
 

@@ -150,7 +150,11 @@ class _StagedNetwork:
         self._fused: _SmallNetwork | None = None
         self._failed = False
         self._spent = 0.0
-        if C.state(self._serial_key) is None and C.cached(self._serial):
+        if (
+            backend.specialize_after is not None
+            and C.state(self._serial_key) is None
+            and C.cached(self._serial)
+        ):
             C.submit(self._serial)  # a load from the disk cache: milliseconds
 
     def _parallel_loaded(self) -> bool:
