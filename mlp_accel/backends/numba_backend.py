@@ -149,6 +149,7 @@ class _StagedNetwork:
         self._parallel_key = C.task_key(self._parallel)
         self._fused: _SmallNetwork | None = None
         self._failed = False
+        self._parallel_ok = False
         self._spent = 0.0
         if (
             backend.specialize_after is not None
@@ -158,10 +159,13 @@ class _StagedNetwork:
             C.submit(self._serial)  # a load from the disk cache: milliseconds
 
     def _parallel_loaded(self) -> bool:
+        if self._parallel_ok:
+            return True
         status = C.state(self._parallel_key)
         if status is None:
-            C.submit(self._parallel)
-        return status == "ready"
+            C.submit(self._parallel)  # asked for by the first batch big enough to use it
+        self._parallel_ok = status == "ready"
+        return self._parallel_ok
 
     def _current(self) -> _SmallNetwork | None:
         """The fused kernel once loaded; ``None`` while the per-layer path runs."""
