@@ -612,13 +612,15 @@ def _cmd_warmup(args: argparse.Namespace) -> int:
     # the model resolves defaults and validates the spec, on NumPy (nothing compiles)
     spec = ma.MLP(layers, activations, loss, backend="numpy", dtype=dtype).spec
     backend = get_backend("numba")
+    tasks = _numba_compile.tasks_for(spec)
+    was_cached = [_numba_compile.cached(task) for task in tasks]
     start = time.perf_counter()
     backend.warmup(spec)
     seconds = time.perf_counter() - start
-    for task in _numba_compile.tasks_for(spec):
+    for task, hit in zip(tasks, was_cached):
         variant = "parallel" if task["parallel"] else "serial"
         what = "per-layer kernels" if task["kind"] == "layers" else "fused network kernels"
-        print(f"compiled {what} ({variant}, {spec.dtype})")
+        print(f"{'cached  ' if hit else 'compiled'} {what} ({variant}, {spec.dtype})")
     fused = "fused kernels for" if _numba_fused.supports(spec) else "no fused kernel for"
     print(f"{fused} {','.join(map(str, spec.widths))} {','.join(spec.activations)} {spec.loss}")
     print(f"took {seconds:.1f} s; cache: {_numba_compile.cache_location()}")

@@ -134,8 +134,8 @@ class _StagedNetwork:
     The fused kernel is asked for once the per-layer path has taken ``specialize_after``
     seconds of this network (at once when it is in the disk cache): a job shorter than that
     costs no compilation at all, and a longer one has spent at most that much before the
-    background compile starts (the rent-or-buy rule: never more than twice the better choice,
-    and the compile itself runs beside the training).
+    background compile starts (the rent-or-buy rule; the compile itself runs beside the
+    training, in a child process).
     """
 
     def __init__(self, backend: NumbaBackend, spec: NetworkSpec) -> None:
