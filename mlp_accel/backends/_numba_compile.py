@@ -33,6 +33,7 @@ epoch.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import os
 import subprocess
@@ -421,7 +422,21 @@ def cache_location() -> str:
 
 def _child_main(argv: list[str]) -> int:
     """Entry point of a compiling child: ``python -m ...._numba_compile '<task json>'``."""
-    run_task(json.loads(argv[0]))
+    task = json.loads(argv[0])
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks here: compile, at worst twice
+        run_task(task)
+        return 0
+    from . import _numba_fused
+
+    # One compile per task at a time across processes (a second run started while the first
+    # one's child still compiles, parallel test processes): the second child waits for the
+    # first, then finds the kernels in the disk cache. The lock dies with its process.
+    digest = hashlib.sha1(task_key(task).encode()).hexdigest()[:20]
+    with open(_numba_fused.cache_dir() / f"compile-{digest}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        run_task(task)
     return 0
 
 
