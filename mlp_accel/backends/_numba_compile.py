@@ -55,6 +55,9 @@ __all__ = [
     "run_task",
     "task_key",
     "cache_location",
+    "cached",
+    "layer_task",
+    "fused_task",
     "tasks_for",
 ]
 
@@ -219,7 +222,8 @@ class _Compiler:
         return key
 
     def busy(self) -> bool:
-        return bool(self._queue) or "compiling" in self._state.values()
+        with self._cond:  # another thread may be adding a task to the dict
+            return bool(self._queue) or "compiling" in self._state.values()
 
     def _work(self) -> None:
         while True:
