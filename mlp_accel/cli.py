@@ -317,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--backend", default=None, help=argparse.SUPPRESS)
     _add_gpu_options(b)
     _add_bench_parser(sub)
+    _add_warmup_parser(sub)
     return parser
 
 
@@ -900,11 +901,58 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- warmup ------------------------------------------------------------------------------------
+def _add_warmup_parser(sub: Any) -> None:
+    w = sub.add_parser(
+        "warmup",
+        help="compile the numba kernels of a network ahead of use (for a deployment)",
+    )
+    spec = w.add_mutually_exclusive_group(required=True)
+    spec.add_argument("--layers", type=_int_list, help="widths, e.g. 13,64,3")
+    spec.add_argument("--model", metavar="FILE", help="a model saved by train --save")
+    w.add_argument("--activations", type=_name_list, help="per weight layer (default: relu...)")
+    w.add_argument("--loss", help="default: from the output activation")
+    w.add_argument(
+        "--dtype", default=None, help="float32 or float64 (default: the model's, else float32)"
+    )
+
+
+def _cmd_warmup(args: argparse.Namespace) -> int:
+    import mlp_accel as ma
+
+    from .backends import _numba_compile, _numba_fused, get_backend
+
+    if args.model is not None:
+        meta = ma.load(args.model, backend="numpy")
+        layers, activations, loss = meta.layers, meta.activations, meta.loss
+        dtype = args.dtype or meta.dtype
+    else:
+        layers, activations, loss = args.layers, args.activations, args.loss
+        dtype = args.dtype or "float32"
+    # the model resolves defaults and validates the spec, on NumPy (nothing compiles)
+    spec = ma.MLP(layers, activations, loss, backend="numpy", dtype=dtype).spec
+    backend = get_backend("numba")
+    tasks = _numba_compile.tasks_for(spec)
+    was_cached = [_numba_compile.cached(task) for task in tasks]
+    start = time.perf_counter()
+    backend.warmup(spec)
+    seconds = time.perf_counter() - start
+    for task, hit in zip(tasks, was_cached):
+        variant = "parallel" if task["parallel"] else "serial"
+        what = "per-layer kernels" if task["kind"] == "layers" else "fused network kernels"
+        print(f"{'cached  ' if hit else 'compiled'} {what} ({variant}, {spec.dtype})")
+    fused = "fused kernels for" if _numba_fused.supports(spec) else "no fused kernel for"
+    print(f"{fused} {','.join(map(str, spec.widths))} {','.join(spec.activations)} {spec.loss}")
+    print(f"took {seconds:.1f} s; cache: {_numba_compile.cache_location()}")
+    return 0
+
+
 _COMMANDS = {
     "train": _cmd_train,
     "predict": _cmd_predict,
     "backends": _cmd_backends,
     "bench": _cmd_bench,
+    "warmup": _cmd_warmup,
 }
 
 

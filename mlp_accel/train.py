@@ -118,6 +118,24 @@ def _hooks(callbacks: Sequence[CallbackLike]) -> tuple[list, list, list]:
     return [b for b in begin if b], epoch_end, [e for e in end if e]
 
 
+def _bar_postfix(bar: Any, loss: float, rate: float, was_compiling: bool) -> bool:
+    """Show loss and samples/s, and "compiling kernels" while Numba compiles in the background.
+
+    When compilation ends the bar forgets the rate it measured meanwhile, so that its ETA
+    leaves the compile time out. Returns whether anything still compiles.
+    """
+    from .backends._numba_compile import compiling
+
+    now = compiling()
+    note = ", compiling kernels" if now else ""
+    bar.set_postfix_str(f"loss={loss:.4g}, samples_s={rate:.3g}{note}", refresh=False)
+    if was_compiling and not now and hasattr(bar, "_ema_dt"):
+        # tqdm's ETA is the epochs left over a smoothed rate (private EMAs since tqdm 4.56)
+        bar._ema_dn = type(bar._ema_dn)(bar.smoothing)
+        bar._ema_dt = type(bar._ema_dt)(bar.smoothing)
+    return now
+
+
 def _resume(model: MLP, optimizer: Optimizer | None, path: Any) -> tuple[Optimizer, dict[str, Any]]:
     from .io import load_checkpoint
 
@@ -301,6 +319,7 @@ def fit(
         hook(model)
     epoch_iter: Any = range(first_epoch, epochs + 1)
     bar = None
+    compiling = False
     if progress:
         from tqdm.auto import tqdm
 
@@ -362,9 +381,7 @@ def fit(
                     logs["val_accuracy"] = accuracy_device(model, *val)
             history.append(**logs)
             if bar is not None:
-                bar.set_postfix(
-                    loss=f"{loss:.4g}", samples_s=f"{rows / elapsed:.3g}", refresh=False
-                )
+                compiling = _bar_postfix(bar, loss, rows / elapsed, compiling)
             stop = any([bool(hook(epoch, logs)) for hook in epoch_hooks])
             if checkpoint is not None and (
                 stop or epoch % checkpoint_every == 0 or epoch == epochs

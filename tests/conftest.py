@@ -2,6 +2,14 @@
 
 ``MLP_ACCEL_TEST_BACKENDS=numpy,numba`` restricts the set (CI and the GPU check use it).
 A registered backend that cannot start here is reported as skipped, with the reason.
+
+On numba the shared backend runs the per-layer kernels, loaded once per session before any
+test, and never swaps in a fused network kernel: a swap in the middle of a test would change
+results in the last bits at a moment set by the machine's load, and a fused kernel per shape
+is most of the suite's compile time. The fused kernels have their own tests
+(test_numba_backend.py: every activation and loss against NumPy float64; test_numba_compile.py:
+the background swap); the kernels they need start compiling in the background as the
+session starts.
 """
 
 from __future__ import annotations
@@ -30,6 +38,26 @@ def backend_name(request: pytest.FixtureRequest) -> str:
     except BackendUnavailableError as exc:
         pytest.skip(str(exc))
     return name
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _numba_per_layer_kernels(request: pytest.FixtureRequest) -> None:
+    if "numba" not in _selected_backends():
+        return
+    try:
+        backend = get_backend("numba")
+    except BackendUnavailableError:
+        return
+    from mlp_accel.backends import _numba_compile
+
+    backend.specialize_after = None
+    keys = [_numba_compile.submit(_numba_compile.layer_task(d)) for d in ("float32", "float64")]
+    if any("test_numba_backend.py" in item.nodeid for item in request.session.items):
+        from .test_numba_backend import precompile_tasks
+
+        for task in precompile_tasks():  # compiled beside the tests; waited for where used
+            _numba_compile.submit(task)
+    _numba_compile.wait(keys)
 
 
 @pytest.fixture

@@ -40,9 +40,56 @@ OUTPUTS = [
 ]
 
 
+def precompile_tasks() -> list[dict]:
+    """The kernels these tests compile, in the order they need them.
+
+    The session fixture in conftest.py hands them to the background compiler as the suite
+    starts, so that on a machine with two cores they compile beside the other tests.
+    """
+    from mlp_accel.backends import _numba_compile as C
+
+    def spec(widths, acts, loss, dtype):
+        return NetworkSpec(tuple(widths), tuple(acts), loss, dtype)
+
+    tasks = [
+        C.fused_task(spec([*HIDDEN_WIDTHS, k], [*HIDDEN, a], loss, "float64"))
+        for a, loss, k in OUTPUTS
+    ]
+    a, loss, k = OUTPUTS[0]
+    tasks.append(C.fused_task(spec([*HIDDEN_WIDTHS, k], [*HIDDEN, a], loss, "float32")))
+    tutorial = ([2, 4, 3, 1], ["relu", "relu", "sigmoid"], "binary_cross_entropy")
+    for dtype in ("float64", "float32"):
+        tasks.append(C.fused_task(spec(*tutorial, dtype), parallel=True))
+    tasks.append(
+        C.fused_task(
+            spec([20, 30, 3], ["relu", "softmax"], "cross_entropy", "float64"), parallel=True
+        )
+    )
+    tasks.append(C.layer_task("float64", parallel=True))
+    tasks.append(C.fused_task(spec(*tutorial, "float32")))
+    warm = spec([2, 3, 1], ["tanh", "sigmoid"], "binary_cross_entropy", "float64")
+    tasks += [C.fused_task(warm), C.fused_task(warm, parallel=True)]
+    return tasks
+
+
+def _wait_for_precompiled() -> None:
+    """Wait for the kernels the session fixture asked for: compiling them here as well
+    would only race the child process that is already compiling them."""
+    from mlp_accel.backends import _numba_compile as C
+
+    keys = [C.task_key(t) for t in precompile_tasks()]
+    C.wait([k for k in keys if C.state(k) is not None])
+
+
 def _backend(*, fused: bool = True, parallel: bool = False) -> NumbaBackend:
-    """A private backend instance: fused path on or off, parallel kernels forced or not."""
+    """A private backend instance: fused path on or off, parallel kernels forced or not.
+
+    It compiles on first use, in this thread (test_numba_compile.py tests the background
+    mode), so that the fused kernels these tests check are the ones that run.
+    """
+    _wait_for_precompiled()
     backend = NumbaBackend()
+    backend.background = False
     if not fused:
         backend.fused_network = lambda spec: None  # the model then runs the per-layer hooks
     if parallel:

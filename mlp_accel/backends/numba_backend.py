@@ -18,20 +18,30 @@ and runs its parallel twin once the batch is large enough
 (:attr:`NumbaBackend.parallel_min_rows`). During training, whether that twin gets the pool or
 one thread, and how many threads BLAS gets, is measured per shape (:mod:`._threads`).
 
-Numba compiles on first use (never at import) and caches machine code on disk
-(``cache=True``); :meth:`NumbaBackend.warmup` compiles ahead, so benchmarks do not time it.
+Compilation never stalls a step (:mod:`._numba_compile`): kernels are compiled in the
+background and cached on disk (``cache=True``); until they are loaded a hook runs NumPy's
+code, and a narrow network the per-layer path. The fused kernel of a shape is asked for only
+once the network has spent :attr:`NumbaBackend.specialize_after` seconds on the per-layer path
+(a short job never pays for it), or at once when it is already in the disk cache; it is
+swapped in between two steps. :meth:`NumbaBackend.warmup` compiles ahead and waits, so
+benchmarks do not time compilation. ``MLP_ACCEL_NUMBA_COMPILE=sync`` restores compiling on
+first use in the calling thread (bit-for-bit repeatable runs: the swap changes rounding).
 """
 
 from __future__ import annotations
 
+import os
+import time
+import warnings
 from typing import Any
 
 import numpy as np
 
-from ..activations import Activation
-from ..losses import Loss
+from ..activations import Activation, get_activation
+from ..losses import Loss, get_loss
+from . import _numba_compile as C
 from . import _threads
-from .base import BackendUnavailableError, FusedNetwork, NetworkSpec
+from .base import IDENTITY, BackendUnavailableError, FusedNetwork, NetworkSpec
 from .numpy_backend import NumpyBackend
 
 __all__ = ["NumbaBackend"]
@@ -54,8 +64,17 @@ def _native(*arrays: Any) -> bool:
 class _SmallNetwork:
     """The fused whole-network kernels of one narrow :class:`NetworkSpec`."""
 
-    def __init__(self, spec: NetworkSpec, module: Any, parallel_min_rows: int) -> None:
+    def __init__(
+        self,
+        spec: NetworkSpec,
+        module: Any,
+        parallel_min_rows: int,
+        parallel_ready: Any = None,
+    ) -> None:
         self.spec = spec
+        # None: the parallel kernels compile on first use; else a callable saying whether
+        # they are loaded (the serial ones run until then).
+        self._parallel_ready = parallel_ready
         self._module = module
         self._dtype = np.dtype(spec.dtype)
         self._block = int(module.BLOCK)
@@ -71,6 +90,8 @@ class _SmallNetwork:
 
     def _chunks(self, n: int) -> tuple[bool, int]:
         if n < self.parallel_min_rows:
+            return False, 1
+        if self._parallel_ready is not None and not self._parallel_ready():
             return False, 1
         # As many chunks as the pool may have threads, whatever the threads now active: the
         # step tuner (``_threads``) runs this kernel on one thread or on the pool, and the
@@ -109,6 +130,117 @@ class _SmallNetwork:
             forward(X, *params, 2, self._block)
 
 
+class _StagedNetwork:
+    """A narrow network's kernels while its fused kernel may still be compiling.
+
+    Steps run the per-layer hooks until the fused kernel is loaded, then the fused kernel.
+    The fused kernel is asked for once the per-layer path has taken ``specialize_after``
+    seconds of this network (at once when it is in the disk cache): a job shorter than that
+    costs no compilation at all, and a longer one has spent at most that much before the
+    background compile starts (the rent-or-buy rule; the compile itself runs beside the
+    training, in a child process).
+    """
+
+    def __init__(self, backend: NumbaBackend, spec: NetworkSpec) -> None:
+        self.spec = spec
+        self._backend = backend
+        self._acts = [get_activation(a) for a in spec.activations]
+        self._loss = get_loss(spec.loss)
+        self._serial = C.fused_task(spec, parallel=False)
+        self._serial_key = C.task_key(self._serial)
+        self._parallel = C.fused_task(spec, parallel=True)
+        self._parallel_key = C.task_key(self._parallel)
+        self._fused: _SmallNetwork | None = None
+        self._failed = False
+        self._parallel_ok = False
+        self._spent = 0.0
+        if (
+            backend.specialize_after is not None
+            and C.state(self._serial_key) is None
+            and C.cached(self._serial)
+        ):
+            C.submit(self._serial)  # a load from the disk cache: milliseconds
+
+    def _parallel_loaded(self) -> bool:
+        if self._parallel_ok:
+            return True
+        status = C.state(self._parallel_key)
+        if status is None:
+            C.submit(self._parallel)  # asked for by the first batch big enough to use it
+        self._parallel_ok = status == "ready"
+        return self._parallel_ok
+
+    def _current(self) -> _SmallNetwork | None:
+        """The fused kernel once loaded; ``None`` while the per-layer path runs."""
+        if self._fused is not None or self._failed:
+            return self._fused
+        status = C.state(self._serial_key)
+        if status == "ready":
+            from . import _numba_fused
+
+            module = _numba_fused.load_module(self.spec)
+            self._fused = _SmallNetwork(
+                self.spec, module, self._backend.parallel_min_rows, self._parallel_loaded
+            )
+        elif status == "failed":
+            self._failed = True
+            warnings.warn(
+                f"the fused numba kernel for {self.spec} did not compile; the per-layer "
+                f"kernels run instead ({C.error(self._serial_key)})",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        elif status is None:
+            after = self._backend.specialize_after
+            if after is not None and self._spent >= after:
+                C.submit(self._serial)
+        return self._fused
+
+    def loss_and_gradients(
+        self, params: list[Any], X: Any, y: Any, denom: float
+    ) -> tuple[Any, list[Any]]:
+        """Loss summed over the batch and the gradients of ``loss_sum / denom``."""
+        fused = self._current()
+        if fused is not None:
+            return fused.loss_and_gradients(params, X, y, denom)
+        start = time.perf_counter()
+        result = self._layer_loss_and_gradients(params, X, y, denom)
+        self._spent += time.perf_counter() - start
+        return result
+
+    def forward(self, params: list[Any], X: Any) -> Any:
+        """Outputs after the output activation."""
+        fused = self._current()
+        if fused is not None:
+            return fused.forward(params, X)
+        a = X
+        for k, act in enumerate(self._acts):
+            _, a = self._backend.dense_forward(a, params[2 * k], params[2 * k + 1], act)
+        return a
+
+    def _layer_loss_and_gradients(
+        self, params: list[Any], X: Any, y: Any, denom: float
+    ) -> tuple[Any, list[Any]]:
+        # The equations of MLP.loss_and_gradients' generic path, on this backend's hooks.
+        backend, acts = self._backend, self._acts
+        trace = []
+        a = X
+        for k, act in enumerate(acts):
+            z, a = backend.dense_forward(a, params[2 * k], params[2 * k + 1], act)
+            trace.append((z, a))
+        z_out, yhat = trace[-1]
+        loss_sum, grad = backend.output_loss_gradient(z_out, yhat, y, self._loss, acts[-1], denom)
+        grads: list[Any] = [None] * len(params)
+        act = IDENTITY  # the output layer's dL/dz is already known
+        for k in range(len(acts) - 1, -1, -1):
+            z, a = trace[k]
+            a_prev = X if k == 0 else trace[k - 1][1]
+            dW, db, grad = backend.dense_backward(grad, z, a, a_prev, params[2 * k], act, k > 0)
+            grads[2 * k], grads[2 * k + 1] = dW, db
+            act = acts[k - 1] if k > 0 else act
+        return loss_sum, grads
+
+
 class NumbaBackend(NumpyBackend):
     """NumPy arrays on the host CPU, hot hooks replaced by Numba-jitted kernels.
 
@@ -127,6 +259,13 @@ class NumbaBackend(NumpyBackend):
     parallel_min_elements = 1 << 26
     #: Batch rows from which the fused small-network kernel runs in parallel.
     parallel_min_rows = 2048
+    #: Compile in the background (True) or on first use in the calling thread (False, the
+    #: ``MLP_ACCEL_NUMBA_COMPILE=sync`` setting).
+    background = True
+    #: Seconds a narrow network runs on the per-layer path before its fused kernel is
+    #: compiled (in the background); ``None``: never specialize. About the time the fused
+    #: compile itself takes on one core, so a job too short to repay it never starts it.
+    specialize_after: float | None = 1.0
 
     def __init__(self) -> None:
         try:
@@ -143,7 +282,48 @@ class NumbaBackend(NumpyBackend):
         self._fused_module = _numba_fused
         self._act = _numba_kernels.ACTIVATION_CODES
         self._loss = _numba_kernels.LOSS_CODES
-        self._networks: dict[NetworkSpec, _SmallNetwork] = {}
+        self._networks: dict[NetworkSpec, Any] = {}
+        mode = os.environ.get("MLP_ACCEL_NUMBA_COMPILE", "background").strip().lower()
+        if mode not in ("background", "sync"):
+            raise ValueError(
+                f"MLP_ACCEL_NUMBA_COMPILE must be 'background' or 'sync', got {mode!r}"
+            )
+        self.background = mode == "background"
+        # dtypes whose per-layer kernels are loaded, serial and parallel (the hot-path test)
+        self._loaded: set[str] = set()
+        self._loaded_parallel: set[str] = set()
+        self._warned: set[str] = set()
+
+    def _layers_ready(self, dtype: Any, parallel: bool = False) -> bool:
+        """Whether the per-layer kernels of ``dtype`` may run now (else NumPy's hooks do).
+
+        In the background mode a first call asks for them and answers False until they are
+        loaded; a failed compile is reported once and leaves NumPy's hooks in place.
+        """
+        name = dtype.name
+        loaded = self._loaded_parallel if parallel else self._loaded
+        if name in loaded:
+            return True
+        if not self.background:
+            loaded.add(name)
+            return True
+        task = C.layer_task(name, parallel)
+        key = C.task_key(task)
+        status = C.state(key)
+        if status is None:
+            C.submit(task)
+        elif status == "ready":
+            loaded.add(name)
+            return True
+        elif status == "failed" and key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(
+                f"numba's per-layer kernels for {name} did not compile; NumPy's code runs "
+                f"instead ({C.error(key)})",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return False
 
     # Transfers, copies and row gathers are the NumPy backend's: the data is NumPy's.
     def describe(self) -> dict[str, str]:
@@ -163,14 +343,18 @@ class NumbaBackend(NumpyBackend):
     def _run(self, hook: str, elements: int, *args: Any) -> Any:
         """Run the kernel of ``hook``: its parallel twin when ``elements`` is large enough."""
         serial, parallel = self._kernels.KERNELS[hook]
-        if parallel is not None and elements >= self.parallel_min_elements:
+        if (
+            parallel is not None
+            and elements >= self.parallel_min_elements
+            and self._layers_ready(args[0].dtype, parallel=True)
+        ):
             return parallel(*args, self._numba.get_num_threads())
         return serial(*args)
 
     # -- layer hooks -------------------------------------------------------------------
     def dense_forward(self, a_prev: Any, W: Any, b: Any, activation: Activation) -> tuple[Any, Any]:
         code = self._act.get(activation.name)
-        if code is None or not _native(a_prev, W, b):
+        if code is None or not _native(a_prev, W, b) or not self._layers_ready(W.dtype):
             return super().dense_forward(a_prev, W, b, activation)
         z = a_prev @ W  # BLAS
         a = z if code == 0 else np.empty_like(z)
@@ -188,7 +372,7 @@ class NumbaBackend(NumpyBackend):
         need_input_grad: bool,
     ) -> tuple[Any, Any, Any | None]:
         code = self._act.get(activation.name)
-        if code is None or not _native(grad, z, a, a_prev, W):
+        if code is None or not _native(grad, z, a, a_prev, W) or not self._layers_ready(W.dtype):
             return super().dense_backward(grad, z, a, a_prev, W, activation, need_input_grad)
         # grad is always a fresh array made by the layer above (or the loss), as the NumPy
         # backend also relies on: dz overwrites it instead of filling a new n-by-width array.
@@ -211,6 +395,7 @@ class NumbaBackend(NumpyBackend):
             or code is None
             or not (fused or loss.name == "squared_error")
             or not _native(z, yhat, y)
+            or not self._layers_ready(z.dtype)
         ):
             return super().output_loss_gradient(z, yhat, y, loss, activation, denom)
         dz = np.empty_like(yhat)
@@ -221,7 +406,7 @@ class NumbaBackend(NumpyBackend):
 
     def loss_sum(self, z: Any, yhat: Any, y: Any, loss: Loss) -> Any:
         loss_code = self._loss.get(loss.name)
-        if loss_code is None or not _native(z, yhat, y):
+        if loss_code is None or not _native(z, yhat, y) or not self._layers_ready(z.dtype):
             return super().loss_sum(z, yhat, y, loss)
         return z.dtype.type(self._kernels.loss_sum(z, yhat, y, loss_code))
 
@@ -237,8 +422,10 @@ class NumbaBackend(NumpyBackend):
     ) -> tuple[list[Any], list[Any] | None]:
         # Only the first group is checked: per-array checks would cost more than the update
         # of a small network. The kernels take any layout and dtype the model produces.
-        if not params or not _native(
-            params[0], grads[0], *([] if velocity is None else velocity[:1])
+        if (
+            not params
+            or not _native(params[0], grads[0], *([] if velocity is None else velocity[:1]))
+            or not self._layers_ready(params[0].dtype)
         ):
             return super().sgd_update(params, grads, velocity, lr, momentum, nesterov)
         if velocity is None:
@@ -263,14 +450,18 @@ class NumbaBackend(NumpyBackend):
         beta2: float,
         eps: float,
     ) -> tuple[list[Any], list[Any], list[Any]]:
-        if not params or not _native(params[0], grads[0], m[0], v[0]):
+        if (
+            not params
+            or not _native(params[0], grads[0], m[0], v[0])
+            or not self._layers_ready(params[0].dtype)
+        ):
             return super().adam_update(params, grads, m, v, step, lr, beta1, beta2, eps)
         c1 = 1.0 - beta1**step
         c2 = 1.0 - beta2**step
         serial, parallel = self._kernels.adam_update, self._kernels.adam_update_parallel
         big = self.parallel_min_elements
         for p, g, mi, vi in zip(params, grads, m, v):
-            if p.size < big:
+            if p.size < big or not self._layers_ready(p.dtype, parallel=True):
                 serial(p, g, mi, vi, lr, beta1, beta2, eps, c1, c2)
             else:
                 chunks = self._numba.get_num_threads()
@@ -279,13 +470,21 @@ class NumbaBackend(NumpyBackend):
 
     # -- whole networks ----------------------------------------------------------------
     def fused_network(self, spec: NetworkSpec) -> FusedNetwork | None:
-        """The generated small-network kernel when every layer is narrow, else ``None``."""
+        """The small-network kernels when every layer is narrow, else ``None``.
+
+        In the background mode the object returned runs the per-layer hooks until the fused
+        kernel generated for ``spec`` is compiled and loaded, then switches to it between two
+        steps (:class:`_StagedNetwork`).
+        """
         network = self._networks.get(spec)
         if network is None:
             if not self._fused_module.supports(spec):
                 return None
-            module = self._fused_module.load_module(spec)
-            network = _SmallNetwork(spec, module, self.parallel_min_rows)
+            if self.background:
+                network = _StagedNetwork(self, spec)
+            else:
+                module = self._fused_module.load_module(spec)
+                network = _SmallNetwork(spec, module, self.parallel_min_rows)
             self._networks[spec] = network
         return network
 
@@ -293,27 +492,20 @@ class NumbaBackend(NumpyBackend):
         """Compile, or load from the disk cache, every kernel a model of ``spec`` runs.
 
         Both the serial and the parallel variant of each kernel are compiled, for the
-        dtype of ``spec`` and the array shapes the hooks pass.
+        dtype of ``spec`` and the array shapes the hooks pass; returns when they are loaded.
+
+        Raises
+        ------
+        RuntimeError
+            If a kernel failed to compile.
         """
-        network = self.fused_network(spec)
-        if network is not None:
-            network.compile()
-        K = self._kernels
-        dtype = np.dtype(spec.dtype)
-        mat = np.ones((2, 3), dtype)
-        vec = np.ones(3, dtype)
-        for index, extra in ((0, ()), (1, (2,))):  # the serial kernels, then the parallel twins
-            kernels = {hook: pair[index] for hook, pair in K.KERNELS.items()}
-            kernels["dense_forward"](mat.copy(), vec, 1, mat.copy(), *extra)
-            kernels["dense_backward"](mat, mat, mat, 1, mat.copy(), vec.copy(), *extra)
-            kernels["output_loss_gradient"](
-                mat, mat * 0.5, mat, 0, 3, True, 1.0, mat.copy(), *extra
-            )
-            for p in (mat.copy(), vec.copy()):
-                kernels["adam_update"](
-                    p, p * 0, p * 0, p * 0, 0.1, 0.9, 0.999, 1e-8, 0.1, 0.01, *extra
-                )
-        K.loss_sum(mat, mat * 0.5, mat, 0)
-        for p in (mat.copy(), vec.copy()):
-            K.sgd_update(p, p * 0, 0.1)
-            K.sgd_momentum_update(p, p * 0, p * 0, 0.1, 0.9, False)
+        tasks = C.tasks_for(spec)
+        if not self.background:
+            for task in tasks:
+                C.run_task(task)
+            return
+        keys = [C.submit(task) for task in tasks]
+        C.wait(keys)
+        failed = [C.error(k) for k in keys if C.state(k) == "failed"]
+        if failed:
+            raise RuntimeError(f"numba kernels for {spec} did not compile: {failed[0]}")

@@ -1,0 +1,448 @@
+"""Compiling the Numba kernels off the training thread.
+
+A new network shape must not stall training while Numba compiles (seconds per kernel on a
+busy machine). Kernels are grouped in *tasks*:
+
+- ``layers``: the width-independent per-layer and optimizer kernels of one dtype
+  (:mod:`._numba_kernels`), compiled once per dtype and machine, cached on disk;
+- ``fused``: the whole-network kernels generated for one narrow network spec
+  (:mod:`._numba_fused`).
+
+Each task comes in a serial and a parallel variant (the ``prange`` twins are compiled only
+when a batch is big enough to use them). One background thread per process runs the tasks in
+the order they were asked for. For a task not yet in Numba's disk cache the thread starts a
+**child process** that compiles it (``cache=True`` writes the machine code to disk) and then
+loads the result from the cache into this process, which takes milliseconds. A child, not
+the thread itself, compiles because:
+
+- a process that exits while a thread is inside LLVM aborts (measured: ``Assertion ... No
+  Value?`` and exit status 134 when the interpreter finalized mid-compile); a process whose
+  child compiles exits at once, and the child finishes writing the cache for the next
+  run (Numba writes cache files atomically: a temporary file, then a rename);
+- Numba's type inference and lowering are Python code that holds the GIL for seconds, which
+  would slow the training thread as much as the compile itself.
+
+Meanwhile the backend runs what is ready: NumPy for hooks whose kernels are not loaded, the
+per-layer kernels for a network whose fused kernel is not loaded. A task that fails (the child
+exits non-zero) is recorded; the backend warns once and keeps the slower path.
+
+Nothing here imports Numba at module import: :func:`compiling` is cheap enough to ask every
+epoch.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "TaskFailed",
+    "compiling",
+    "is_compiled",
+    "submit",
+    "state",
+    "error",
+    "wait",
+    "run_task",
+    "task_key",
+    "cache_location",
+    "cached",
+    "layer_task",
+    "fused_task",
+    "tasks_for",
+]
+
+#: A task: ``{"kind": "layers" | "fused", "dtype": ..., "parallel": bool}`` plus, for fused
+#: tasks, ``"widths"``, ``"activations"`` and ``"loss"``. JSON, so a child can be given one.
+Task = dict[str, Any]
+
+
+class TaskFailed(RuntimeError):
+    """A compile task failed; the message carries the end of the child's error output."""
+
+
+def task_key(task: Task) -> str:
+    """A stable name of ``task`` (its JSON with sorted keys)."""
+    return json.dumps(task, sort_keys=True)
+
+
+# -- the kernel calls of a task -----------------------------------------------------------
+def _layer_calls(dtype_name: str, parallel: bool) -> list[tuple[Any, tuple]]:
+    """``(kernel, args)`` pairs that compile every per-layer kernel the backend's hooks run.
+
+    The argument types are the ones the hooks pass (C-contiguous 2-D and 1-D arrays of the
+    dtype, int codes, a bool, Python floats), so the compiled signatures are the ones used.
+    """
+    import numpy as np
+
+    from . import _numba_kernels as K
+
+    dtype = np.dtype(dtype_name)
+    mat = np.ones((2, 3), dtype)
+    vec = np.ones(3, dtype)
+    index, extra = (1, (2,)) if parallel else (0, ())
+    kernels = {hook: pair[index] for hook, pair in K.KERNELS.items()}
+    calls: list[tuple[Any, tuple]] = [
+        (kernels["dense_forward"], (mat.copy(), vec, 1, mat.copy(), *extra)),
+        (kernels["dense_backward"], (mat, mat, mat, 1, mat.copy(), vec.copy(), *extra)),
+        (
+            kernels["output_loss_gradient"],
+            (mat, mat * 0.5, mat, 0, 3, True, 1.0, mat.copy(), *extra),
+        ),
+    ]
+    for p in (mat.copy(), vec.copy()):
+        adam_args = (p, p * 0, p * 0, p * 0, 0.1, 0.9, 0.999, 1e-8, 0.1, 0.01, *extra)
+        calls.append((kernels["adam_update"], adam_args))
+        if not parallel:
+            calls.append((K.sgd_update, (p, p * 0, 0.1)))
+            calls.append((K.sgd_momentum_update, (p, p * 0, p * 0, 0.1, 0.9, False)))
+    if not parallel:
+        calls.append((K.loss_sum, (mat, mat * 0.5, mat, 0)))
+    return calls
+
+
+def _fused_calls(task: Task) -> list[tuple[Any, tuple]]:
+    """``(kernel, args)`` pairs that compile the fused train and forward kernels of a spec."""
+    import numpy as np
+
+    from . import _numba_fused
+
+    spec = _spec_of(task)
+    module = _numba_fused.load_module(spec)
+    dtype = np.dtype(spec.dtype)
+    d = spec.widths
+    rng = np.random.default_rng(0)
+    params = []
+    for n_in, n_out in zip(d[:-1], d[1:]):
+        params.append(np.asarray(rng.standard_normal((n_in, n_out)), dtype))
+        params.append(np.asarray(rng.standard_normal(n_out), dtype))
+    X = np.zeros((3, d[0]), dtype)
+    y = np.zeros((3, d[-1]), dtype)
+    block = int(module.BLOCK)
+    if task["parallel"]:
+        train, forward = module.train_parallel, module.forward_parallel
+    else:
+        train, forward = module.train_serial, module.forward_serial
+    return [(train, (X, y, *params, 1.0, 2, block)), (forward, (X, *params, 2, block))]
+
+
+def _spec_of(task: Task) -> Any:
+    from .base import NetworkSpec
+
+    return NetworkSpec(
+        tuple(int(w) for w in task["widths"]),
+        tuple(task["activations"]),
+        task["loss"],
+        task["dtype"],
+    )
+
+
+def _calls(task: Task) -> list[tuple[Any, tuple]]:
+    if task["kind"] == "layers":
+        return _layer_calls(task["dtype"], bool(task["parallel"]))
+    if task["kind"] == "fused":
+        return _fused_calls(task)
+    raise ValueError(f"unknown compile task kind {task['kind']!r}")
+
+
+def run_task(task: Task) -> None:
+    """Compile ``task``'s kernels in this thread (or load them from Numba's disk cache)."""
+    for kernel, args in _calls(task):
+        kernel(*args)
+
+
+def _on_disk(kernel: Any, args: tuple) -> bool:
+    """Whether Numba's disk cache holds ``kernel`` for the types of ``args``.
+
+    Reads Numba's cache index the way ``Dispatcher`` does (private API: any surprise counts
+    as "not cached", which costs a child process that finds everything cached).
+    """
+    try:
+        from numba import typeof
+
+        cache = kernel._cache
+        sig = tuple(typeof(a) for a in args)
+        key = cache._index_key(sig, kernel.targetctx.codegen())
+        return key in cache._cache_file._load_index()
+    except Exception:
+        return False
+
+
+def _in_memory(kernel: Any, args: tuple) -> bool:
+    """Whether ``kernel`` is already compiled in this process for the types of ``args``."""
+    try:
+        from numba import typeof
+
+        sig = tuple(typeof(a) for a in args)
+        return any(tuple(s) == sig for s in kernel.signatures)
+    except Exception:
+        return False
+
+
+def cached(task: Task) -> bool:
+    """Whether every kernel of ``task`` is compiled in this process or in the disk cache."""
+    return all(_in_memory(k, a) or _on_disk(k, a) for k, a in _calls(task))
+
+
+# -- the background thread ---------------------------------------------------------------
+class _Compiler:
+    """One daemon thread running tasks in order; the state of every task asked for."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._queue: deque[tuple[str, Task]] = deque()
+        self._state: dict[str, str] = {}  # key -> "queued" | "compiling" | "ready" | "failed"
+        self._errors: dict[str, str] = {}
+        self._thread: threading.Thread | None = None
+        self._in_process = False
+        self._stopping = False
+
+    def submit(self, task: Task) -> str:
+        key = task_key(task)
+        with self._cond:
+            if key in self._state or self._stopping:
+                return key
+            self._state[key] = "queued"
+            self._queue.append((key, task))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._work, name="mlp_accel-numba-compile", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify_all()
+        return key
+
+    def busy(self) -> bool:
+        with self._cond:  # another thread may be adding a task to the dict
+            return bool(self._queue) or "compiling" in self._state.values()
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                key, task = self._queue.popleft()
+                self._state[key] = "compiling"
+                # Numba's work in this process (reading the cache index, loading machine
+                # code) touches LLVM: shutdown() waits for it. It never waits for a child.
+                self._in_process = True
+            try:
+                try:
+                    on_disk = cached(task)
+                finally:
+                    with self._cond:
+                        self._in_process = False
+                        stopping = self._stopping
+                if stopping:
+                    return
+                if not on_disk:
+                    self._compile_in_child(task)
+                with self._cond:
+                    # Checked under the lock shutdown() takes: either shutdown() sees the
+                    # flag and waits for the load, or the thread sees _stopping and leaves.
+                    if self._stopping:
+                        return
+                    self._in_process = True
+                try:
+                    run_task(task)  # loads from the disk cache the child has just written
+                finally:
+                    self._in_process = False
+                outcome, message = "ready", ""
+            except Exception as exc:  # any failure leaves the slower path in place
+                outcome, message = "failed", f"{type(exc).__name__}: {exc}"
+            with self._cond:
+                self._state[key] = outcome
+                if message:
+                    self._errors[key] = message
+                self._cond.notify_all()
+
+    def _compile_in_child(self, task: Task) -> None:
+        from . import _numba_fused
+
+        package_root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (package_root, env.get("PYTHONPATH", "")) if p
+        )
+        # The same directory for the generated modules, even where it was a fresh temp dir.
+        env["MLP_ACCEL_CACHE_DIR"] = str(_numba_fused.cache_dir())
+        command = [sys.executable, "-m", __name__, json.dumps(task)]
+        # Errors go to a file, not a pipe: a child left running at exit must not die of a
+        # closed pipe before it has written the cache.
+        with tempfile.TemporaryFile() as err:
+            child = subprocess.Popen(
+                command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err
+            )
+            status = child.wait()
+            if status != 0:
+                err.seek(0)
+                tail = err.read().decode(errors="replace").strip().splitlines()[-3:]
+                raise TaskFailed(
+                    f"compiling {task['kind']} kernels failed (exit status {status}): "
+                    + " | ".join(tail)
+                )
+
+    def shutdown(self) -> None:
+        """Drop queued tasks; wait only for Numba's work inside this process to end.
+
+        A compiling child is left to finish: it is a separate process (an exit leaves nothing
+        half-done here), and the next run finds its kernels in the disk cache.
+        """
+        with self._cond:
+            self._stopping = True
+            self._queue.clear()
+            in_process = self._in_process
+            self._cond.notify_all()
+        thread = self._thread
+        if in_process and thread is not None and thread is not threading.current_thread():
+            # An exit in the middle of a load, inside LLVM, would abort the process.
+            thread.join()
+
+
+_compiler = _Compiler()
+
+
+def _exit() -> None:
+    _compiler.shutdown()
+
+
+def _after_fork() -> None:
+    # The thread does not exist in a forked child: start from nothing there.
+    global _compiler
+    _compiler = _Compiler()
+
+
+atexit.register(_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def submit(task: Task) -> str:
+    """Queue ``task`` for the background thread (once per process); returns its key."""
+    return _compiler.submit(task)
+
+
+def state(key: str) -> str | None:
+    """``"queued"``, ``"compiling"``, ``"ready"``, ``"failed"``, or ``None`` if never asked."""
+    return _compiler._state.get(key)
+
+
+def error(key: str) -> str:
+    """Why the task ``key`` failed ("" if it did not)."""
+    return _compiler._errors.get(key, "")
+
+
+def wait(keys: list[str], timeout: float | None = None) -> bool:
+    """Block until every task in ``keys`` is ready or failed; False on timeout."""
+    done = {"ready", "failed"}
+    with _compiler._cond:
+        return _compiler._cond.wait_for(
+            lambda: all(_compiler._state.get(k) in done for k in keys), timeout
+        )
+
+
+def compiling() -> bool:
+    """Whether a kernel is being compiled, or waits to be, in the background of this process."""
+    return _compiler.busy()
+
+
+def layer_task(dtype: str, parallel: bool = False) -> Task:
+    """The task of the per-layer kernels of ``dtype``."""
+    return {"kind": "layers", "dtype": str(dtype), "parallel": bool(parallel)}
+
+
+def fused_task(spec: Any, parallel: bool = False) -> Task:
+    """The task of the fused kernels of the narrow network ``spec``."""
+    return {
+        "kind": "fused",
+        "widths": [int(w) for w in spec.widths],
+        "activations": list(spec.activations),
+        "loss": spec.loss,
+        "dtype": spec.dtype,
+        "parallel": bool(parallel),
+    }
+
+
+def tasks_for(spec: Any, parallel: bool = True) -> list[Task]:
+    """Every task a model of ``spec`` may run on the numba backend, serial ones first."""
+    from . import _numba_fused
+
+    variants = (False, True) if parallel else (False,)
+    tasks = [layer_task(spec.dtype, p) for p in variants]
+    if _numba_fused.supports(spec):
+        tasks += [fused_task(spec, p) for p in variants]
+    return tasks
+
+
+def is_compiled(spec: Any) -> bool:
+    """Whether a model of ``spec`` would start on compiled numba code, with nothing to wait for.
+
+    True when the serial kernels it runs (the per-layer kernels of its dtype and, for a narrow
+    network, its fused kernel) are loaded in this process or in Numba's disk cache. Imports
+    Numba (about half a second the first time); returns False if Numba is not installed.
+
+    Parameters
+    ----------
+    spec : NetworkSpec
+        Widths, activations, loss and dtype of the network.
+    """
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    for task in tasks_for(spec, parallel=False):
+        if state(task_key(task)) == "ready":
+            continue
+        try:
+            if not cached(task):
+                return False
+        except Exception:
+            return False
+    return True
+
+
+def cache_location() -> str:
+    """Where the compiled kernels are kept: Numba's cache of the per-layer kernels, and the
+    directory of the generated network modules (with their Numba cache)."""
+    from . import _numba_fused, _numba_kernels
+
+    try:
+        layers = str(_numba_kernels.dense_forward._cache._cache_path)
+    except AttributeError:  # Numba's private layout changed: name what decides it
+        layers = os.environ.get("NUMBA_CACHE_DIR") or "Numba's default cache"
+    return f"{layers} (per-layer kernels), {_numba_fused.cache_dir()} (network kernels)"
+
+
+def _child_main(argv: list[str]) -> int:
+    """Entry point of a compiling child: ``python -m ...._numba_compile '<task json>'``."""
+    task = json.loads(argv[0])
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks here: compile, at worst twice
+        run_task(task)
+        return 0
+    from . import _numba_fused
+
+    # One compile per task at a time across processes (a second run started while the first
+    # one's child still compiles, parallel test processes): the second child waits for the
+    # first, then finds the kernels in the disk cache. The lock dies with its process.
+    digest = hashlib.sha1(task_key(task).encode()).hexdigest()[:20]
+    with open(_numba_fused.cache_dir() / f"compile-{digest}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        run_task(task)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_child_main(sys.argv[1:]))

@@ -1,0 +1,214 @@
+"""Compilation off the training thread: the swap, the fallbacks, the exit, the progress bar,
+and ``mlp-accel warmup``.
+
+The specialized kernels here reuse shapes the other numba tests compile, so that an empty
+cache pays for each of them once per session.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+import mlp_accel as ma
+from mlp_accel.backends import _numba_compile as C
+
+from .helpers import make_data
+
+numba = pytest.importorskip("numba")
+
+from mlp_accel.backends import _numba_fused  # noqa: E402
+from mlp_accel.backends.base import NetworkSpec  # noqa: E402
+from mlp_accel.backends.numba_backend import NumbaBackend, _StagedNetwork  # noqa: E402
+
+#: test_numba_backend.py's warmup shape: compiled once per session for both files.
+WIDTHS, ACTS, LOSS = [2, 3, 1], ["tanh", "sigmoid"], "binary_cross_entropy"
+SPEC = NetworkSpec(tuple(WIDTHS), tuple(ACTS), LOSS, "float64")
+
+
+def _background(specialize_after: float | None = 0.0) -> NumbaBackend:
+    backend = NumbaBackend()
+    backend.background = True  # the default mode
+    backend.specialize_after = specialize_after
+    return backend
+
+
+def _close(actual, desired, rtol=1e-7):
+    scale = max(1.0, float(np.max(np.abs(desired))))
+    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=rtol * 1e-3 * scale)
+
+
+@pytest.fixture
+def private_compiler(monkeypatch):
+    """A compiler of this test's own (its tasks and failures stay here)."""
+    compiler = C._Compiler()
+    monkeypatch.setattr(C, "_compiler", compiler)
+    yield compiler
+    compiler.shutdown()
+
+
+def test_background_compile_swaps_in_and_gives_the_same_gradients(rng):
+    backend = _background()
+    model = ma.MLP(WIDTHS, ACTS, LOSS, backend=backend, dtype="float64", seed=3)
+    ref = ma.MLP(WIDTHS, ACTS, LOSS, backend="numpy", dtype="float64", seed=3)
+    network = model._fused_network()
+    assert isinstance(network, _StagedNetwork)
+    X, y = make_data(rng, 37, WIDTHS, LOSS)
+    Xd, yd = model.prepare(X, y)
+    # the path that runs before the swap: per-layer hooks (NumPy's until their kernels load)
+    layer_loss, layer_grads = network._layer_loss_and_gradients(model.params, Xd, yd, 37.0)
+    model.gradients(X, y)  # a step on the staged network asks for the fused kernel
+    key = C.task_key(C.fused_task(SPEC))
+    assert C.state(key) is not None
+    assert C.wait([key], timeout=600) and C.state(key) == "ready", C.error(key)
+    loss_val, grads = model.gradients(X, y)
+    assert network._fused is not None  # swapped in between two steps
+    loss_ref, grads_ref = ref.gradients(X, y)
+    assert loss_val == pytest.approx(loss_ref, rel=1e-7)
+    assert float(layer_loss) / 37 == pytest.approx(loss_ref, rel=1e-7)
+    for g, g_layer, g_ref in zip(grads, layer_grads, grads_ref, strict=True):
+        _close(g, g_ref)
+        _close(g_layer, g_ref)
+    _close(model.predict_proba(X), ref.predict_proba(X))
+    # training goes on across the swap and lands where NumPy's float64 does
+    twin = ma.MLP(WIDTHS, ACTS, LOSS, backend=_background(), dtype="float64", seed=3)
+    for m in (twin, ref):
+        ma.fit(m, X, y, epochs=3, batch_size=8, optimizer=ma.optim.Adam(0.01))
+    for w, w_ref in zip(twin.get_weights(), ref.get_weights(), strict=True):
+        _close(w, w_ref)
+
+
+def test_a_short_job_never_compiles_a_fused_kernel(rng, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLP_ACCEL_CACHE_DIR", str(tmp_path))  # nothing of it on disk
+    widths, acts = [5, 7, 2], ["sigmoid", "sigmoid"]
+    spec = NetworkSpec(tuple(widths), tuple(acts), LOSS, "float64")
+    model = ma.MLP(widths, acts, LOSS, backend=_background(1e9), dtype="float64", seed=0)
+    X, y = make_data(rng, 20, widths, LOSS)
+    ma.fit(model, X, y, epochs=2, batch_size=5)
+    assert C.state(C.task_key(C.fused_task(spec))) is None
+    assert not C.is_compiled(spec)
+
+
+def test_a_failing_compile_falls_back_with_a_warning(rng, private_compiler, monkeypatch):
+    def fail(task):
+        raise C.TaskFailed("no compiler here")
+
+    monkeypatch.setattr(private_compiler, "_compile_in_child", fail)
+    monkeypatch.setattr(C, "cached", lambda task: False)
+    widths, acts, loss = [3, 4, 2], ["relu", "softmax"], "cross_entropy"
+    backend = _background()
+    model = ma.MLP(widths, acts, loss, backend=backend, dtype="float64", seed=1)
+    ref = ma.MLP(widths, acts, loss, backend="numpy", dtype="float64", seed=1)
+    X, y = make_data(rng, 30, widths, loss)
+    model.gradients(X, y)  # asks for the per-layer and the fused kernels
+    spec = model.spec
+    keys = [C.task_key(C.layer_task("float64")), C.task_key(C.fused_task(spec))]
+    assert C.wait(keys, timeout=60)
+    assert all(C.state(k) == "failed" for k in keys)
+    assert "no compiler here" in C.error(keys[1])
+    with pytest.warns(RuntimeWarning, match="did not compile") as caught:
+        loss_val, grads = model.gradients(X, y)
+    assert len(caught) == 2  # the fused kernel and the per-layer kernels, once each
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once, not every step
+        model.gradients(X, y)
+    loss_ref, grads_ref = ref.gradients(X, y)
+    assert loss_val == pytest.approx(loss_ref, rel=1e-12)
+    for g, g_ref in zip(grads, grads_ref, strict=True):
+        _close(g, g_ref, 1e-12)
+
+
+def test_a_failing_child_is_reported_with_its_error(private_compiler, monkeypatch):
+    monkeypatch.setattr(C, "cached", lambda task: False)  # so that a child process runs
+    key = C.submit({"kind": "no such kind", "dtype": "float64", "parallel": False})
+    assert C.wait([key], timeout=120)
+    assert C.state(key) == "failed"
+    assert "exit status 1" in C.error(key) and "unknown compile task kind" in C.error(key)
+    assert not C.compiling()
+
+
+def test_exit_while_compiling_is_clean(tmp_path):
+    code = (
+        "import time\n"
+        "from mlp_accel.backends import _numba_compile as C\n"
+        "from mlp_accel.backends.base import NetworkSpec\n"
+        "spec = NetworkSpec((3, 2, 2), ('relu', 'softmax'), 'cross_entropy', 'float32')\n"
+        "C.submit(C.fused_task(spec))\n"
+        "time.sleep(0.5)\n"
+        "assert C.compiling()\n"
+    )
+    env = {**os.environ, "MLP_ACCEL_CACHE_DIR": str(tmp_path / "kernels")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+
+
+def test_sync_mode_and_a_bad_mode(monkeypatch):
+    monkeypatch.setenv("MLP_ACCEL_NUMBA_COMPILE", "sync")
+    assert not NumbaBackend().background
+    monkeypatch.setenv("MLP_ACCEL_NUMBA_COMPILE", "later")
+    with pytest.raises(ValueError, match="MLP_ACCEL_NUMBA_COMPILE"):
+        NumbaBackend()
+
+
+def test_progress_bar_says_compiling_and_forgets_that_rate(monkeypatch, capsys, rng):
+    from tqdm import tqdm
+
+    from mlp_accel import train
+
+    answers = iter([True, True, False])
+    monkeypatch.setattr(C, "compiling", lambda: next(answers, False))
+    X, y = make_data(rng, 16, WIDTHS, LOSS)
+    model = ma.MLP(WIDTHS, ACTS, LOSS, backend="numpy", seed=0)
+    slow = [lambda epoch, logs: time.sleep(0.15)]  # epochs long enough for tqdm to redraw
+    ma.fit(model, X, y, epochs=4, progress=True, callbacks=slow)
+    assert "compiling kernels" in capsys.readouterr().err
+
+    bar = tqdm(total=10, file=io.StringIO(), mininterval=0)
+    bar._ema_dn(1)
+    bar._ema_dt(5.0)  # an epoch slowed by compilation
+    monkeypatch.setattr(C, "compiling", lambda: True)
+    assert train._bar_postfix(bar, 0.5, 100.0, False)
+    assert "compiling kernels" in str(bar.postfix) and bar._ema_dt() == pytest.approx(5.0)
+    monkeypatch.setattr(C, "compiling", lambda: False)
+    assert not train._bar_postfix(bar, 0.5, 100.0, True)
+    assert "compiling" not in str(bar.postfix) and bar._ema_dt() == 0  # rate forgotten
+    bar.close()
+
+
+def test_warmup_command_compiles_and_says_where(tmp_path):
+    def cli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "mlp_accel", "warmup", *args],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    done = cli("--layers", "2,3,1", "--activations", "tanh,sigmoid", "--dtype", "float64")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    # compiled here, or by the tests before this one (the disk cache is shared)
+    assert re.search(r"(compiled|cached  ) fused network kernels \(serial, float64\)", out)
+    assert re.search(r"(compiled|cached  ) per-layer kernels \(parallel, float64\)", out)
+    assert "cache:" in out and str(_numba_fused.cache_dir()) in out
+    assert C.is_compiled(SPEC)
+    path = tmp_path / "m.npz"
+    ma.MLP(WIDTHS, ACTS, LOSS, backend="numpy", dtype="float64").save(path)
+    done = cli("--model", str(path))  # everything cached now: a load
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("cached  ") == 4 and "compiled" not in done.stdout
+    assert "fused kernels for 2,3,1 tanh,sigmoid binary_cross_entropy" in done.stdout
+    done = cli("--layers", "2,3,1", "--activations", "tanh")
+    assert done.returncode != 0
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
