@@ -29,8 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..activations import Activation
-from ..losses import Loss
+from ..ops.table import Activation, Loss
 from . import _cupy_kernels as K
 from .base import Backend, BackendUnavailableError, NetworkSpec
 

@@ -27,8 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..activations import Activation
-from ..losses import Loss
+from ..ops.table import Activation, Loss
 from .base import BackendUnavailableError, FusedNetwork, NetworkSpec
 from .numpy_backend import NumpyBackend
 
