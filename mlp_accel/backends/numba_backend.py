@@ -136,8 +136,6 @@ class NumbaBackend(NumpyBackend):
         self._numba = numba
         self._kernels = _numba_kernels
         self._fused_module = _numba_fused
-        self._act = _numba_kernels.ACTIVATION_CODES
-        self._loss = _numba_kernels.LOSS_CODES
         self._networks: dict[NetworkSpec, _SmallNetwork] = {}
 
     # Transfers, copies and row gathers are the NumPy backend's: the data is NumPy's.
@@ -155,21 +153,22 @@ class NumbaBackend(NumpyBackend):
             "threads": str(numba.get_num_threads()),
         }
 
-    def _run(self, hook: str, elements: int, *args: Any) -> Any:
-        """Run the kernel of ``hook``: its parallel twin when ``elements`` is large enough."""
-        serial, parallel = self._kernels.KERNELS[hook]
+    def _run(self, hook: str | tuple[Any, Any], elements: int, *args: Any) -> Any:
+        """Run the kernel of ``hook`` (a name in ``KERNELS`` or a ``(serial, parallel)``
+        pair of a generated module): its parallel twin when ``elements`` is large enough."""
+        serial, parallel = self._kernels.KERNELS[hook] if isinstance(hook, str) else hook
         if parallel is not None and elements >= self.parallel_min_elements:
             return parallel(*args, self._numba.get_num_threads())
         return serial(*args)
 
     # -- layer hooks -------------------------------------------------------------------
     def dense_forward(self, a_prev: Any, W: Any, b: Any, activation: Activation) -> tuple[Any, Any]:
-        code = self._act.get(activation.name)
-        if code is None or not _native(a_prev, W, b):
+        if activation.row is None or not _native(a_prev, W, b):
             return super().dense_forward(a_prev, W, b, activation)
         z = a_prev @ W  # BLAS
-        a = z if code == 0 else np.empty_like(z)
-        self._run("dense_forward", z.size, z, b, code, a)
+        a = z if activation.name == "identity" else np.empty_like(z)
+        m = self._kernels.layer_module(activation.name, z.dtype.name)
+        self._run((m.dense_forward, m.dense_forward_parallel), z.size, z, b, a)
         return z, a
 
     def dense_backward(
@@ -182,14 +181,14 @@ class NumbaBackend(NumpyBackend):
         activation: Activation,
         need_input_grad: bool,
     ) -> tuple[Any, Any, Any | None]:
-        code = self._act.get(activation.name)
-        if code is None or not _native(grad, z, a, a_prev, W):
+        if activation.row is None or not _native(grad, z, a, a_prev, W):
             return super().dense_backward(grad, z, a, a_prev, W, activation, need_input_grad)
         # grad is always a fresh array made by the layer above (or the loss), as the NumPy
         # backend also relies on: dz overwrites it instead of filling a new n-by-width array.
         dz = grad
         db = np.empty(grad.shape[1], dtype=grad.dtype)
-        self._run("dense_backward", grad.size, grad, z, a, code, dz, db)
+        m = self._kernels.layer_module(activation.name, grad.dtype.name)
+        self._run((m.dense_backward, m.dense_backward_parallel), grad.size, grad, z, a, dz, db)
         dW = a_prev.T @ dz  # BLAS
         da_prev = dz @ W.T if need_input_grad else None
         return dW, db, da_prev
@@ -197,28 +196,27 @@ class NumbaBackend(NumpyBackend):
     def output_loss_gradient(
         self, z: Any, yhat: Any, y: Any, loss: Loss, activation: Activation, denom: float
     ) -> tuple[Any, Any]:
-        loss_code = self._loss.get(loss.name)
-        code = self._act.get(activation.name)
-        fused = loss.fused_activation == activation.name
-        # Unmatched pairs are only defined for squared error (the others need their output).
+        # A loss that requires its output activation is only defined with it.
+        required = None if loss.row is None else loss.row.requires
         if (
-            loss_code is None
-            or code is None
-            or not (fused or loss.name == "squared_error")
+            loss.row is None
+            or activation.row is None
+            or required not in (None, activation.name)
             or not _native(z, yhat, y)
         ):
             return super().output_loss_gradient(z, yhat, y, loss, activation, denom)
         dz = np.empty_like(yhat)
-        total = self._run(
-            "output_loss_gradient", z.size, z, yhat, y, loss_code, code, fused, 1.0 / denom, dz
-        )
+        m = self._kernels.output_module(loss.name, activation.name, z.dtype.name)
+        kernels = (m.output_loss_gradient, m.output_loss_gradient_parallel)
+        total = self._run(kernels, z.size, z, yhat, y, 1.0 / denom, dz)
         return z.dtype.type(total), dz
 
     def loss_sum(self, z: Any, yhat: Any, y: Any, loss: Loss) -> Any:
-        loss_code = self._loss.get(loss.name)
-        if loss_code is None or not _native(z, yhat, y):
+        if loss.row is None or not _native(z, yhat, y):
             return super().loss_sum(z, yhat, y, loss)
-        return z.dtype.type(self._kernels.loss_sum(z, yhat, y, loss_code))
+        # the output module of the matched pair: loss_sum depends on the loss only
+        m = self._kernels.output_module(loss.name, loss.fused_activation, z.dtype.name)
+        return z.dtype.type(m.loss_sum(z, yhat, y))
 
     # -- optimizer hooks (in place) ------------------------------------------------------
     def sgd_update(
@@ -297,18 +295,23 @@ class NumbaBackend(NumpyBackend):
         dtype = np.dtype(spec.dtype)
         mat = np.ones((2, 3), dtype)
         vec = np.ones(3, dtype)
+        out = spec.activations[-1]
+        layers = [K.layer_module(act, spec.dtype) for act in dict.fromkeys(spec.activations)]
+        output = K.output_module(spec.loss, out, spec.dtype)
         for index, extra in ((0, ()), (1, (2,))):  # the serial kernels, then the parallel twins
             kernels = {hook: pair[index] for hook, pair in K.KERNELS.items()}
-            kernels["dense_forward"](mat.copy(), vec, 1, mat.copy(), *extra)
-            kernels["dense_backward"](mat, mat, mat, 1, mat.copy(), vec.copy(), *extra)
-            kernels["output_loss_gradient"](
-                mat, mat * 0.5, mat, 0, 3, True, 1.0, mat.copy(), *extra
-            )
+            for m in layers:
+                forward = (m.dense_forward, m.dense_forward_parallel)[index]
+                backward = (m.dense_backward, m.dense_backward_parallel)[index]
+                forward(mat.copy(), vec, mat.copy(), *extra)
+                backward(mat, mat, mat * 0.5, mat.copy(), vec.copy(), *extra)
+            gradient = (output.output_loss_gradient, output.output_loss_gradient_parallel)[index]
+            gradient(mat, mat * 0.5, mat, 1.0, mat.copy(), *extra)
             for p in (mat.copy(), vec.copy()):
                 kernels["adam_update"](
                     p, p * 0, p * 0, p * 0, 0.1, 0.9, 0.999, 1e-8, 0.1, 0.01, *extra
                 )
-        K.loss_sum(mat, mat * 0.5, mat, 0)
+        output.loss_sum(mat, mat * 0.5, mat)
         for p in (mat.copy(), vec.copy()):
             K.sgd_update(p, p * 0, 0.1)
             K.sgd_momentum_update(p, p * 0, p * 0, 0.1, 0.9, False)
