@@ -10,6 +10,7 @@ from . import callbacks, io, optim, schedules
 from .backends import Backend, BackendUnavailableError, available_backends, get_backend
 from .io import load
 from .model import MLP
+from .ops.table import register_activation
 from .train import History, TrainingDivergedError, fit
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "BackendUnavailableError",
     "available_backends",
     "get_backend",
+    "register_activation",
     "optim",
     "io",
     "schedules",

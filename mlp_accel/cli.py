@@ -76,11 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="widths, e.g. 2,4,3,1 (default: 2,4,3,1 for 2-D data, else n_in,64,n_out)",
     )
     t.add_argument(
-        "--activations", type=_name_list, help="per weight layer, e.g. relu,relu,sigmoid"
+        "--activations",
+        type=_name_list,
+        help="per weight layer, e.g. relu,gelu,sigmoid (any built-in or registered name)",
     )
     t.add_argument(
         "--loss",
-        help="binary_cross_entropy, cross_entropy or squared_error (default: from the task)",
+        help=(
+            "binary_cross_entropy, cross_entropy, squared_error or poisson (default: from the task)"
+        ),
     )
     t.add_argument("--epochs", type=int, default=300, help="passes over the data (default 300)")
     t.add_argument(

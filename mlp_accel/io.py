@@ -17,6 +17,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from .ops.table import custom_activations, register_activation
+
 __all__ = [
     "save",
     "load",
@@ -88,6 +90,10 @@ def save(
         "init": model.init,
         "user": dict(metadata or {}),
     }
+    # A user-registered activation travels as its expression, so a fresh process loads it.
+    custom = custom_activations(model.activations)
+    if custom:
+        meta["custom_activations"] = custom
     arrays: dict[str, np.ndarray] = {_META_KEY: _encode_json(meta)}
     for i, w in enumerate(model.get_weights()):
         arrays[f"{'Wb'[i % 2]}{i // 2 + 1}"] = w
@@ -129,7 +135,21 @@ def _open(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray
             f"{path} has format version {meta.get('version')}; "
             f"this mlp_accel reads version {FORMAT_VERSION}"
         )
+    _register_custom(meta.get("custom_activations", {}), path)
     return meta, arrays
+
+
+def _register_custom(custom: Any, path: str) -> None:
+    """Register the file's user-defined activations, re-checking every expression."""
+    if not isinstance(custom, dict):
+        raise ValueError(f"{path} has malformed metadata: custom_activations is not a mapping")
+    for name, spec in custom.items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("expr"), str):
+            raise ValueError(f"{path} has malformed metadata for activation {name!r}")
+        try:
+            register_activation(name, spec["expr"], spec.get("derivative"))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: {exc}") from None
 
 
 def load(path: str | os.PathLike, backend: Any = "auto") -> Any:
