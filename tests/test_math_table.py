@@ -376,3 +376,73 @@ def test_every_loss_and_activation_has_a_row():
     assert "poisson" in LOSS_ROWS
     for row in LOSS_ROWS.values():
         assert row.matched in ACTIVATION_ROWS
+
+
+# -- CUDA, through the CPU emulator of tests/_cuda_emulator.py (and on a GPU where one is) ------
+@pytest.fixture(params=["emulated", "gpu"])
+def cuda_backend(request, monkeypatch):
+    """The cupy backend: on a GPU, or the same code with its CUDA C run by the emulator."""
+    from mlp_accel.backends import BackendUnavailableError, get_backend
+
+    from . import _cuda_emulator as emulator
+    from . import _fake_cupy as fake_cupy
+
+    if request.param == "gpu":
+        pytest.importorskip("cupy")
+        try:
+            return get_backend("cupy")
+        except BackendUnavailableError as exc:
+            pytest.skip(str(exc))
+    if not emulator.available():
+        pytest.skip("no C++ compiler for the CUDA emulator")
+    fake_cupy.install(monkeypatch)
+    from mlp_accel.backends.cupy_backend import CupyBackend
+
+    return CupyBackend(device=0)
+
+
+def _device_gradients(backend, widths, acts, loss, X, y):
+    model = ma.MLP(widths, acts, loss, backend=backend, dtype="float64", seed=4)
+    ref = ma.MLP(widths, acts, loss, backend="numpy", dtype="float64", seed=4)
+    return model, model.gradients(X, y), ref.gradients(X, y)
+
+
+@pytest.mark.parametrize(
+    ("widths", "acts", "loss"),
+    [
+        ([3, 5, 2], ["mish_test", "exp"], "poisson"),  # the fused whole-network kernel
+        ([3, 40, 2], ["mish_test", "mish_test"], "squared_error"),  # the layer kernels
+        ([3, 40, 2], ["gelu", "exp"], "poisson"),
+        ([3, 6, 2], ["silu", "softplus"], "squared_error"),
+        ([3, 40, 3], ["elu", "softmax"], "cross_entropy"),
+    ],
+    ids=["fused-registered", "layers-registered", "layers-poisson", "fused-silu", "layers-elu"],
+)
+def test_cuda_kernels_of_new_and_registered_activations(cuda_backend, mish, widths, acts, loss):
+    rng = np.random.default_rng(3)
+    n = 40
+    X = rng.normal(size=(n, widths[0]))
+    if loss == "poisson":
+        y = rng.poisson(1.0, size=(n, widths[-1])).astype(float)
+    else:
+        y = make_data(rng, n, widths, loss)[1]
+        if loss == "cross_entropy":  # one-hot rows: the emulator's arrays pass as device ones
+            y = np.eye(widths[-1])[y]
+    model, (loss_dev, grads_dev), (loss_ref, grads_ref) = _device_gradients(
+        cuda_backend, widths, acts, loss, X, y
+    )
+    fused = model.backend.fused_network(model.spec) is not None
+    assert fused == (widths[1] <= 32)
+    assert loss_dev == pytest.approx(loss_ref, rel=1e-10)
+    for g, r in zip(grads_dev, grads_ref, strict=True):
+        np.testing.assert_allclose(g, r, rtol=1e-9, atol=1e-12)
+    if fused:  # and against finite differences directly (small: the emulator is slow)
+        _check_gradients(model, X[:6], y[:6])
+
+
+@pytest.mark.parametrize("width", [3, 40], ids=["fused", "per-layer"])
+def test_cuda_sigmoid_tails_and_overflow(cuda_backend, width):
+    z = np.array([-745.0, -100.0, -40.0, 0.0, 40.0, 800.0])
+    p = _tail_model(cuda_backend, width).predict_proba(z[:, None]).ravel()
+    exact = np.array([math.exp(v) if v < -700 else 1.0 / (1.0 + math.exp(-v)) for v in z])
+    np.testing.assert_allclose(p, exact, rtol=1e-13, atol=0)
