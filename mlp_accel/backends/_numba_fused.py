@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable
 from types import ModuleType
 
+from ..ops.layout import n_parameters, param_layout
 from ..ops.table import ACTIVATION_ROWS, LOSS_ROWS, activation_row, loss_row
 from ._numba_kernels import (
     Writer,
@@ -96,7 +97,7 @@ class _Layout:
         self.widths = d
         self.n_layers = len(d) - 1
         self.lanes = lanes
-        self.n_params = sum(d[k] * d[k + 1] + d[k + 1] for k in range(self.n_layers))
+        self.n_params = n_parameters(d)
         self.lane_accumulators = self.n_params * lanes <= _LANE_ACCUMULATOR_LIMIT
         size = 0
 
@@ -110,12 +111,11 @@ class _Layout:
         self.weight = [0] * (self.n_layers + 1)
         self.bias = [0] * (self.n_layers + 1)
         self.param_offset = [0] * (self.n_layers + 1)  # offset in the flat gradient vector
-        flat = 0
+        slots = param_layout(d)
         for k in range(1, self.n_layers + 1):
-            self.weight[k] = take(d[k - 1] * d[k])
-            self.bias[k] = take(d[k])
-            self.param_offset[k] = flat
-            flat += d[k - 1] * d[k] + d[k]
+            self.weight[k] = take(slots[2 * k - 2].size)
+            self.bias[k] = take(slots[2 * k - 1].size)
+            self.param_offset[k] = slots[2 * k - 2].offset
         copies = lanes if self.lane_accumulators else 1
         self.grad = take(self.n_params * copies)
         self.grad_copies = copies

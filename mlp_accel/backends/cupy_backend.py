@@ -732,14 +732,9 @@ class _CupyFusedNetwork:
         self._dtype = np.dtype(dtype)
         self._real = self._dtype.type
         self._n_out = widths[-1]
-        self._layout: list[tuple[int, int, tuple[int, ...]]] = []
-        offset = 0
-        for n_in, n_out in zip(widths[:-1], widths[1:]):
-            for shape in ((n_in, n_out), (n_out,)):
-                size = int(np.prod(shape))
-                self._layout.append((offset, offset + size, shape))
-                offset += size
-        self._n_params = offset
+        slots = param_layout(widths)
+        self._layout = [(slot.offset, slot.end, slot.shape) for slot in slots]
+        self._n_params = slots[-1].end
         self._train = backend._kernel(
             ("fused_train", widths, activations, spec.loss, dtype),
             lambda: K.fused_train_source(widths, activations, spec.loss, dtype),

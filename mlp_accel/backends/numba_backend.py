@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..ops.layout import param_layout
 from ..ops.table import Activation, Loss
 from .base import BackendUnavailableError, FusedNetwork, NetworkSpec
 from .numpy_backend import NumpyBackend
@@ -57,14 +58,7 @@ class _SmallNetwork:
         self._dtype = np.dtype(spec.dtype)
         self._block = int(module.BLOCK)
         self.parallel_min_rows = parallel_min_rows
-        d = spec.widths
-        self._layout: list[tuple[int, int, tuple[int, ...]]] = []
-        offset = 0
-        for n_in, n_out in zip(d[:-1], d[1:]):
-            self._layout.append((offset, offset + n_in * n_out, (n_in, n_out)))
-            offset += n_in * n_out
-            self._layout.append((offset, offset + n_out, (n_out,)))
-            offset += n_out
+        self._layout = [(s.offset, s.end, s.shape) for s in param_layout(spec.widths)]
 
     def _chunks(self, n: int) -> tuple[bool, int]:
         if n < self.parallel_min_rows:
