@@ -278,7 +278,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     extras.update(x_mean=scaler.mean, x_scale=scaler.scale)
     if task == "regression":
         y_sample = np.asarray(y_tr[:100_000] if lazy else y_tr, dtype=np.float64).reshape(-1, 1)
-        y_scaler = Standardizer().fit(y_sample)
+        # Poisson targets are counts for an exp output: kept as they are, not standardized.
+        if args.loss == "poisson":
+            y_scaler = Standardizer(np.zeros(1), np.ones(1))
+        else:
+            y_scaler = Standardizer().fit(y_sample)
         extras.update(y_mean=y_scaler.mean, y_scale=y_scaler.scale)
         if lazy:
             from .batches import ScaledRows

@@ -446,3 +446,23 @@ def test_cuda_sigmoid_tails_and_overflow(cuda_backend, width):
     p = _tail_model(cuda_backend, width).predict_proba(z[:, None]).ravel()
     exact = np.array([math.exp(v) if v < -700 else 1.0 / (1.0 + math.exp(-v)) for v in z])
     np.testing.assert_allclose(p, exact, rtol=1e-13, atol=0)
+
+
+def test_cli_trains_poisson_counts_with_a_new_activation(tmp_path, capsys):
+    from mlp_accel.cli import main
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 2))
+    y = rng.poisson(np.exp(0.5 * X[:, 0] + 0.2))
+    csv = tmp_path / "counts.csv"
+    np.savetxt(csv, np.column_stack([X, y]), delimiter=",", header="a,b,y", comments="")
+    model = tmp_path / "m.npz"
+    args = ["train", "--data", str(csv), "--task", "regression", "--loss", "poisson"]
+    args += ["--layers", "2,8,1", "--activations", "gelu,exp", "--epochs", "200"]
+    args += ["--no-progress", "--backend", "numpy", "--save", str(model)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    r2 = float(out.split("R2")[1].split()[0].strip(":= "))
+    assert r2 > 0.2, out
+    loaded = ma.load(model, backend="numpy")
+    assert loaded.activations == ("gelu", "exp") and loaded.loss == "poisson"
