@@ -80,7 +80,7 @@ class ActivationRow:
     name: str
     expr: str | None
     derivative: str | None = None
-    numba: Mapping[str, str] = field(default_factory=dict)
+    numba: Mapping[str, str] = field(default_factory=dict, compare=False)
     output_only: bool = False
     builtin: bool = True
     forward_tree: E.Node | None = field(init=False, repr=False, compare=False)
@@ -134,7 +134,7 @@ class LossRow:
     output_grad: str
     matched: str
     requires: str | None = None
-    numba: Mapping[str, str] = field(default_factory=dict)
+    numba: Mapping[str, str] = field(default_factory=dict, compare=False)
     value_tree: E.Node | None = field(init=False, repr=False, compare=False)
     grad_tree: E.Node = field(init=False, repr=False, compare=False)
 
