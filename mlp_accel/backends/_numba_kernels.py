@@ -177,10 +177,10 @@ def emit_softmax(
 # reductions and polynomials) inline into the sample loop and let LLVM vectorize it. They are
 # compiled without fastmath: reassociation would undo the Cody-Waite reduction.
 _EXP_CONSTANTS = {
-    # (clamp below which the result flushes to 0, ln2 hi, ln2 lo, Taylor degree, int, bias,
+    # (clamp below which the result rounds to 0, ln2 hi, ln2 lo, Taylor degree, int, bias,
     # mantissa bits)
-    "float64": (-708.0, 6.9314718036912382e-01, 1.9082149292705877e-10, 13, "int64", 1023, 52),
-    "float32": (-87.0, 0.693145751953125, 1.4286068203094172e-06, 7, "int32", 127, 23),
+    "float64": (-745.2, 6.9314718036912382e-01, 1.9082149292705877e-10, 13, "int64", 1023, 52),
+    "float32": (-104.0, 0.693145751953125, 1.4286068203094172e-06, 7, "int32", 127, 23),
 }
 # fdlibm's log1p/log polynomial in s^2, s = f / (2 + f), for f in [sqrt(2)/2 - 1, sqrt(2) - 1]
 _LG = (
@@ -212,15 +212,18 @@ def _math_helpers(dtype: str) -> list[str]:
         "",
         "@njit(cache=True, error_model='numpy')",
         "def _exp_neg(x):",
-        '    """exp(x) for x <= 0 (NaN stays NaN; below the normal range it flushes to 0)."""',
+        '    """exp(x) for x <= 0 (NaN stays NaN), subnormal results included, as libm\'s."""',
         f"    xc = DT({xmin!r}) if x < DT({xmin!r}) else x",
         f"    t = xc * DT({1.0 / math.log(2.0)!r})",
         f"    k = np.{itype}(t - _HALF) if t == t else np.{itype}(0)  # round half down; t <= 0",
         "    kf = DT(k)",
         f"    r = (xc - kf * DT({ln2_hi!r})) - kf * DT({ln2_lo!r})",
         f"    p = {horner}",
-        f"    scale = np.{itype}((k + np.{itype}({bias})) << np.{itype}({bits})).view(DT)",
-        f"    return _0 if x < DT({xmin!r}) else p * scale",
+        # 2**k as two normal factors, so results below the normal range round gradually
+        f"    k1 = k >> np.{itype}(1)",
+        f"    s1 = np.{itype}((k1 + np.{itype}({bias})) << np.{itype}({bits})).view(DT)",
+        f"    s2 = np.{itype}((k - k1 + np.{itype}({bias})) << np.{itype}({bits})).view(DT)",
+        f"    return _0 if x < DT({xmin!r}) else (p * s1) * s2",
         "",
         "",
         "@njit(cache=True, error_model='numpy')",
