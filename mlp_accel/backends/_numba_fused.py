@@ -16,8 +16,11 @@ over the lanes of a block with a constant trip count: LLVM unrolls the layer loo
 that no two regions overlap, and vectorizes across samples. The batch is read once and no
 n-by-width array is written.
 
-The formulas are those of the generic path (``mlp_accel.activations``, ``mlp_accel.losses``):
-losses from logits, ``dz = (yhat - y) * scale`` for matched pairs, the chain rule otherwise.
+The activations, derivatives and losses are rendered from the rows of the math table
+(:mod:`mlp_accel.ops.table`), the same rows the generic path evaluates, so any built-in or
+registered activation is fused: losses from logits, ``dz = (yhat - y) * scale`` for matched
+pairs, the chain rule otherwise. The output loss and gradient are emitted by one function
+(:func:`_emit_element_output`, :func:`_emit_softmax_output`) for both kernel strategies.
 
 Generated modules are written to a cache directory (:func:`cache_dir`) and imported from
 there, so Numba's ``cache=True`` keeps their machine code on disk between processes.
