@@ -11,6 +11,7 @@ from .backends import Backend, BackendUnavailableError, available_backends, get_
 from .backends._threads import set_threads, threads, usable_cpus
 from .io import load
 from .model import MLP
+from .ops.table import register_activation
 from .train import History, TrainingDivergedError, fit
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "set_threads",
     "threads",
     "usable_cpus",
+    "register_activation",
     "optim",
     "io",
     "schedules",

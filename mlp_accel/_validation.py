@@ -207,9 +207,8 @@ def check_layer_spec(
         if loss is None:
             out = "sigmoid" if widths[-1] == 1 else "softmax"
         else:
-            out = {"binary_cross_entropy": "sigmoid", "cross_entropy": "softmax"}.get(
-                loss, "identity"
-            )
+            # the loss's matched output activation (the table's row says which)
+            out = get_loss(loss).fused_activation
         activations = ["relu"] * (n_layers - 1) + [out]
     elif isinstance(activations, str):
         activations = [activations] * n_layers
@@ -225,9 +224,11 @@ def check_layer_spec(
     if names[-1] == "softmax" and widths[-1] < 2:
         raise ValueError("a softmax output needs at least 2 units")
     if loss is None:
-        loss = {"sigmoid": "binary_cross_entropy", "softmax": "cross_entropy"}.get(
-            names[-1], "squared_error"
-        )
+        # the loss matched with this output activation, else squared error
+        from .ops.table import LOSSES
+
+        matched = [n for n, fn in LOSSES.items() if fn.fused_activation == names[-1]]
+        loss = matched[0] if matched else "squared_error"
     required = get_loss(loss).requires_activation
     if required is not None and names[-1] != required:
         raise ValueError(f"loss {loss!r} needs a {required!r} output activation, got {names[-1]!r}")

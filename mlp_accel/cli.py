@@ -155,12 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--activations",
         type=_name_list,
         metavar="NAME,...",
-        help="per weight layer, e.g. relu,relu,sigmoid",
+        help="per weight layer, e.g. relu,gelu,sigmoid (any built-in or registered name)",
     )
     model.add_argument(
         "--loss",
         metavar="NAME",
-        help="binary_cross_entropy, cross_entropy or squared_error (default: from the task)",
+        help="binary_cross_entropy, cross_entropy, squared_error or poisson "
+        "(default: from the task)",
     )
     model.add_argument(
         "--init", default="glorot", choices=INITIALIZERS, help="initialization (default glorot)"
@@ -552,7 +553,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         callbacks.append(ma.callbacks.EarlyStopping(patience=args.early_stopping))
     if task == "regression":
         y_sample = np.asarray(y_tr[:100_000] if lazy else y_tr, dtype=np.float64).reshape(-1, 1)
-        y_scaler = Standardizer().fit(y_sample)
+        # Poisson targets are counts for an exp output: kept as they are, not standardized.
+        if args.loss == "poisson":
+            y_scaler = Standardizer(np.zeros(1), np.ones(1))
+        else:
+            y_scaler = Standardizer().fit(y_sample)
         extras.update(y_mean=y_scaler.mean, y_scale=y_scaler.scale)
         if lazy:
             from .batches import ScaledRows

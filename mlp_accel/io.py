@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ._atomic import atomic_write
+from .ops.table import custom_activations, register_activation
 
 __all__ = [
     "save",
@@ -102,6 +103,10 @@ def save(
         "backend": model.backend.name,
         "user": dict(metadata or {}),
     }
+    # A user-registered activation travels as its expression, so a fresh process loads it.
+    custom = custom_activations(model.activations)
+    if custom:
+        meta["custom_activations"] = custom
     weights = {_weight_name(i): w for i, w in enumerate(model.get_weights())}
     _check_finite_for_save(path, weights)
     arrays: dict[str, np.ndarray] = {_META_KEY: _encode_json(meta), **weights}
@@ -215,7 +220,21 @@ def _open(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray
             f"this mlp_accel reads version {FORMAT_VERSION}"
         )
     _check_meta(path, meta)
+    _register_custom(meta.get("custom_activations", {}), path)
     return meta, arrays
+
+
+def _register_custom(custom: Any, path: str) -> None:
+    """Register the file's user-defined activations, re-checking every expression."""
+    if not isinstance(custom, dict):
+        raise ValueError(f"{path} has malformed metadata: custom_activations is not a mapping")
+    for name, spec in custom.items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("expr"), str):
+            raise ValueError(f"{path} has malformed metadata for activation {name!r}")
+        try:
+            register_activation(name, spec["expr"], spec.get("derivative"))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: {exc}") from None
 
 
 def _is_int(value: Any) -> bool:

@@ -18,6 +18,7 @@ from .backends._auto import BackendChoice, choose_backend
 from .backends.base import IDENTITY
 from .initializers import initial_weights
 from .losses import get_loss
+from .ops.layout import n_parameters, param_shapes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -140,15 +141,12 @@ class MLP:
     @property
     def weight_shapes(self) -> list[tuple[int, ...]]:
         """Shapes of ``[W1, b1, W2, b2, ...]``."""
-        shapes: list[tuple[int, ...]] = []
-        for n_in, n_out in zip(self.layers[:-1], self.layers[1:]):
-            shapes += [(n_in, n_out), (n_out,)]
-        return shapes
+        return param_shapes(self.layers)
 
     @property
     def n_params(self) -> int:
         """Total number of trainable parameters."""
-        return sum(n_in * n_out + n_out for n_in, n_out in zip(self.layers[:-1], self.layers[1:]))
+        return n_parameters(self.layers)
 
     @property
     def params(self) -> list[Array]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from numbers import Integral, Real
 from typing import Any, ClassVar
 
@@ -60,8 +60,31 @@ _HIDDEN_ACTIVATIONS = {
     "relu": "relu",
 }
 
+
+class _HiddenActivationNames(set):
+    """The accepted ``activation=`` names, looked up live: scikit-learn's four plus every
+    elementwise activation of the math table (gelu, silu, elu, softplus, ... and those added
+    with :func:`mlp_accel.register_activation`)."""
+
+    def _names(self) -> list[str]:
+        from .ops.table import ACTIVATION_ROWS
+
+        table = (n for n, row in ACTIVATION_ROWS.items() if row.elementwise and n != "sigmoid")
+        return sorted({*_HIDDEN_ACTIVATIONS, *table})
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+
 #: scikit-learn's ``out_activation_`` -> (mlp_accel output activation, loss): the matched pairs.
 _OUTPUTS = {
+    "exp": ("exp", "poisson"),
     "softmax": ("softmax", "cross_entropy"),
     "logistic": ("sigmoid", "binary_cross_entropy"),
     "identity": ("identity", "squared_error"),
@@ -176,7 +199,7 @@ class _BaseMLP(BaseEstimator):
 
     _parameter_constraints: ClassVar[dict] = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
+        "activation": [StrOptions(_HiddenActivationNames())],
         "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
@@ -287,7 +310,7 @@ class _BaseMLP(BaseEstimator):
     def _build_model(self, for_fit: bool) -> MLP:
         """An :class:`MLP` with the fitted architecture and the weights in ``coefs_``."""
         units = [self.coefs_[0].shape[0], *(c.shape[1] for c in self.coefs_)]
-        hidden = _HIDDEN_ACTIVATIONS[self.activation]
+        hidden = _HIDDEN_ACTIVATIONS.get(self.activation, self.activation)
         out, loss = _OUTPUTS[self.out_activation_]
         backend = self.backend
         try:
@@ -364,7 +387,8 @@ class _BaseMLP(BaseEstimator):
         self.n_outputs_ = y.shape[1]
         self.n_layers_ = len(units)
         if not is_classifier(self):
-            self.out_activation_ = "identity"
+            # the loss's matched output: exp for poisson, as scikit-learn's
+            self.out_activation_ = "exp" if self.loss == "poisson" else "identity"
         elif self._label_binarizer.y_type_ == "multiclass":
             self.out_activation_ = "softmax"
         else:
@@ -636,8 +660,10 @@ _PARAMS_DOC = """
     ----------
     hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
         The ith element is the number of neurons in the ith hidden layer.
-    activation : {'identity', 'logistic', 'tanh', 'relu'}, default='relu'
-        Activation of the hidden layers.
+    activation : str, default='relu'
+        Activation of the hidden layers: scikit-learn's 'identity', 'logistic', 'tanh',
+        'relu', or any elementwise activation of mlp_accel ('gelu', 'silu', 'elu',
+        'softplus', 'leaky_relu', or a name added with ``mlp_accel.register_activation``).
     solver : {'lbfgs', 'sgd', 'adam'}, default='adam'
         ``'sgd'`` and ``'adam'`` train with :func:`mlp_accel.fit`; ``'lbfgs'`` runs SciPy's
         L-BFGS-B on the model's full-batch loss and gradients.
@@ -867,12 +893,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     __doc__ = (
         """Multi-layer perceptron regressor, a drop-in for scikit-learn's, on mlp_accel.
 
-    Minimizes half the squared error (identity output), for one or several outputs.
+    Minimizes half the squared error (identity output) or half the Poisson deviance (exp
+    output), for one or several outputs.
 
     Parameters
     ----------
-    loss : {'squared_error'}, default='squared_error'
-        scikit-learn's ``'poisson'`` is not available (mlp_accel has no exponential output).
+    loss : {'squared_error', 'poisson'}, default='squared_error'
+        Half the squared error (identity output), or half the Poisson deviance with an
+        exponential output (``out_activation_ = 'exp'``), as scikit-learn's; Poisson
+        targets must be non-negative.
 """
         + _PARAMS_DOC.split("Parameters\n    ----------\n", 1)[1]
         + _ATTRIBUTES_DOC
@@ -890,7 +919,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     _parameter_constraints: ClassVar[dict] = {
         **_BaseMLP._parameter_constraints,
-        "loss": [StrOptions({"squared_error"})],
+        "loss": [StrOptions({"squared_error", "poisson"})],
     }
 
     _score_function = staticmethod(r2_score)
@@ -967,6 +996,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         )
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
+        if self.loss == "poisson" and np.any(y < 0):
+            raise ValueError(
+                "Some value(s) of y are negative which is not allowed for Poisson regression."
+            )
         return X, y
 
     def _decode(self, out: np.ndarray) -> np.ndarray:

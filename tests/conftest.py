@@ -51,7 +51,10 @@ def _numba_per_layer_kernels(request: pytest.FixtureRequest) -> None:
     from mlp_accel.backends import _numba_compile
 
     backend.specialize_after = None
-    keys = [_numba_compile.submit(_numba_compile.layer_task(d)) for d in ("float32", "float64")]
+    # Per-layer kernels compile on first use (only those a test runs), so a numba test never
+    # passes on NumPy's fallback while its kernels are still compiling in the background.
+    backend.background_layers = False
+    keys = []
     if any("test_numba_backend.py" in item.nodeid for item in request.session.items):
         from .test_numba_backend import precompile_tasks
 

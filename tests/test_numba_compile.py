@@ -110,7 +110,8 @@ def test_a_failing_compile_falls_back_with_a_warning(rng, private_compiler, monk
     X, y = make_data(rng, 30, widths, loss)
     model.gradients(X, y)  # asks for the per-layer and the fused kernels
     spec = model.spec
-    keys = [C.task_key(C.layer_task("float64")), C.task_key(C.fused_task(spec))]
+    layers = C.layer_task("float64", False, *C.layer_items(spec))
+    keys = [C.task_key(layers), C.task_key(C.fused_task(spec))]
     assert C.wait(keys, timeout=60)
     assert all(C.state(k) == "failed" for k in keys)
     assert "no compiler here" in C.error(keys[1])

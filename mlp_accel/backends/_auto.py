@@ -278,19 +278,43 @@ def numba_kernels_cached(spec: NetworkSpec) -> tuple[bool, bool]:
             adam = getattr(kernels, "adam_update", None)
             generic_mem = bool(getattr(adam, "signatures", None))
 
-    generic = generic_mem or _generic_on_disk()
+    generic = generic_mem or _generic_on_disk(spec)
     if max(spec.widths) > NARROW_MAX_WIDTH:
         return True, generic
     return fused_mem or _fused_on_disk(spec), generic
 
 
-def _generic_on_disk() -> bool:
+def _generic_on_disk(spec: NetworkSpec) -> bool:
+    """The optimizer kernels in Numba's cache, and the layer kernels of every activation of
+    ``spec`` in the generated-module cache (read-only: nothing is created or imported)."""
     pattern = "_numba_kernels.adam_update-*.nbi"
     here = Path(__file__).resolve().parent / "__pycache__"
-    if any(here.glob(pattern)):
-        return True
     user = os.environ.get("NUMBA_CACHE_DIR")
-    return bool(user) and any(Path(user).glob(f"**/{pattern}"))
+    if not any(here.glob(pattern)) and not (user and any(Path(user).glob(f"**/{pattern}"))):
+        return False
+    return all(_layer_module_on_disk(name, spec.dtype) for name in set(spec.activations))
+
+
+def _layer_module_on_disk(activation: str, dtype: str) -> bool:
+    # A generated layer module names its activation in its first line and its dtype after.
+    marker, dtype_line = f"for the {activation!r} layer kernels", f"DT = np.{dtype}"
+    for directory in _fused_cache_dirs():
+        try:
+            candidates = list(directory.glob("mlp_accel_layer_*.py"))
+        except OSError:
+            continue
+        for path in candidates:
+            try:
+                head = path.read_text().split("\n", 8)
+            except OSError:
+                continue
+            if (
+                marker in head[0]
+                and dtype_line in head
+                and any((directory / "__pycache__").glob(f"{path.stem}.dense_forward-*.nbi"))
+            ):
+                return True
+    return False
 
 
 def _fused_on_disk(spec: NetworkSpec) -> bool:

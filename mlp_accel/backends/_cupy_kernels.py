@@ -9,13 +9,16 @@ Every kernel is written for a 1-D or (32, 8) block, loops grid-stride so any gri
 correct, and reduces deterministically (per-block partial sums, then
 :func:`sum_segments_source`) so a seed gives the same bits run after run; no atomics.
 
-The formulas mirror the generic ``xp`` code in ``activations.py`` and ``losses.py`` operation
-for operation, so float64 results agree with NumPy to rounding.
+The activations and losses are rendered from the rows of :mod:`mlp_accel.ops.table`, the
+expressions the ``xp`` reference evaluates, operation for operation, so float64 results agree
+with NumPy to rounding. Softmax and cross-entropy (not elementwise) are written here by hand.
 """
 
 from __future__ import annotations
 
-from ..activations import LEAKY_RELU_SLOPE
+from ..ops import expr as E
+from ..ops.layout import n_parameters, param_layout
+from ..ops.table import ACTIVATION_ROWS, loss_row
 
 __all__ = [
     "ELEMENTWISE_ACTIVATIONS",
@@ -35,10 +38,22 @@ __all__ = [
     "fused_forward_source",
     "fused_supported",
     "n_parameters",
+    "is_elementwise",
 ]
 
-#: Activations with a diagonal Jacobian, which the elementwise kernels handle.
-ELEMENTWISE_ACTIVATIONS = ("identity", "relu", "leaky_relu", "sigmoid", "tanh")
+#: The built-in activations with a diagonal Jacobian, which the elementwise kernels handle
+#: (as they handle registered ones: see :func:`is_elementwise`).
+ELEMENTWISE_ACTIVATIONS = tuple(
+    name for name, row in ACTIVATION_ROWS.items() if row.elementwise and row.builtin
+)
+
+
+def is_elementwise(activation: str) -> bool:
+    """Whether ``activation`` is a row of the table with a diagonal Jacobian."""
+    row = ACTIVATION_ROWS.get(activation)
+    return row is not None and row.elementwise
+
+
 #: Threads per block of the 1-D kernels (a multiple of 32, as the warp reductions need). Every
 #: kernel is compiled with ``__launch_bounds__(256)``, so it always has the registers to launch.
 BLOCK = 256
@@ -65,6 +80,9 @@ _MATH = {
         "SQRT": "sqrtf",
         "FABS": "fabsf",
         "FMAX": "fmaxf",
+        "ERF": "erff",
+        "EXPM1": "expm1f",
+        "POW": "powf",
     },
     "float64": {
         "EXP": "exp",
@@ -74,6 +92,9 @@ _MATH = {
         "SQRT": "sqrt",
         "FABS": "fabs",
         "FMAX": "fmax",
+        "ERF": "erf",
+        "EXPM1": "expm1",
+        "POW": "pow",
     },
 }
 
@@ -87,6 +108,22 @@ def _name(base: str, dtype: str) -> str:
     return f"mlp_{base}_{_SUFFIX[dtype]}"
 
 
+def _activation_functions() -> str:
+    """``f_<name>(z)`` and ``d_<name>(z, a)`` of every elementwise row of the table."""
+    out = []
+    for name, row in ACTIVATION_ROWS.items():
+        if not row.elementwise:
+            continue
+        f = E.to_cuda(row.forward_tree, {"z": "z"})
+        d = E.to_cuda(row.derivative_tree, {"z": "z", "a": "a"})
+        out.append(f"__device__ __forceinline__ real f_{name}(real z) {{ return {f}; }}")
+        out.append(
+            f"__device__ __forceinline__ real d_{name}(real z, real a) {{ (void)z; (void)a; "
+            f"return {d}; }}"
+        )
+    return "\n".join(out)
+
+
 def preamble(dtype: str) -> str:
     """Type, math macros, activation functions and reductions shared by every kernel."""
     _check_dtype(dtype)
@@ -94,26 +131,13 @@ def preamble(dtype: str) -> str:
     return f"""
 typedef {_CTYPE[dtype]} real;
 {math}
-#define LEAKY_SLOPE ((real){LEAKY_RELU_SLOPE!r})
 
-// Activations, as activations.py writes them. relu keeps NaN like xp.maximum does.
-__device__ __forceinline__ real f_identity(real z) {{ return z; }}
-__device__ __forceinline__ real f_relu(real z) {{ return (z > (real)0 || z != z) ? z : (real)0; }}
-__device__ __forceinline__ real f_leaky_relu(real z) {{ return z > (real)0 ? z : z * LEAKY_SLOPE; }}
-__device__ __forceinline__ real f_sigmoid(real z) {{
-    // 0.5 * (tanh(z / 2) + 1): never overflows, unlike 1 / (1 + exp(-z)).
-    return (real)0.5 * (TANH((real)0.5 * z) + (real)1);
-}}
-__device__ __forceinline__ real f_tanh(real z) {{ return TANH(z); }}
+// np.maximum / np.minimum: NaN if either argument is NaN (fmax would drop it).
+__device__ __forceinline__ real nan_max(real x, real y) {{ return (x > y || x != x) ? x : y; }}
+__device__ __forceinline__ real nan_min(real x, real y) {{ return (x < y || x != x) ? x : y; }}
 
-// Derivatives from z or a, whichever activations.py uses.
-__device__ __forceinline__ real d_identity(real z, real a) {{ return (real)1; }}
-__device__ __forceinline__ real d_relu(real z, real a) {{ return z > (real)0 ? (real)1 : (real)0; }}
-__device__ __forceinline__ real d_leaky_relu(real z, real a) {{
-    return z > (real)0 ? (real)1 : LEAKY_SLOPE;
-}}
-__device__ __forceinline__ real d_sigmoid(real z, real a) {{ return a * ((real)1 - a); }}
-__device__ __forceinline__ real d_tanh(real z, real a) {{ return (real)1 - a * a; }}
+// Activations f(z) and derivatives f'(z) (from z or a = f(z)), rendered from the math table.
+{_activation_functions()}
 
 // Sum over the 32 lanes of a warp; every lane must call it. Lane 0 holds the result.
 __device__ __forceinline__ real warp_sum(real v) {{
@@ -140,7 +164,7 @@ __device__ __forceinline__ real block_sum(real v, real* shared) {{
 
 
 def _check_activation(activation: str) -> None:
-    if activation not in ELEMENTWISE_ACTIVATIONS:
+    if not is_elementwise(activation):
         raise ValueError(f"no elementwise CUDA kernel for activation {activation!r}")
 
 
@@ -209,36 +233,33 @@ extern "C" __global__ void __launch_bounds__(256)
 def output_gradient_source(loss: str, activation: str, dtype: str) -> tuple[str, str]:
     """Output ``dz`` and per-block loss sums for an elementwise output activation.
 
-    Handles binary cross-entropy with sigmoid and squared error with any elementwise
-    activation. Arguments ``(z, yhat, y, dz, dst, total, inv_denom, loss_scale)``; block ``b``
-    writes ``loss_scale * (its loss sum)`` to ``dst[b]``.
+    Handles every elementwise loss of the table with the output activations it accepts
+    (binary cross-entropy with sigmoid, poisson with exp, squared error with any).
+    Arguments ``(z, yhat, y, dz, dst, total, inv_denom)``; block ``b`` writes its loss sum to
+    ``dst[b]``.
     """
     _check_activation(activation)
-    if loss == "binary_cross_entropy":
-        if activation != "sigmoid":
-            raise ValueError("binary cross-entropy needs a sigmoid output")
-        # Loss from logits, as losses.py: max(z, 0) - y z + log1p(exp(-|z|)).
-        value = "acc += FMAX(zi, (real)0) - yi * zi + LOG1P(EXP(-FABS(zi)));"
-    elif loss == "squared_error":
-        value = "const real diff = ai - yi;\n        acc += diff * diff;"
-    else:
+    row = loss_row(loss)
+    if row.value_tree is None:
         raise ValueError(f"no elementwise CUDA kernel for loss {loss!r}")
-    matched = (loss, activation) in (
-        ("binary_cross_entropy", "sigmoid"),
-        ("squared_error", "identity"),
-    )
-    if matched:
+    if row.requires not in (None, activation):
+        raise ValueError(f"loss {loss!r} needs a {row.requires!r} output")
+    names = {"z": "zi", "a": "ai", "y": "yi"}
+    # The loss from the logits, as the table writes it.
+    value = f"acc += {E.to_cuda(row.value_tree, names)};"
+    if row.matched == activation:
         # Matched pair: dL/dz is exactly (yhat - y) / denom.
         grad = "dz[i] = (ai - yi) * inv_denom;"
     else:
-        grad = f"dz[i] = ((ai - yi) * inv_denom) * d_{activation}(zi, ai);"
+        dl_da = E.to_cuda(row.grad_tree, names)
+        grad = f"dz[i] = (({dl_da}) * inv_denom) * d_{activation}(zi, ai);"
     name = _name(f"outgrad_{loss}_{activation}", dtype)
     body = f"""
 extern "C" __global__ void __launch_bounds__(256)
 {name}(const real* __restrict__ z, const real* __restrict__ yhat,
                                   const real* __restrict__ y, real* __restrict__ dz,
                                   real* __restrict__ dst, const long long total,
-                                  const real inv_denom, const real loss_scale) {{
+                                  const real inv_denom) {{
     __shared__ real shared[32];
     real acc = (real)0;
     const long long stride = (long long)blockDim.x * gridDim.x;
@@ -252,7 +273,7 @@ extern "C" __global__ void __launch_bounds__(256)
         {grad}
     }}
     acc = block_sum(acc, shared);
-    if (threadIdx.x == 0) dst[blockIdx.x] = acc * loss_scale;
+    if (threadIdx.x == 0) dst[blockIdx.x] = acc;
 }}
 """
     return preamble(dtype) + body, name
@@ -481,11 +502,6 @@ extern "C" __global__ void __launch_bounds__(256)
 
 
 # -- the fused whole-network kernel ------------------------------------------------------------
-def n_parameters(widths: tuple[int, ...]) -> int:
-    """Number of parameters of a network with these layer widths."""
-    return sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
-
-
 def fused_supported(widths: tuple[int, ...], activations: tuple[str, ...], loss: str, dtype: str):
     """Whether the fused whole-network kernel handles this network (small layers only)."""
     if dtype not in _CTYPE or len(activations) != len(widths) - 1:
@@ -495,16 +511,22 @@ def fused_supported(widths: tuple[int, ...], activations: tuple[str, ...], loss:
     itemsize = 4 if dtype == "float32" else 8
     if (n_parameters(widths) + 1) * itemsize > MAX_FUSED_ACCUMULATOR_BYTES:
         return False
-    if any(a not in ELEMENTWISE_ACTIVATIONS for a in activations[:-1]):
+    if any(not is_elementwise(a) for a in activations[:-1]):
         return False
     out = activations[-1]
-    if loss == "binary_cross_entropy":
-        return out == "sigmoid"
-    if loss == "cross_entropy":
-        return out == "softmax"
-    if loss == "squared_error":
-        return out in ELEMENTWISE_ACTIVATIONS
-    return False
+    if out not in ACTIVATION_ROWS or loss not in ("cross_entropy", *_elementwise_losses()):
+        return False
+    required = loss_row(loss).requires
+    if required is not None and out != required:
+        return False
+    # softmax only with cross-entropy (its matched pair), written by hand
+    return (out == "softmax") == (loss == "cross_entropy")
+
+
+def _elementwise_losses() -> tuple[str, ...]:
+    from ..ops.table import LOSS_ROWS
+
+    return tuple(n for n, row in LOSS_ROWS.items() if row.value_tree is not None)
 
 
 def _param_list(n_layers: int) -> str:
@@ -543,11 +565,8 @@ def _forward_lines(widths: tuple[int, ...], activations: tuple[str, ...]) -> lis
 
 def _offsets(widths: tuple[int, ...]) -> list[tuple[int, int]]:
     """Flat offsets ``(of W_k, of b_k)`` in the gradient vector ``[W1, b1, W2, b2, ...]``."""
-    out, pos = [], 0
-    for n_in, n_out in zip(widths[:-1], widths[1:]):
-        out.append((pos, pos + n_in * n_out))
-        pos += n_in * n_out + n_out
-    return out
+    slots = param_layout(widths)
+    return [(w.offset, b.offset) for w, b in zip(slots[0::2], slots[1::2])]
 
 
 def fused_train_source(
@@ -577,26 +596,18 @@ def fused_train_source(
         lines.append(f"const real lse = m{L} + LOG(s{L});")
         for j in range(n_out):
             lines.append(f"g_{n_params} += y_{j} * (lse - z{L}_{j});")
+    row = loss_row(loss)
     for j in range(n_out):
-        if loss == "binary_cross_entropy":
-            lines.append(
-                f"g_{n_params} += FMAX(z{L}_{j}, (real)0) - y_{j} * z{L}_{j}"
-                f" + LOG1P(EXP(-FABS(z{L}_{j})));"
-            )
-        elif loss == "squared_error":
-            lines.append(f"g_{n_params} += (a{L}_{j} - y_{j}) * (a{L}_{j} - y_{j});")
-        matched = (loss, out_act) in (
-            ("binary_cross_entropy", "sigmoid"),
-            ("cross_entropy", "softmax"),
-            ("squared_error", "identity"),
-        )
-        if matched:
+        names = {"z": f"z{L}_{j}", "a": f"a{L}_{j}", "y": f"y_{j}"}
+        if row.value_tree is not None:  # the table's loss from the logits
+            lines.append(f"g_{n_params} += {E.to_cuda(row.value_tree, names)};")
+        if row.matched == out_act:
             # Matched pair: dL/dz is exactly (yhat - y) / denom.
             lines.append(f"const real dz{L}_{j} = (a{L}_{j} - y_{j}) * inv_denom;")
         else:
+            dl_da = E.to_cuda(row.grad_tree, names)
             lines.append(
-                f"const real dz{L}_{j} = ((a{L}_{j} - y_{j}) * inv_denom)"
-                f" * d_{out_act}(z{L}_{j}, a{L}_{j});"
+                f"const real dz{L}_{j} = (({dl_da}) * inv_denom) * d_{out_act}(z{L}_{j}, a{L}_{j});"
             )
     # Backward: dW_k += a_{k-1} dz_k^T, db_k += dz_k, dz_{k-1} = (dz_k W_k^T) * f'(z_{k-1}).
     offsets = _offsets(widths)
@@ -621,7 +632,6 @@ def fused_train_source(
         f"{{ const real v = warp_sum(g_{k}); if (lane == 0) shared[warp * {n_acc} + {k}] = v; }}"
         for k in range(n_acc)
     )
-    loss_scale = "(real)0.5" if loss == "squared_error" else "(real)1"
     name = _name(
         "fused_train_" + "_".join(map(str, widths)) + "_" + "_".join(activations) + "_" + loss,
         dtype,
@@ -646,7 +656,6 @@ extern "C" __global__ void __launch_bounds__(256)
     for (int k = threadIdx.x; k < {n_acc}; k += blockDim.x) {{
         real t = (real)0;
         for (int w = 0; w < {n_warps}; ++w) t += shared[w * {n_acc} + k];
-        if (k == {n_params}) t *= {loss_scale};
         dst[(long long)k * gridDim.x + blockIdx.x] = t;
     }}
 }}

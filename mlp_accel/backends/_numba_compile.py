@@ -57,6 +57,7 @@ __all__ = [
     "cache_location",
     "cached",
     "layer_task",
+    "layer_items",
     "fused_task",
     "tasks_for",
 ]
@@ -76,38 +77,54 @@ def task_key(task: Task) -> str:
 
 
 # -- the kernel calls of a task -----------------------------------------------------------
-def _layer_calls(dtype_name: str, parallel: bool) -> list[tuple[Any, tuple]]:
-    """``(kernel, args)`` pairs that compile every per-layer kernel the backend's hooks run.
+def _layer_calls(task: Task) -> list[tuple[Any, tuple]]:
+    """``(kernel, args)`` pairs that compile the per-layer kernels a task names: the layer
+    kernels of its activations, the output kernels of its (loss, activation) pairs and, with
+    ``optim``, the optimizer kernels.
 
     The argument types are the ones the hooks pass (C-contiguous 2-D and 1-D arrays of the
-    dtype, int codes, a bool, Python floats), so the compiled signatures are the ones used.
+    dtype, Python floats and bools), so the compiled signatures are the ones used.
     """
     import numpy as np
 
     from . import _numba_kernels as K
 
+    dtype_name, parallel = task["dtype"], bool(task["parallel"])
     dtype = np.dtype(dtype_name)
     mat = np.ones((2, 3), dtype)
     vec = np.ones(3, dtype)
-    index, extra = (1, (2,)) if parallel else (0, ())
-    kernels = {hook: pair[index] for hook, pair in K.KERNELS.items()}
-    calls: list[tuple[Any, tuple]] = [
-        (kernels["dense_forward"], (mat.copy(), vec, 1, mat.copy(), *extra)),
-        (kernels["dense_backward"], (mat, mat, mat, 1, mat.copy(), vec.copy(), *extra)),
-        (
-            kernels["output_loss_gradient"],
-            (mat, mat * 0.5, mat, 0, 3, True, 1.0, mat.copy(), *extra),
-        ),
-    ]
-    for p in (mat.copy(), vec.copy()):
-        adam_args = (p, p * 0, p * 0, p * 0, 0.1, 0.9, 0.999, 1e-8, 0.1, 0.01, *extra)
-        calls.append((kernels["adam_update"], adam_args))
+    extra = (2,) if parallel else ()
+    calls: list[tuple[Any, tuple]] = []
+    for activation in task.get("activations", []):
+        m = K.layer_module(activation, dtype_name)
+        forward = m.dense_forward_parallel if parallel else m.dense_forward
+        backward = m.dense_backward_parallel if parallel else m.dense_backward
+        calls.append((forward, (mat.copy(), vec, mat.copy(), *extra)))
+        calls.append((backward, (mat, mat, mat * 0.5, mat.copy(), vec.copy(), *extra)))
+    for loss, activation in task.get("outputs", []):
+        m = K.output_module(loss, activation, dtype_name)
+        gradient = m.output_loss_gradient_parallel if parallel else m.output_loss_gradient
+        calls.append((gradient, (mat, mat * 0.5, mat, 1.0, mat.copy(), *extra)))
         if not parallel:
-            calls.append((K.sgd_update, (p, p * 0, 0.1)))
-            calls.append((K.sgd_momentum_update, (p, p * 0, p * 0, 0.1, 0.9, False)))
-    if not parallel:
-        calls.append((K.loss_sum, (mat, mat * 0.5, mat, 0)))
+            calls.append((m.loss_sum, (mat, mat * 0.5, mat)))
+    if task.get("optim", False):
+        adam = K.KERNELS["adam_update"][1 if parallel else 0]
+        for p in (mat.copy(), vec.copy()):
+            calls.append((adam, (p, p * 0, p * 0, p * 0, 0.1, 0.9, 0.999, 1e-8, 0.1, 0.01, *extra)))
+            if not parallel:
+                calls.append((K.sgd_update, (p, p * 0, 0.1)))
+                calls.append((K.sgd_momentum_update, (p, p * 0, p * 0, 0.1, 0.9, False)))
     return calls
+
+
+def _register_custom(task: Task) -> None:
+    """Register the user-defined activations a task carries (a child knows only built-ins)."""
+    custom = task.get("custom")
+    if custom:
+        from ..ops.table import register_activation
+
+        for name, spec in custom.items():
+            register_activation(name, spec["expr"], spec.get("derivative"))
 
 
 def _fused_calls(task: Task) -> list[tuple[Any, tuple]]:
@@ -147,8 +164,9 @@ def _spec_of(task: Task) -> Any:
 
 
 def _calls(task: Task) -> list[tuple[Any, tuple]]:
+    _register_custom(task)
     if task["kind"] == "layers":
-        return _layer_calls(task["dtype"], bool(task["parallel"]))
+        return _layer_calls(task)
     if task["kind"] == "fused":
         return _fused_calls(task)
     raise ValueError(f"unknown compile task kind {task['kind']!r}")
@@ -357,14 +375,53 @@ def compiling() -> bool:
     return _compiler.busy()
 
 
-def layer_task(dtype: str, parallel: bool = False) -> Task:
-    """The task of the per-layer kernels of ``dtype``."""
-    return {"kind": "layers", "dtype": str(dtype), "parallel": bool(parallel)}
+def _custom(names: Any) -> dict[str, Any]:
+    from ..ops.table import custom_activations
+
+    return custom_activations(list(names))
+
+
+def layer_task(
+    dtype: str,
+    parallel: bool = False,
+    activations: Any = (),
+    outputs: Any = (),
+    optim: bool = True,
+) -> Task:
+    """The task of the per-layer kernels of ``dtype``: the layer kernels of ``activations``,
+    the output kernels of the ``(loss, activation)`` pairs in ``outputs`` and, with ``optim``,
+    the optimizer kernels."""
+    activations = sorted(set(activations))
+    outputs = sorted({(str(loss), str(act)) for loss, act in outputs})
+    task: Task = {
+        "kind": "layers",
+        "dtype": str(dtype),
+        "parallel": bool(parallel),
+        "activations": activations,
+        "outputs": [list(pair) for pair in outputs],
+        "optim": bool(optim),
+    }
+    custom = _custom([*activations, *(act for _, act in outputs)])
+    if custom:
+        task["custom"] = custom
+    return task
+
+
+def layer_items(spec: Any) -> tuple[list[str], list[tuple[str, str]]]:
+    """The activations and ``(loss, activation)`` output pairs a model of ``spec`` runs on
+    the per-layer path (the output pair of its hook, and the matched pair of ``loss_sum``)."""
+    from ..ops.table import get_loss
+
+    fused_activation = get_loss(spec.loss).fused_activation
+    outputs = {(spec.loss, spec.activations[-1])}
+    if fused_activation is not None:
+        outputs.add((spec.loss, fused_activation))
+    return sorted(set(spec.activations)), sorted(outputs)
 
 
 def fused_task(spec: Any, parallel: bool = False) -> Task:
     """The task of the fused kernels of the narrow network ``spec``."""
-    return {
+    task: Task = {
         "kind": "fused",
         "widths": [int(w) for w in spec.widths],
         "activations": list(spec.activations),
@@ -372,6 +429,10 @@ def fused_task(spec: Any, parallel: bool = False) -> Task:
         "dtype": spec.dtype,
         "parallel": bool(parallel),
     }
+    custom = _custom(spec.activations)
+    if custom:
+        task["custom"] = custom
+    return task
 
 
 def tasks_for(spec: Any, parallel: bool = True) -> list[Task]:
@@ -379,7 +440,8 @@ def tasks_for(spec: Any, parallel: bool = True) -> list[Task]:
     from . import _numba_fused
 
     variants = (False, True) if parallel else (False,)
-    tasks = [layer_task(spec.dtype, p) for p in variants]
+    activations, outputs = layer_items(spec)
+    tasks = [layer_task(spec.dtype, p, activations, outputs) for p in variants]
     if _numba_fused.supports(spec):
         tasks += [fused_task(spec, p) for p in variants]
     return tasks
@@ -418,7 +480,7 @@ def cache_location() -> str:
     from . import _numba_fused, _numba_kernels
 
     try:
-        layers = str(_numba_kernels.dense_forward._cache._cache_path)
+        layers = str(_numba_kernels.adam_update._cache._cache_path)
     except AttributeError:  # Numba's private layout changed: name what decides it
         layers = os.environ.get("NUMBA_CACHE_DIR") or "Numba's default cache"
     return f"{layers} (per-layer kernels), {_numba_fused.cache_dir()} (network kernels)"

@@ -16,8 +16,11 @@ over the lanes of a block with a constant trip count: LLVM unrolls the layer loo
 that no two regions overlap, and vectorizes across samples. The batch is read once and no
 n-by-width array is written.
 
-The formulas are those of the generic path (``mlp_accel.activations``, ``mlp_accel.losses``):
-losses from logits, ``dz = (yhat - y) * scale`` for matched pairs, the chain rule otherwise.
+The activations, derivatives and losses are rendered from the rows of the math table
+(:mod:`mlp_accel.ops.table`), the same rows the generic path evaluates, so any built-in or
+registered activation is fused: losses from logits, ``dz = (yhat - y) * scale`` for matched
+pairs, the chain rule otherwise. The output loss and gradient are emitted by one function
+(:func:`_emit_element_output`, :func:`_emit_softmax_output`) for both kernel strategies.
 
 Generated modules are written to a cache directory (:func:`cache_dir`) and imported from
 there, so Numba's ``cache=True`` keeps their machine code on disk between processes.
@@ -25,17 +28,23 @@ there, so Numba's ``cache=True`` keeps their machine code on disk between proces
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import math
-import os
-import sys
-import tempfile
 import threading
-from pathlib import Path
+from collections.abc import Callable
 from types import ModuleType
 
-from ._numba_kernels import ACTIVATION_CODES, FASTMATH, LOSS_CODES
+from ..ops.layout import n_parameters, param_layout
+from ..ops.table import ACTIVATION_ROWS, LOSS_ROWS, activation_row, loss_row
+from ._numba_kernels import (
+    Writer,
+    cache_dir,
+    emit_softmax,
+    import_source,
+    module_header,
+    render_activation,
+    render_derivative,
+    render_loss_grad,
+    render_loss_value,
+)
 from .base import NetworkSpec
 
 __all__ = ["MAX_WIDTH", "supports", "generate_source", "load_module", "cache_dir"]
@@ -47,93 +56,40 @@ MAX_WIDTH = 64
 #: (elements); beyond it each block's lanes are summed into one gradient copy.
 _LANE_ACCUMULATOR_LIMIT = 8192
 
-_ELEMENTWISE = ("identity", "relu", "leaky_relu", "sigmoid", "tanh")
-
-# Expressions of the generic activations, over the generated module's typed constants
-# (_0, _1, _HALF, _SLOPE have the network's dtype, so float32 stays float32). Comparisons
-# are written so that a NaN propagates, as np.maximum does.
-_ACTIVATE = {
-    "identity": "{v}",
-    "relu": "(_0 if {v} <= _0 else {v})",
-    "leaky_relu": "({v} if {v} > _0 else {v} * _SLOPE)",
-    "sigmoid": "_sigmoid({v})",
-    "tanh": "math.tanh({v})",
-}
-_DERIVATIVE = {
-    "relu": "(_1 if {z} > _0 else _0)",
-    "leaky_relu": "(_1 if {z} > _0 else _SLOPE)",
-    "sigmoid": "{a} * (_1 - {a})",
-    "tanh": "(_1 - {a} * {a})",
-}
-
 _lock = threading.Lock()
 _modules: dict[tuple, ModuleType] = {}
 
 
 def supports(spec: NetworkSpec) -> bool:
-    """Whether a fused kernel can be generated for ``spec``."""
-    if spec.dtype not in ("float32", "float64") or spec.loss not in LOSS_CODES:
+    """Whether a fused kernel can be generated for ``spec`` (any rows of the math table)."""
+    if spec.dtype not in ("float32", "float64") or spec.loss not in LOSS_ROWS:
         return False
     if len(spec.widths) < 2 or any(not 1 <= w <= MAX_WIDTH for w in spec.widths):
         return False
-    *hidden, output = spec.activations
     if len(spec.activations) != len(spec.widths) - 1:
         return False
-    if any(a not in _ELEMENTWISE for a in hidden) or output not in ACTIVATION_CODES:
+    if any(a not in ACTIVATION_ROWS for a in spec.activations):
         return False
-    fused = {"binary_cross_entropy": "sigmoid", "cross_entropy": "softmax"}
-    return spec.loss == "squared_error" or fused[spec.loss] == output
+    *hidden, output = spec.activations
+    if any(not ACTIVATION_ROWS[a].elementwise for a in hidden):
+        return False
+    required = LOSS_ROWS[spec.loss].requires
+    return required is None or required == output
+
+
+def _act(w: Writer, name: str, z: str) -> str:
+    """The table's ``f(z)`` of activation ``name``, rendered for this module."""
+    return render_activation(activation_row(name), z, w.consts)
+
+
+def _der(w: Writer, name: str, z: str, a: str) -> str:
+    """The table's ``f'(z)`` of activation ``name`` (given ``a = f(z)``)."""
+    return render_derivative(activation_row(name), z, a, w.consts)
 
 
 def block_size(dtype: str) -> int:
     """Samples per block: two 512-bit vectors of lanes, a multiple of any narrower vector."""
     return 32 if dtype == "float32" else 16
-
-
-def cache_dir() -> Path:
-    """Where generated kernel modules (and Numba's cache of them) are kept.
-
-    ``$MLP_ACCEL_CACHE_DIR``, else ``$NUMBA_CACHE_DIR/mlp_accel``, else
-    ``$XDG_CACHE_HOME/mlp_accel/numba`` (``~/.cache`` by default); a fresh temporary
-    directory where none of these can be written.
-    """
-    if os.environ.get("MLP_ACCEL_CACHE_DIR"):
-        candidates = [Path(os.environ["MLP_ACCEL_CACHE_DIR"])]
-    elif os.environ.get("NUMBA_CACHE_DIR"):
-        candidates = [Path(os.environ["NUMBA_CACHE_DIR"]) / "mlp_accel"]
-    else:
-        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-        candidates = [Path(base) / "mlp_accel" / "numba"]
-    for path in candidates:
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            probe = tempfile.NamedTemporaryFile(dir=path, delete=True)
-            probe.close()
-            return path
-        except OSError:
-            continue
-    return Path(tempfile.mkdtemp(prefix="mlp_accel_numba_"))
-
-
-class _Writer:
-    """Indented source lines."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.depth = 0
-
-    def __call__(self, line: str) -> None:
-        self.lines.append("    " * self.depth + line)
-
-    def indent(self) -> _Writer:
-        self.depth += 1
-        return self
-
-    def __enter__(self) -> _Writer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.depth -= 1
 
 
 class _Layout:
@@ -144,7 +100,7 @@ class _Layout:
         self.widths = d
         self.n_layers = len(d) - 1
         self.lanes = lanes
-        self.n_params = sum(d[k] * d[k + 1] + d[k + 1] for k in range(self.n_layers))
+        self.n_params = n_parameters(d)
         self.lane_accumulators = self.n_params * lanes <= _LANE_ACCUMULATOR_LIMIT
         size = 0
 
@@ -158,12 +114,11 @@ class _Layout:
         self.weight = [0] * (self.n_layers + 1)
         self.bias = [0] * (self.n_layers + 1)
         self.param_offset = [0] * (self.n_layers + 1)  # offset in the flat gradient vector
-        flat = 0
+        slots = param_layout(d)
         for k in range(1, self.n_layers + 1):
-            self.weight[k] = take(d[k - 1] * d[k])
-            self.bias[k] = take(d[k])
-            self.param_offset[k] = flat
-            flat += d[k - 1] * d[k] + d[k]
+            self.weight[k] = take(slots[2 * k - 2].size)
+            self.bias[k] = take(slots[2 * k - 1].size)
+            self.param_offset[k] = slots[2 * k - 2].offset
         copies = lanes if self.lane_accumulators else 1
         self.grad = take(self.n_params * copies)
         self.grad_copies = copies
@@ -182,7 +137,7 @@ class _Layout:
         self.size = size
 
 
-def _copy_weights(w: _Writer, lay: _Layout) -> None:
+def _copy_weights(w: Writer, lay: _Layout) -> None:
     d = lay.widths
     for k in range(1, lay.n_layers + 1):
         w(f"for i in range({d[k - 1]}):")
@@ -193,7 +148,7 @@ def _copy_weights(w: _Writer, lay: _Layout) -> None:
         w(f"    S[{lay.bias[k]} + j] = b{k}[j]")
 
 
-def _load_block(w: _Writer, lay: _Layout, with_targets: bool) -> None:
+def _load_block(w: Writer, lay: _Layout, with_targets: bool) -> None:
     B, d0, dL = lay.lanes, lay.widths[0], lay.widths[-1]
     w(f"m = min({B}, hi - r)")
     w(f"if m < {B}:")
@@ -212,7 +167,7 @@ def _load_block(w: _Writer, lay: _Layout, with_targets: bool) -> None:
             w(f"    S[{lay.y} + k * {B} + s] = Y[r + s, k]")
 
 
-def _forward_layers(w: _Writer, lay: _Layout, activations: tuple[str, ...]) -> None:
+def _forward_layers(w: Writer, lay: _Layout, activations: tuple[str, ...]) -> None:
     """z_k = a_{k-1} W_k + b_k and a_k = f_k(z_k), lane by lane; the output stays logits."""
     B, d = lay.lanes, lay.widths
     for k in range(1, lay.n_layers + 1):
@@ -228,64 +183,80 @@ def _forward_layers(w: _Writer, lay: _Layout, activations: tuple[str, ...]) -> N
                 w("for s in range(nl):")
                 w(f"    S[{zo} + j * {B} + s] += wij * S[{ai} + i * {B} + s]")
             if k < lay.n_layers and lay.a[k] != lay.z[k]:
-                expr = _ACTIVATE[activations[k - 1]].format(v="v")
+                expr = _act(w, activations[k - 1], "v")
                 w("for s in range(nl):")
                 w(f"    v = S[{zo} + j * {B} + s]")
                 w(f"    S[{lay.a[k]} + j * {B} + s] = {expr}")
 
 
-def _softmax_lanes(w: _Writer, lay: _Layout, dest: int) -> None:
-    """Row softmax of the output logits into ``dest`` (per lane); leaves ``top``, ``tot``."""
-    B, dL, zo = lay.lanes, lay.widths[-1], lay.z[lay.n_layers]
-    w(f"top = S[{zo} + s]")
-    w(f"for k in range(1, {dL}):")
-    w(f"    if S[{zo} + k * {B} + s] > top:")
-    w(f"        top = S[{zo} + k * {B} + s]")
-    w("tot = _0")
-    w(f"for k in range({dL}):")
-    w(f"    e = _exp_neg(S[{zo} + k * {B} + s] - top)")
-    w(f"    S[{dest} + k * {B} + s] = e")
-    w("    tot += e")
-    w("inv = _1 / tot")
-    w(f"for k in range({dL}):")
-    w(f"    S[{dest} + k * {B} + s] *= inv")
+def _emit_element_output(w: Writer, spec: NetworkSpec) -> None:
+    """Lines that set ``lv`` (loss) and ``g`` (dz) of one output element from the logit ``v``,
+    the target ``yk`` and the scale ``sc``: the one place the fused kernels write the loss.
+
+    Matched pairs take ``g = (p - yk) * sc`` exactly; other pairs the chain rule.
+    """
+    out, lrow = spec.activations[-1], loss_row(spec.loss)
+    w(f"p = {_act(w, out, 'v')}")
+    w(f"lv = {render_loss_value(lrow, 'v', 'p', 'yk', w.consts)}")
+    if lrow.matched == out:
+        w("g = (p - yk) * sc")
+    else:
+        grad = render_loss_grad(lrow, "p", "yk", w.consts)
+        w(f"g = ({grad}) * sc * {_der(w, out, 'v', 'p')}")
 
 
-def _output_gradient(w: _Writer, lay: _Layout, spec: NetworkSpec) -> None:
+def _emit_softmax_output(
+    w: Writer,
+    spec: NetworkSpec,
+    z: Callable[[str], str],
+    y: Callable[[str], str],
+    g: Callable[[str], str],
+) -> None:
+    """Lines for one row of a softmax output: the row's loss into ``lrow`` and its dz into
+    ``g(k)`` (which first holds the probabilities); ``z(k)``, ``y(k)`` read logits, targets."""
+    dL, lrow = spec.widths[-1], loss_row(spec.loss)
+    emit_softmax(w, str(dL), z, g, "_exp_neg")
+    w("lrow = 0.0")
+    if lrow.value_tree is None:  # cross-entropy: sum_k y_k (logsumexp(z) - z_k)
+        w("lse = top + math.log(tot)")
+        w(f"for k in range({dL}):")
+        w(f"    lrow += {y('k')} * (lse - {z('k')})")
+    else:
+        value = render_loss_value(lrow, z("k"), g("k"), y("k"), w.consts)
+        w(f"for k in range({dL}):")
+        w(f"    lrow += {value}")
+    if lrow.matched == "softmax":  # matched pair: dz = (softmax(z) - y) * scale
+        w(f"for k in range({dL}):")
+        w(f"    {g('k')} = ({g('k')} - {y('k')}) * sc")
+        return
+    # the loss gradient through the softmax Jacobian: p * (g - <g, p>)
+    grad = render_loss_grad(lrow, g("k"), y("k"), w.consts)
+    w("dot = _0")
+    w(f"for k in range({dL}):")
+    w(f"    dot += ({grad}) * sc * {g('k')}")
+    w(f"for k in range({dL}):")
+    w(f"    {g('k')} = {g('k')} * (({grad}) * sc - dot)")
+
+
+def _output_gradient(w: Writer, lay: _Layout, spec: NetworkSpec) -> None:
     """Loss of the block's valid lanes into ``lsum``; dz of the output layer (0 in padding)."""
     B, dL, L = lay.lanes, lay.widths[-1], lay.n_layers
     zo, yo, go = lay.z[L], lay.y, lay.dz[L]
-    out = spec.activations[-1]
-    if out == "softmax":
+    if spec.activations[-1] == "softmax":
         w("for s in range(nl):")
         with w.indent():
-            _softmax_lanes(w, lay, go)  # probabilities into dz's slot, then overwritten
-            w("ok = s < m")
-            if spec.loss == "cross_entropy":
-                # matched pair: dz = (softmax(z) - y) * scale
-                w("lse = top + math.log(tot)")
-                w("lrow = 0.0")
-                w(f"for k in range({dL}):")
-                with w.indent():
-                    w(f"yk = S[{yo} + k * {B} + s]")
-                    w(f"lrow += yk * (lse - S[{zo} + k * {B} + s])")
-                    w(f"S[{go} + k * {B} + s] = (S[{go} + k * {B} + s] - yk) * sc if ok else _0")
-            else:
-                # squared error through the softmax Jacobian: p * (g - <g, p>)
-                w("lrow = 0.0")
-                w("dot = _0")
-                w(f"for k in range({dL}):")
-                with w.indent():
-                    w(f"diff = S[{go} + k * {B} + s] - S[{yo} + k * {B} + s]")
-                    w("lrow += 0.5 * diff * diff")
-                    w(f"dot += diff * sc * S[{go} + k * {B} + s]")
-                w(f"for k in range({dL}):")
-                with w.indent():
-                    w(f"p = S[{go} + k * {B} + s]")
-                    w(f"diff = p - S[{yo} + k * {B} + s]")
-                    w(f"S[{go} + k * {B} + s] = p * (diff * sc - dot) if ok else _0")
-            w("if ok:")
+            _emit_softmax_output(
+                w,
+                spec,
+                lambda k: f"S[{zo} + {k} * {B} + s]",
+                lambda k: f"S[{yo} + {k} * {B} + s]",
+                lambda k: f"S[{go} + {k} * {B} + s]",
+            )
+            w("if s < m:")
             w("    lsum += lrow")
+            w("else:")
+            w(f"    for k in range({dL}):")
+            w(f"        S[{go} + k * {B} + s] = _0")
         return
     w(f"for k in range({dL}):")
     with w.indent():
@@ -294,27 +265,13 @@ def _output_gradient(w: _Writer, lay: _Layout, spec: NetworkSpec) -> None:
             w(f"v = S[{zo} + k * {B} + s]")
             w(f"yk = S[{yo} + k * {B} + s]")
             w("ok = s < m")
-            if spec.loss == "binary_cross_entropy":
-                # matched pair; one exp serves the sigmoid and the log-sigmoid loss
-                w("e = _exp_neg(-abs(v))")
-                w("inv = _1 / (_1 + e)")
-                w("p = inv if v >= _0 else e * inv")
-                w("lv = (_0 if v <= _0 else v) - yk * v + _log1p_unit(e)")
-                w("g = (p - yk) * sc")
-            else:
-                w(f"p = {_ACTIVATE[out].format(v='v')}")
-                w("diff = p - yk")
-                w("lv = _HALF * diff * diff")
-                g = "diff * sc"
-                if out != "identity":  # identity + squared error is the matched pair
-                    g += " * " + _DERIVATIVE[out].format(z="v", a="p")
-                w(f"g = {g}")
+            _emit_element_output(w, spec)
             w(f"S[{go} + k * {B} + s] = g if ok else _0")
             w("if ok:")
             w("    lsum += lv")
 
 
-def _backward_layers(w: _Writer, lay: _Layout, activations: tuple[str, ...]) -> None:
+def _backward_layers(w: Writer, lay: _Layout, activations: tuple[str, ...]) -> None:
     """Accumulate dW, db of every layer and carry dz down, lane by lane."""
     B, d = lay.lanes, lay.widths
     for k in range(lay.n_layers, 0, -1):
@@ -359,88 +316,12 @@ def _backward_layers(w: _Writer, lay: _Layout, activations: tuple[str, ...]) -> 
             act = activations[k - 2]
             if act != "identity":
                 zb, ab = lay.z[k - 1], lay.a[k - 1]
-                deriv = _DERIVATIVE[act].format(
-                    z=f"S[{zb} + i * {B} + s]", a=f"S[{ab} + i * {B} + s]"
-                )
+                deriv = _der(w, act, f"S[{zb} + i * {B} + s]", f"S[{ab} + i * {B} + s]")
                 w("for s in range(nl):")
                 w(f"    S[{below} + i * {B} + s] *= {deriv}")
 
 
-# -- exp and log1p that vectorize ----------------------------------------------------------
-# Numba calls libm for math.exp and math.log1p, one sample at a time (no SVML without Intel's
-# runtime). The binary cross-entropy output needs exp(-|z|) and log1p of it for every sample,
-# which dominated the small-network step; these branch-free versions (fdlibm's reductions and
-# polynomials) inline into the sample loop and let LLVM vectorize it. They are compiled
-# without fastmath: reassociation would undo the Cody-Waite reduction.
-_EXP_CONSTANTS = {
-    # (clamp below which the result flushes to 0, ln2 hi, ln2 lo, Taylor degree, int, bias,
-    # mantissa bits)
-    "float64": (-708.0, 6.9314718036912382e-01, 1.9082149292705877e-10, 13, "int64", 1023, 52),
-    "float32": (-87.0, 0.693145751953125, 1.4286068203094172e-06, 7, "int32", 127, 23),
-}
-# fdlibm's log1p/log polynomial in s^2, s = f / (2 + f), for f in [sqrt(2)/2 - 1, sqrt(2) - 1]
-_LG = (
-    6.666666666666735130e-01,
-    3.999999999940941908e-01,
-    2.857142874366239149e-01,
-    2.222219843214978396e-01,
-    1.818357216161805012e-01,
-    1.531383769920937332e-01,
-    1.479819860511658591e-01,
-)
-
-
-def _math_helpers(dtype: str) -> list[str]:
-    """Source of ``_exp_neg(x)`` (``exp(x)`` for ``x <= 0``) and ``_log1p_unit(e)`` (``log1p(e)``
-    for ``0 <= e <= 1``), both within about 1 ulp and propagating NaN."""
-    xmin, ln2_hi, ln2_lo, degree, itype, bias, bits = _EXP_CONSTANTS[dtype]
-    horner = f"DT({1.0 / math.factorial(degree)!r})"  # Taylor series of exp(r), |r| <= ln2 / 2
-    for n in range(degree - 1, 1, -1):
-        horner = f"DT({1.0 / math.factorial(n)!r}) + r * ({horner})"
-    horner = f"_1 + r * (_1 + r * ({horner}))"
-    lg = [f"DT({c!r})" for c in _LG]
-    return [
-        "",
-        "",
-        "@njit(cache=True, error_model='numpy')",
-        "def _exp_neg(x):",
-        '    """exp(x) for x <= 0 (NaN stays NaN; below the normal range it flushes to 0)."""',
-        f"    xc = DT({xmin!r}) if x < DT({xmin!r}) else x",
-        f"    t = xc * DT({1.0 / math.log(2.0)!r})",
-        f"    k = np.{itype}(t - _HALF) if t == t else np.{itype}(0)  # round half down; t <= 0",
-        "    kf = DT(k)",
-        f"    r = (xc - kf * DT({ln2_hi!r})) - kf * DT({ln2_lo!r})",
-        f"    p = {horner}",
-        f"    scale = np.{itype}((k + np.{itype}({bias})) << np.{itype}({bits})).view(DT)",
-        f"    return _0 if x < DT({xmin!r}) else p * scale",
-        "",
-        "",
-        "@njit(cache=True, error_model='numpy')",
-        "def _log1p_unit(e):",
-        '    """log1p(e) for 0 <= e <= 1 (NaN stays NaN)."""',
-        f"    big = e > DT({math.sqrt(2.0) - 1.0!r})",
-        "    f = (e - _1) * _HALF if big else e  # log1p(e) = k ln2 + log1p(f)",
-        "    k = _1 if big else _0",
-        "    s = f / (DT(2.0) + f)",
-        "    z = s * s",
-        "    w = z * z",
-        f"    t1 = w * ({lg[1]} + w * ({lg[3]} + w * {lg[5]}))",
-        f"    t2 = z * ({lg[0]} + w * ({lg[2]} + w * ({lg[4]} + w * {lg[6]})))",
-        "    hfsq = _HALF * f * f",
-        f"    low = s * (hfsq + t1 + t2) + k * DT({ln2_lo!r})",
-        f"    return k * DT({ln2_hi!r}) - ((hfsq - low) - f)",
-        "",
-        "",
-        "@njit(cache=True, error_model='numpy')",
-        "def _sigmoid(v):",
-        '    """1 / (1 + exp(-v)) from exp(-|v|), which never overflows."""',
-        "    e = _exp_neg(-abs(v))",
-        "    inv = _1 / (_1 + e)",
-        "    return inv if v >= _0 else e * inv",
-    ]
-
-
-def _chunk_bounds(w: _Writer, lanes: int) -> None:
+def _chunk_bounds(w: Writer, lanes: int) -> None:
     w("n = X.shape[0]")
     w(f"per = (n + {lanes} * chunks - 1) // ({lanes} * chunks) * {lanes}")
 
@@ -458,7 +339,7 @@ def _unrolled(spec: NetworkSpec) -> bool:
     return sum(d[k] * d[k + 1] for k in range(len(d) - 1)) <= _UNROLL_LIMIT
 
 
-def _scalar_forward(w: _Writer, spec: NetworkSpec, through_output: bool) -> None:
+def _scalar_forward(w: Writer, spec: NetworkSpec, through_output: bool) -> None:
     """Unrolled forward pass of sample ``r`` into scalar locals ``z{k}_{j}``, ``a{k}_{j}``."""
     d, L = spec.widths, len(spec.widths) - 1
     for i in range(d[0]):
@@ -468,10 +349,10 @@ def _scalar_forward(w: _Writer, spec: NetworkSpec, through_output: bool) -> None
             terms = " + ".join(f"a{k - 1}_{i} * w{k}_{i}_{j}" for i in range(d[k - 1]))
             w(f"z{k}_{j} = b{k}_{j} + {terms}")
             if k < L:
-                w(f"a{k}_{j} = {_ACTIVATE[spec.activations[k - 1]].format(v=f'z{k}_{j}')}")
+                w(f"a{k}_{j} = {_act(w, spec.activations[k - 1], f'z{k}_{j}')}")
 
 
-def _scalar_chunks(w: _Writer, spec: NetworkSpec, serial: str) -> None:
+def _scalar_chunks(w: Writer, spec: NetworkSpec, serial: str) -> None:
     """``train_chunk``/``forward_chunk`` as unrolled scalar code per sample.
 
     Each block of :data:`_ROWS` samples takes three loops: the forward pass to the output
@@ -541,7 +422,7 @@ def _scalar_chunks(w: _Writer, spec: NetworkSpec, serial: str) -> None:
                         if act == "identity":
                             w(f"d{k - 1}_{i} = {terms}")
                         else:
-                            der = _DERIVATIVE[act].format(z=f"z{k - 1}_{i}", a=f"a{k - 1}_{i}")
+                            der = _der(w, act, f"z{k - 1}_{i}", f"a{k - 1}_{i}")
                             w(f"d{k - 1}_{i} = ({terms}) * {der}")
         q = 0
         for k in range(1, L + 1):
@@ -569,66 +450,32 @@ def _scalar_chunks(w: _Writer, spec: NetworkSpec, serial: str) -> None:
         w("for r in range(lo, hi):")
         with w.indent():
             if out == "softmax":
-                w("top = out[r, 0]")
-                w(f"for k in range(1, {dL}):")
-                w("    if out[r, k] > top:")
-                w("        top = out[r, k]")
-                w("tot = _0")
-                w(f"for k in range({dL}):")
-                w("    e = _exp_neg(out[r, k] - top)")
-                w("    out[r, k] = e")
-                w("    tot += e")
-                w("inv = _1 / tot")
-                w(f"for k in range({dL}):")
-                w("    out[r, k] *= inv")
+                row = lambda k: f"out[r, {k}]"  # noqa: E731
+                emit_softmax(w, str(dL), row, row, "_exp_neg")
             else:
                 w(f"for k in range({dL}):")
                 w("    v = out[r, k]")
-                w(f"    out[r, k] = {_ACTIVATE[out].format(v='v')}")
+                w(f"    out[r, k] = {_act(w, out, 'v')}")
 
 
-def _scalar_output(w: _Writer, spec: NetworkSpec) -> None:
+def _scalar_output(w: Writer, spec: NetworkSpec) -> None:
     """Loss of the block's ``m`` rows into ``lsum`` and their output dz into ``GB``.
 
     Reads the logits ``ZB`` and targets ``YB`` (output ``k`` of row ``t`` at ``k * _ROWS + t``).
     Elementwise outputs loop over the rows innermost, which vectorizes.
     """
     dL, B = spec.widths[-1], _ROWS
-    out = spec.activations[-1]
-    if out == "softmax":
+    if spec.activations[-1] == "softmax":
         w("for t in range(m):")
         with w.indent():
-            w("top = ZB[t]")
-            w(f"for k in range(1, {dL}):")
-            w(f"    if ZB[k * {B} + t] > top:")
-            w(f"        top = ZB[k * {B} + t]")
-            w("tot = _0")
-            w(f"for k in range({dL}):")
-            w(f"    e = _exp_neg(ZB[k * {B} + t] - top)")
-            w(f"    GB[k * {B} + t] = e")
-            w("    tot += e")
-            w("inv = _1 / tot")
-            w(f"for k in range({dL}):")
-            w(f"    GB[k * {B} + t] *= inv")
-            if spec.loss == "cross_entropy":
-                # matched pair: dz = (softmax(z) - y) * scale
-                w("lse = top + math.log(tot)")
-                w(f"for k in range({dL}):")
-                w(f"    q = k * {B} + t")
-                w("    lsum += YB[q] * (lse - ZB[q])")
-                w("    GB[q] = (GB[q] - YB[q]) * sc")
-            else:
-                # squared error through the softmax Jacobian: p * (g - <g, p>)
-                w("dot = _0")
-                w(f"for k in range({dL}):")
-                w(f"    q = k * {B} + t")
-                w("    diff = GB[q] - YB[q]")
-                w("    lsum += 0.5 * diff * diff")
-                w("    dot += diff * sc * GB[q]")
-                w(f"for k in range({dL}):")
-                w(f"    q = k * {B} + t")
-                w("    p = GB[q]")
-                w("    GB[q] = p * ((p - YB[q]) * sc - dot)")
+            _emit_softmax_output(
+                w,
+                spec,
+                lambda k: f"ZB[{k} * {B} + t]",
+                lambda k: f"YB[{k} * {B} + t]",
+                lambda k: f"GB[{k} * {B} + t]",
+            )
+            w("lsum += lrow")
         return
     w(f"for k in range({dL}):")
     with w.indent():
@@ -637,24 +484,12 @@ def _scalar_output(w: _Writer, spec: NetworkSpec) -> None:
             w(f"q = k * {B} + t")
             w("v = ZB[q]")
             w("yk = YB[q]")
-            if spec.loss == "binary_cross_entropy":
-                # matched pair; one exp serves the sigmoid and the log-sigmoid loss
-                w("e = _exp_neg(-abs(v))")
-                w("inv = _1 / (_1 + e)")
-                w("p = inv if v >= _0 else e * inv")
-                w("lsum += (_0 if v <= _0 else v) - yk * v + _log1p_unit(e)")
-                w("GB[q] = (p - yk) * sc")
-            else:
-                w(f"p = {_ACTIVATE[out].format(v='v')}")
-                w("diff = p - yk")
-                w("lsum += _HALF * diff * diff")
-                g = "diff * sc"
-                if out != "identity":  # identity + squared error is the matched pair
-                    g += " * " + _DERIVATIVE[out].format(z="v", a="p")
-                w(f"GB[q] = {g}")
+            _emit_element_output(w, spec)
+            w("lsum += lv")
+            w("GB[q] = g")
 
 
-def _lane_chunks(w: _Writer, spec: NetworkSpec, serial: str) -> None:
+def _lane_chunks(w: Writer, spec: NetworkSpec, serial: str) -> None:
     """``train_chunk``/``forward_chunk`` over blocks of ``nl`` lanes in a flat array."""
     lay = _Layout(spec, block_size(spec.dtype))
     L, B, dL, P = lay.n_layers, lay.lanes, lay.widths[-1], lay.n_params
@@ -701,17 +536,18 @@ def _lane_chunks(w: _Writer, spec: NetworkSpec, serial: str) -> None:
             if spec.activations[-1] == "softmax":
                 w("for s in range(m):")
                 with w.indent():
-                    _softmax_lanes(w, lay, zo)
+                    lane = lambda k: f"S[{zo} + {k} * {B} + s]"  # noqa: E731
+                    emit_softmax(w, str(dL), lane, lane, "_exp_neg")
                     w(f"for k in range({dL}):")
                     w(f"    out[r + s, k] = S[{zo} + k * {B} + s]")
             else:
-                expr = _ACTIVATE[spec.activations[-1]].format(v=f"S[{zo} + k * {B} + s]")
+                expr = _act(w, spec.activations[-1], f"S[{zo} + k * {B} + s]")
                 w("for s in range(m):")
                 w(f"    for k in range({dL}):")
                 w(f"        out[r + s, k] = {expr}")
 
 
-def _shaped_return(w: _Writer, spec: NetworkSpec, loss: str) -> None:
+def _shaped_return(w: Writer, spec: NetworkSpec, loss: str) -> None:
     """Return ``(loss, dW1, db1, ...)``: the flat ``grads`` copied into parameter shapes.
 
     Shaped arrays made here cost the caller nothing, where slicing and reshaping the flat
@@ -737,21 +573,7 @@ def generate_source(spec: NetworkSpec) -> str:
     lay = _Layout(spec, block_size(spec.dtype))
     L, B, dL = lay.n_layers, lay.lanes, lay.widths[-1]
     params = ", ".join(f"W{k}, b{k}" for k in range(1, L + 1))
-    w = _Writer()
-    w(f'"""Generated by mlp_accel for {spec}; do not edit."""')
-    w("import math")
-    w("import numpy as np")
-    w("from numba import njit, prange")
-    w(f"DT = np.{spec.dtype}")
-    w("_0 = DT(0.0)")
-    w("_1 = DT(1.0)")
-    w("_HALF = DT(0.5)")
-    w("_SLOPE = DT(0.01)")
-    # sorted, so the source (and its hash, the file name) is the same in every process
-    w("FASTMATH = {" + ", ".join(repr(flag) for flag in sorted(FASTMATH)) + "}")
-    # rows per block of the unrolled kernel; lanes per block of the lane kernel
-    w(f"BLOCK = {_ROWS if _unrolled(spec) else block_size(spec.dtype)}")
-    w.lines += _math_helpers(spec.dtype)
+    w = Writer()
     # error_model="numpy": a float division needs no zero check, so loops with one vectorize
     serial = "@njit(cache=True, fastmath=FASTMATH, error_model='numpy')"
     parallel = "@njit(cache=True, fastmath=FASTMATH, error_model='numpy', parallel=True)"
@@ -811,7 +633,11 @@ def generate_source(spec: NetworkSpec) -> str:
             w("lo = min(n, c * per)")
             w(f"forward_chunk(X, {params}, lo, min(n, lo + per), out, nl)")
         w("return out")
-    return "\n".join(w.lines) + "\n"
+    # The header comes last: it defines the typed constants the rendered expressions used.
+    header = module_header(str(spec), spec.dtype, w.consts)
+    # rows per block of the unrolled kernel; lanes per block of the lane kernel
+    header.insert(1, f"BLOCK = {_ROWS if _unrolled(spec) else block_size(spec.dtype)}")
+    return "\n".join(header + w.lines) + "\n"
 
 
 def load_module(spec: NetworkSpec) -> ModuleType:
@@ -820,30 +646,14 @@ def load_module(spec: NetworkSpec) -> ModuleType:
     The file name is a hash of the source, so a changed generator never reuses stale code,
     and Numba's on-disk cache (keyed by the file) stays valid across processes.
     """
-    key = (spec.widths, spec.activations, spec.loss, spec.dtype)
+    # keyed by the rows' formulas too, not only their names
+    names = spec.activations
+    rows = tuple((a, activation_row(a).expr, activation_row(a).derivative) for a in names)
+    key = (spec.widths, rows, spec.loss, spec.dtype)
     with _lock:
         module = _modules.get(key)
         if module is not None:
             return module
-        source = generate_source(spec)
-        digest = hashlib.sha1(source.encode()).hexdigest()[:20]
-        name = f"mlp_accel_fused_{digest}"
-        directory = cache_dir()
-        path = directory / f"{name}.py"
-        try:
-            current = path.read_text() if path.exists() else None
-        except OSError:
-            current = None
-        if current != source:
-            # Write then rename, so a concurrent process never imports half a file.
-            fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-            with os.fdopen(fd, "w") as fh:
-                fh.write(source)
-            os.replace(tmp, path)
-        module_spec = importlib.util.spec_from_file_location(name, path)
-        assert module_spec is not None and module_spec.loader is not None
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[name] = module  # numba's cache locates functions through their module
-        module_spec.loader.exec_module(module)
+        module = import_source(generate_source(spec), "mlp_accel_fused")
         _modules[key] = module
         return module

@@ -1,45 +1,66 @@
-"""Numba kernels of the ``numba`` backend: one flat module of small ``@njit`` functions.
+"""Numba kernels of the ``numba`` backend: optimizer kernels, and layer kernels rendered
+from the math table.
+
+The optimizer kernels are one flat module of small ``@njit`` functions. The layer kernels
+(bias + activation, activation derivative + column sums, output loss + gradient) are
+rendered per activation (and per loss) from :mod:`mlp_accel.ops.table` into small generated
+modules (:func:`layer_module`, :func:`output_module`), written to :func:`cache_dir` and
+imported from there, so Numba's ``cache=True`` keeps their machine code on disk: each is
+compiled once per (activation, dtype), whatever the widths, and a user-registered
+activation gets the same kernels as a built-in one.
 
 Each kernel is named after the backend hook it replaces and works in place on C-contiguous
 float32/float64 arrays. Serial kernels loop over the batch; their ``*_parallel`` twins split
 the rows into ``chunks`` pieces, one per thread (``prange``), and call the serial kernel on
-each chunk, so
-the arithmetic is written once. The backend picks the parallel twin only where the work is
-large enough to pay for waking the thread pool.
+each chunk, so the arithmetic is written once. The backend picks the parallel twin only
+where the work is large enough to pay for waking the thread pool.
 
 ``fastmath`` is restricted to reassociation-type flags: with ``nnan``/``ninf`` the compiler
-may fold away the NaN and inf checks that catch a diverging training run.
-
-Activations and losses are passed as small integer codes (:data:`ACTIVATION_CODES`,
-:data:`LOSS_CODES`) so one compiled kernel serves all of them.
+may fold away the NaN and inf checks that catch a diverging training run, and NaN/inf must
+propagate as in NumPy (an overflowing hidden layer gives NaN outputs on every backend).
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import math
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import ClassVar
 
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["ACTIVATION_CODES", "LOSS_CODES", "FASTMATH", "KERNELS"]
+from ..ops import expr as E
+from ..ops.table import ActivationRow, LossRow, activation_row, loss_row
+
+__all__ = [
+    "FASTMATH",
+    "KERNELS",
+    "Writer",
+    "Constants",
+    "cache_dir",
+    "import_source",
+    "module_header",
+    "render_activation",
+    "render_derivative",
+    "render_loss_value",
+    "render_loss_grad",
+    "emit_softmax",
+    "layer_source",
+    "output_source",
+    "layer_module",
+    "output_module",
+]
 
 #: Only reassociation-type flags: keep NaN/inf semantics intact.
 FASTMATH = {"reassoc", "contract", "arcp"}
-
-#: Activation name -> code understood by the kernels.
-ACTIVATION_CODES = {
-    "identity": 0,
-    "relu": 1,
-    "leaky_relu": 2,
-    "sigmoid": 3,
-    "tanh": 4,
-    "softmax": 5,
-}
-
-#: Loss name -> code understood by the kernels.
-LOSS_CODES = {"binary_cross_entropy": 0, "cross_entropy": 1, "squared_error": 2}
-
-_SLOPE = 0.01  # mlp_accel.activations.LEAKY_RELU_SLOPE, restated: kernels cannot import it.
 
 # error_model="numpy": a float division by zero gives inf/NaN (as NumPy does, and the
 # divergence check catches) instead of a Python exception, whose check per division keeps
@@ -48,228 +69,472 @@ _jit = njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 _jit_parallel = njit(cache=True, fastmath=FASTMATH, parallel=True, error_model="numpy")
 
 
-# -- elementwise activation pieces ---------------------------------------------------------
-# Python float literals are float64 to Numba; constants taken from a float32 array keep a
-# float32 kernel in float32 (and vectorized twice as wide).
-@_jit
-def _constants(dtype):
-    """0, 1/2, 1 and the leaky slope in ``dtype``."""
-    return np.array((0.0, 0.5, 1.0, _SLOPE)).astype(dtype)
+# -- source generation ---------------------------------------------------------------------
+class Writer:
+    """Indented source lines."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.depth = 0
+        self.consts = Constants()  # the typed numbers the rendered expressions use
+
+    def __call__(self, line: str) -> None:
+        self.lines.append("    " * self.depth + line)
+
+    def indent(self) -> Writer:
+        self.depth += 1
+        return self
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.depth -= 1
 
 
-@_jit
-def _activate(z, code):
-    # Comparisons are written so a NaN passes through, as np.maximum and np.where do.
-    if code == 1:
-        return 0.0 if z <= 0.0 else z
-    if code == 2:
-        return z if z > 0.0 else z * _SLOPE
-    if code == 3:
-        return 0.5 * (math.tanh(0.5 * z) + 1.0)
-    if code == 4:
-        return math.tanh(z)
-    return z
+class Constants:
+    """Typed module constants for the numbers of rendered expressions.
 
-
-@_jit
-def _derivative(z, a, code):
-    if code == 1:
-        return 1.0 if z > 0.0 else 0.0
-    if code == 2:
-        return 1.0 if z > 0.0 else _SLOPE
-    if code == 3:
-        return a * (1.0 - a)
-    if code == 4:
-        return 1.0 - a * a
-    return 1.0
-
-
-# -- dense_forward -------------------------------------------------------------------------
-@_jit
-def dense_forward(z, b, code, a):
-    """``z += b`` and ``a = f(z)`` row by row (softmax over each row for code 5).
-
-    For the identity (code 0) ``a`` may be ``z`` itself and is left alone. The activation is
-    chosen outside the inner loops, so that the common ones (relu, leaky relu) vectorize.
+    Python float literals are float64 to Numba; module-level ``DT(...)`` constants keep a
+    float32 kernel in float32 (and vectorized twice as wide). ``_0``, ``_1`` and ``_HALF``
+    always exist.
     """
-    n, m = z.shape
-    k = _constants(z.dtype)
-    zero, half, one, slope = k[0], k[1], k[2], k[3]
-    for r in range(n):
-        for j in range(m):
-            z[r, j] += b[j]
-        if code == 1:
-            for j in range(m):
-                v = z[r, j]
-                a[r, j] = zero if v <= zero else v
-        elif code == 2:
-            for j in range(m):
-                v = z[r, j]
-                a[r, j] = v if v > zero else v * slope
-        elif code == 3:
-            for j in range(m):
-                a[r, j] = half * (math.tanh(half * z[r, j]) + one)
-        elif code == 4:
-            for j in range(m):
-                a[r, j] = math.tanh(z[r, j])
-        elif code == 5:
-            top = z[r, 0]
-            for j in range(1, m):
-                if z[r, j] > top:
-                    top = z[r, j]
-            total = zero
-            for j in range(m):
-                e = math.exp(z[r, j] - top)
-                a[r, j] = e
-                total += e
-            inv = one / total
-            for j in range(m):
-                a[r, j] *= inv
+
+    _FIXED: ClassVar[dict[float, str]] = {0.0: "_0", 1.0: "_1", 0.5: "_HALF"}
+
+    def __init__(self) -> None:
+        self.names: dict[float, str] = {}
+
+    def __call__(self, value: float) -> str:
+        if value in self._FIXED:
+            return self._FIXED[value]
+        if value not in self.names:
+            self.names[value] = f"_K{len(self.names)}"
+        return self.names[value]
+
+    def lines(self) -> list[str]:
+        """``_K0 = DT(...)`` definitions, in first-use order."""
+        return [f"{name} = DT({value!r})" for value, name in self.names.items()]
 
 
-@_jit_parallel
-def dense_forward_parallel(z, b, code, a, chunks):
-    """:func:`dense_forward` over one chunk of rows per thread."""
-    n = z.shape[0]
-    for c in prange(chunks):
-        lo, hi = c * n // chunks, (c + 1) * n // chunks
-        dense_forward(z[lo:hi], b, code, a[lo:hi])
+def _template(text: str, **names: str) -> str:
+    return text.format(**names)
 
 
-# -- dense_backward ------------------------------------------------------------------------
-@_jit
-def dense_backward(grad, z, a, code, dz, db):
-    """``dz = f'(z) * grad`` (the softmax VJP for code 5) and ``db = sum(dz, axis=0)``.
+def render_activation(row: ActivationRow, z: str, const: Constants) -> str:
+    """Python expression of ``f(z)`` (the row's Numba override where it has one)."""
+    if "expr" in row.numba:
+        return _template(row.numba["expr"], z=z)
+    return E.to_python(row.forward_tree, {"z": z}, const)
 
-    For the identity (code 0) ``dz`` may be ``grad`` itself. ``db`` is overwritten.
+
+def render_derivative(row: ActivationRow, z: str, a: str, const: Constants) -> str:
+    """Python expression of ``f'(z)`` given ``z`` and ``a = f(z)``."""
+    if "derivative" in row.numba:
+        return _template(row.numba["derivative"], z=z, a=a)
+    return E.to_python(row.derivative_tree, {"z": z, "a": a}, const)
+
+
+def render_loss_value(row: LossRow, z: str, a: str, y: str, const: Constants) -> str:
+    """Python expression of one output element's loss (elementwise losses only)."""
+    if "value" in row.numba:
+        return _template(row.numba["value"], z=z, a=a, y=y)
+    return E.to_python(row.value_tree, {"z": z, "a": a, "y": y}, const)
+
+
+def render_loss_grad(row: LossRow, a: str, y: str, const: Constants) -> str:
+    """Python expression of ``dL/da`` of one output element."""
+    return E.to_python(row.grad_tree, {"a": a, "y": y, "z": "_0"}, const)
+
+
+def emit_softmax(
+    w: Writer, width: str, src: Callable[[str], str], dst: Callable[[str], str], exp: str
+) -> None:
+    """Lines of a softmax over ``src(k)``, ``k < width``, into ``dst(k)``.
+
+    Leaves ``top`` (the maximum) and ``tot`` (the sum of ``exp(src - top)``) set, for a
+    log-sum-exp. ``exp`` is the exponential to call on non-positive arguments. A NaN
+    anywhere makes the whole row NaN, as NumPy's.
     """
-    n, m = grad.shape
-    k = _constants(grad.dtype)
-    zero, one, slope = k[0], k[2], k[3]
-    # float64 column sums: float32 sums over a large batch would drift from NumPy's pairwise sum
-    acc = np.zeros(m)
-    for r in range(n):
-        if code == 1:
-            for j in range(m):
-                dz[r, j] = grad[r, j] * (one if z[r, j] > zero else zero)
-        elif code == 2:
-            for j in range(m):
-                dz[r, j] = grad[r, j] * (one if z[r, j] > zero else slope)
-        elif code == 3:
-            for j in range(m):
-                dz[r, j] = grad[r, j] * (a[r, j] * (one - a[r, j]))
-        elif code == 4:
-            for j in range(m):
-                dz[r, j] = grad[r, j] * (one - a[r, j] * a[r, j])
-        elif code == 5:
-            dot = zero
-            for j in range(m):
-                dot += grad[r, j] * a[r, j]
-            for j in range(m):
-                dz[r, j] = a[r, j] * (grad[r, j] - dot)
+    w(f"top = {src('0')}")
+    w(f"for k in range(1, {width}):")
+    w(f"    if {src('k')} > top:")
+    w(f"        top = {src('k')}")
+    w("tot = _0")
+    w(f"for k in range({width}):")
+    w(f"    e = {exp}({src('k')} - top)")
+    w(f"    {dst('k')} = e")
+    w("    tot += e")
+    w("inv = _1 / tot")
+    w(f"for k in range({width}):")
+    w(f"    {dst('k')} *= inv")
+
+
+# -- exp and log1p that vectorize ----------------------------------------------------------
+# Numba calls libm for math.exp and math.log1p, one sample at a time (no SVML without Intel's
+# runtime). The sigmoid and the binary cross-entropy need exp(-|z|) and log1p of it for every
+# sample, which dominated the small-network step; these branch-free versions (fdlibm's
+# reductions and polynomials) inline into the sample loop and let LLVM vectorize it. They are
+# compiled without fastmath: reassociation would undo the Cody-Waite reduction.
+_EXP_CONSTANTS = {
+    # (clamp below which the result rounds to 0, ln2 hi, ln2 lo, Taylor degree, int, bias,
+    # mantissa bits)
+    "float64": (-745.2, 6.9314718036912382e-01, 1.9082149292705877e-10, 13, "int64", 1023, 52),
+    "float32": (-104.0, 0.693145751953125, 1.4286068203094172e-06, 7, "int32", 127, 23),
+}
+# fdlibm's log1p/log polynomial in s^2, s = f / (2 + f), for f in [sqrt(2)/2 - 1, sqrt(2) - 1]
+_LG = (
+    6.666666666666735130e-01,
+    3.999999999940941908e-01,
+    2.857142874366239149e-01,
+    2.222219843214978396e-01,
+    1.818357216161805012e-01,
+    1.531383769920937332e-01,
+    1.479819860511658591e-01,
+)
+
+
+def _math_helpers(dtype: str) -> list[str]:
+    """Source of the helpers every generated module has.
+
+    ``_exp_neg(x)`` (``exp(x)`` for ``x <= 0``) and ``_log1p_unit(e)`` (``log1p(e)`` for
+    ``0 <= e <= 1``), both within about 1 ulp and propagating NaN; ``_sigmoid``; and
+    ``_maximum``/``_minimum``, which propagate NaN as ``np.maximum``/``np.minimum`` do.
+    """
+    xmin, ln2_hi, ln2_lo, degree, itype, bias, bits = _EXP_CONSTANTS[dtype]
+    horner = f"DT({1.0 / math.factorial(degree)!r})"  # Taylor series of exp(r), |r| <= ln2 / 2
+    for n in range(degree - 1, 1, -1):
+        horner = f"DT({1.0 / math.factorial(n)!r}) + r * ({horner})"
+    horner = f"_1 + r * (_1 + r * ({horner}))"
+    lg = [f"DT({c!r})" for c in _LG]
+    return [
+        "",
+        "",
+        "@njit(cache=True, error_model='numpy')",
+        "def _exp_neg(x):",
+        '    """exp(x) for x <= 0 (NaN stays NaN), subnormal results included, as libm\'s."""',
+        f"    xc = DT({xmin!r}) if x < DT({xmin!r}) else x",
+        f"    t = xc * DT({1.0 / math.log(2.0)!r})",
+        f"    k = np.{itype}(t - _HALF) if t == t else np.{itype}(0)  # round half down; t <= 0",
+        "    kf = DT(k)",
+        f"    r = (xc - kf * DT({ln2_hi!r})) - kf * DT({ln2_lo!r})",
+        f"    p = {horner}",
+        # 2**k as two normal factors, so results below the normal range round gradually
+        f"    k1 = k >> np.{itype}(1)",
+        f"    s1 = np.{itype}((k1 + np.{itype}({bias})) << np.{itype}({bits})).view(DT)",
+        f"    s2 = np.{itype}((k - k1 + np.{itype}({bias})) << np.{itype}({bits})).view(DT)",
+        f"    return _0 if x < DT({xmin!r}) else (p * s1) * s2",
+        "",
+        "",
+        "@njit(cache=True, error_model='numpy')",
+        "def _log1p_unit(e):",
+        '    """log1p(e) for 0 <= e <= 1 (NaN stays NaN)."""',
+        f"    big = e > DT({math.sqrt(2.0) - 1.0!r})",
+        "    f = (e - _1) * _HALF if big else e  # log1p(e) = k ln2 + log1p(f)",
+        "    k = _1 if big else _0",
+        "    s = f / (DT(2.0) + f)",
+        "    z = s * s",
+        "    w = z * z",
+        f"    t1 = w * ({lg[1]} + w * ({lg[3]} + w * {lg[5]}))",
+        f"    t2 = z * ({lg[0]} + w * ({lg[2]} + w * ({lg[4]} + w * {lg[6]})))",
+        "    hfsq = _HALF * f * f",
+        f"    low = s * (hfsq + t1 + t2) + k * DT({ln2_lo!r})",
+        f"    return k * DT({ln2_hi!r}) - ((hfsq - low) - f)",
+        "",
+        "",
+        "@njit(cache=True, error_model='numpy')",
+        "def _sigmoid(v):",
+        '    """1 / (1 + exp(-v)) from exp(-|v|), which never overflows (the table\'s form)."""',
+        "    e = _exp_neg(-abs(v))",
+        "    inv = _1 / (_1 + e)",
+        "    return inv if v >= _0 else e * inv",
+        "",
+        "",
+        "@njit(cache=True, error_model='numpy')",
+        "def _maximum(x, y):",
+        '    """np.maximum: NaN if either is NaN."""',
+        "    return x if (x > y or x != x) else y",
+        "",
+        "",
+        "@njit(cache=True, error_model='numpy')",
+        "def _minimum(x, y):",
+        '    """np.minimum: NaN if either is NaN."""',
+        "    return x if (x < y or x != x) else y",
+    ]
+
+
+def module_header(title: str, dtype: str, consts: Constants) -> list[str]:
+    """Imports, the dtype, typed constants and the math helpers of a generated module."""
+    if dtype not in _EXP_CONSTANTS:
+        raise ValueError(f"Numba kernels support float32 and float64, got {dtype!r}")
+    lines = [
+        f'"""Generated by mlp_accel for {title}; do not edit."""',
+        "import math",
+        "import numpy as np",
+        "from numba import njit, prange",
+        f"DT = np.{dtype}",
+        "_0 = DT(0.0)",
+        "_1 = DT(1.0)",
+        "_HALF = DT(0.5)",
+        *consts.lines(),
+        # sorted, so the source (and its hash, the file name) is the same in every process
+        "FASTMATH = {" + ", ".join(repr(flag) for flag in sorted(FASTMATH)) + "}",
+    ]
+    return lines + _math_helpers(dtype)
+
+
+_SERIAL = "@njit(cache=True, fastmath=FASTMATH, error_model='numpy')"
+_PARALLEL = "@njit(cache=True, fastmath=FASTMATH, error_model='numpy', parallel=True)"
+
+
+def layer_source(activation: str, dtype: str) -> str:
+    """Source of ``dense_forward``/``dense_backward`` (and ``*_parallel``) for one activation.
+
+    ``dense_forward(z, b, a)``: ``z += b`` and ``a = f(z)`` row by row (for the identity
+    ``a`` may be ``z`` and is left alone). ``dense_backward(grad, z, a, dz, db)``:
+    ``dz = f'(z) * grad`` (the softmax VJP for softmax; for the identity ``dz`` may be
+    ``grad``) and ``db = sum(dz, axis=0)``, accumulated in float64: float32 sums over a
+    large batch would drift from NumPy's pairwise sum.
+    """
+    row = activation_row(activation)
+    c = Constants()
+    w = Writer()
+    w("")
+    w("")
+    w(_SERIAL)
+    w("def dense_forward(z, b, a):")
+    with w.indent():
+        w("n, m = z.shape")
+        w("for r in range(n):")
+        with w.indent():
+            w("for j in range(m):")
+            w("    z[r, j] += b[j]")
+            if row.name == "softmax":
+                emit_softmax(w, "m", lambda k: f"z[r, {k}]", lambda k: f"a[r, {k}]", "math.exp")
+            elif row.name != "identity":
+                w("for j in range(m):")
+                w(f"    a[r, j] = {render_activation(row, 'z[r, j]', c)}")
+    w("")
+    w("")
+    w(_PARALLEL)
+    w("def dense_forward_parallel(z, b, a, chunks):")
+    with w.indent():
+        w("n = z.shape[0]")
+        w("for c in prange(chunks):")
+        w("    lo, hi = c * n // chunks, (c + 1) * n // chunks")
+        w("    dense_forward(z[lo:hi], b, a[lo:hi])")
+    w("")
+    w("")
+    w(_SERIAL)
+    w("def dense_backward(grad, z, a, dz, db):")
+    with w.indent():
+        w("n, m = grad.shape")
+        w("acc = np.zeros(m)")
+        w("for r in range(n):")
+        with w.indent():
+            if row.name == "softmax":
+                w("dot = _0")
+                w("for j in range(m):")
+                w("    dot += grad[r, j] * a[r, j]")
+                w("for j in range(m):")
+                w("    dz[r, j] = a[r, j] * (grad[r, j] - dot)")
+            elif row.name == "identity":
+                w("for j in range(m):")
+                w("    dz[r, j] = grad[r, j]")
+            else:
+                der = render_derivative(row, "z[r, j]", "a[r, j]", c)
+                w("for j in range(m):")
+                w(f"    dz[r, j] = grad[r, j] * ({der})")
+            w("for j in range(m):")
+            w("    acc[j] += dz[r, j]")
+        w("for j in range(m):")
+        w("    db[j] = acc[j]")
+    w("")
+    w("")
+    w(_PARALLEL)
+    w("def dense_backward_parallel(grad, z, a, dz, db, chunks):")
+    with w.indent():
+        w("n, m = grad.shape")
+        w("partial = np.zeros((chunks, m), dtype=db.dtype)")
+        w("for c in prange(chunks):")
+        w("    lo, hi = c * n // chunks, (c + 1) * n // chunks")
+        w("    dense_backward(grad[lo:hi], z[lo:hi], a[lo:hi], dz[lo:hi], partial[c])")
+        w("for j in range(m):")
+        w("    db[j] = 0.0")
+        w("for c in range(chunks):")
+        w("    for j in range(m):")
+        w("        db[j] += partial[c, j]")
+    header = module_header(f"the {activation!r} layer kernels ({row.expr})", dtype, c)
+    return "\n".join(header + w.lines) + "\n"
+
+
+def output_source(loss: str, activation: str, dtype: str) -> str:
+    """Source of ``loss_sum`` and ``output_loss_gradient`` (and its ``*_parallel`` twin).
+
+    ``loss_sum(z, yhat, y)``: the loss summed over the batch from the logits, accumulated in
+    float64. ``output_loss_gradient(z, yhat, y, scale, dz)``: that sum, and
+    ``dz = dL/dz`` with ``L = sum * scale``. For the matched pair of the loss (sigmoid + binary
+    cross-entropy, softmax + cross-entropy, identity + squared error, exp + poisson)
+    ``dz = (yhat - y) * scale`` exactly; otherwise the chain rule through the activation.
+    """
+    lrow, arow = loss_row(loss), activation_row(activation)
+    c = Constants()
+    w = Writer()
+    w("")
+    w("")
+    w(_SERIAL)
+    w("def _row_loss(z, yhat, y, r):")
+    with w.indent():
+        w('"""Loss of row ``r`` from the logits."""')
+        w("m = z.shape[1]")
+        w("total = 0.0")
+        if lrow.value_tree is None:  # cross-entropy: sum_j y_j (logsumexp(z) - z_j)
+            w("top = z[r, 0]")
+            w("for k in range(1, m):")
+            w("    if z[r, k] > top:")
+            w("        top = z[r, k]")
+            w("s = 0.0")
+            w("for k in range(m):")
+            w("    s += math.exp(z[r, k] - top)")
+            w("lse = top + math.log(s)")
+            w("for k in range(m):")
+            w("    total += y[r, k] * (lse - z[r, k])")
         else:
-            for j in range(m):
-                dz[r, j] = grad[r, j]
-        for j in range(m):
-            acc[j] += dz[r, j]
-    for j in range(m):
-        db[j] = acc[j]
+            value = render_loss_value(lrow, "z[r, j]", "yhat[r, j]", "y[r, j]", c)
+            w("for j in range(m):")
+            w(f"    total += {value}")
+        w("return total")
+    w("")
+    w("")
+    w(_SERIAL)
+    w("def loss_sum(z, yhat, y):")
+    with w.indent():
+        w("total = 0.0")
+        w("for r in range(z.shape[0]):")
+        w("    total += _row_loss(z, yhat, y, r)")
+        w("return total")
+    w("")
+    w("")
+    w(_SERIAL)
+    w("def output_loss_gradient(z, yhat, y, scale, dz):")
+    with w.indent():
+        w("n, m = z.shape")
+        w("sc = DT(scale)")
+        w("total = 0.0")
+        w("for r in range(n):")
+        with w.indent():
+            w("total += _row_loss(z, yhat, y, r)")
+            grad = render_loss_grad(lrow, "yhat[r, j]", "y[r, j]", c)
+            if lrow.matched == arow.name:
+                w("for j in range(m):")
+                w("    dz[r, j] = (yhat[r, j] - y[r, j]) * sc")
+            elif arow.name == "softmax":  # p * (g - <g, p>)
+                w("dot = _0")
+                w("for j in range(m):")
+                w(f"    dot += ({grad}) * sc * yhat[r, j]")
+                w("for j in range(m):")
+                w(f"    dz[r, j] = yhat[r, j] * (({grad}) * sc - dot)")
+            else:
+                der = render_derivative(arow, "z[r, j]", "yhat[r, j]", c)
+                w("for j in range(m):")
+                w(f"    dz[r, j] = ({grad}) * sc * ({der})")
+        w("return total")
+    w("")
+    w("")
+    w(_PARALLEL)
+    w("def output_loss_gradient_parallel(z, yhat, y, scale, dz, chunks):")
+    with w.indent():
+        w("n = z.shape[0]")
+        w("partial = np.zeros(chunks)")
+        w("for c in prange(chunks):")
+        w("    lo, hi = c * n // chunks, (c + 1) * n // chunks")
+        rows = ", ".join(f"{name}[lo:hi]" for name in ("z", "yhat", "y"))
+        w(f"    partial[c] = output_loss_gradient({rows}, scale, dz[lo:hi])")
+        w("return partial.sum()")
+    header = module_header(f"the {loss!r} output with {activation!r}", dtype, c)
+    return "\n".join(header + w.lines) + "\n"
 
 
-@_jit_parallel
-def dense_backward_parallel(grad, z, a, code, dz, db, chunks):
-    """:func:`dense_backward` over one chunk of rows per thread; ``db`` partials added."""
-    n, m = grad.shape
-    partial = np.zeros((chunks, m), dtype=db.dtype)
-    for c in prange(chunks):
-        lo, hi = c * n // chunks, (c + 1) * n // chunks
-        dense_backward(grad[lo:hi], z[lo:hi], a[lo:hi], code, dz[lo:hi], partial[c])
-    for j in range(m):
-        db[j] = 0.0
-    for c in range(chunks):
-        for j in range(m):
-            db[j] += partial[c, j]
+# -- generated modules: written to a cache directory, imported from there --------------------
+def cache_dir() -> Path:
+    """Where generated kernel modules (and Numba's cache of them) are kept.
 
-
-# -- output layer ---------------------------------------------------------------------------
-@_jit
-def _row_loss(z, yhat, y, r, loss_code):
-    """Loss of row ``r`` from the logits, as the generic formulas compute it."""
-    m = z.shape[1]
-    total = 0.0
-    if loss_code == 0:
-        # softplus(z) - y z, stable for any z
-        for j in range(m):
-            zj = z[r, j]
-            total += (0.0 if zj <= 0.0 else zj) - y[r, j] * zj
-            total += math.log1p(math.exp(-abs(zj)))
-    elif loss_code == 1:
-        top = z[r, 0]
-        for j in range(1, m):
-            if z[r, j] > top:
-                top = z[r, j]
-        s = 0.0
-        for j in range(m):
-            s += math.exp(z[r, j] - top)
-        lse = top + math.log(s)
-        for j in range(m):
-            total += y[r, j] * (lse - z[r, j])
+    ``$MLP_ACCEL_CACHE_DIR``, else ``$NUMBA_CACHE_DIR/mlp_accel``, else
+    ``$XDG_CACHE_HOME/mlp_accel/numba`` (``~/.cache`` by default); a fresh temporary
+    directory where none of these can be written.
+    """
+    if os.environ.get("MLP_ACCEL_CACHE_DIR"):
+        candidates = [Path(os.environ["MLP_ACCEL_CACHE_DIR"])]
+    elif os.environ.get("NUMBA_CACHE_DIR"):
+        candidates = [Path(os.environ["NUMBA_CACHE_DIR"]) / "mlp_accel"]
     else:
-        for j in range(m):
-            d = yhat[r, j] - y[r, j]
-            total += 0.5 * d * d
-    return total
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        candidates = [Path(base) / "mlp_accel" / "numba"]
+    for path in candidates:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = tempfile.NamedTemporaryFile(dir=path, delete=True)
+            probe.close()
+            return path
+        except OSError:
+            continue
+    return Path(tempfile.mkdtemp(prefix="mlp_accel_numba_"))
 
 
-@_jit
-def loss_sum(z, yhat, y, loss_code):
-    """The loss summed over the batch (accumulated in float64)."""
-    total = 0.0
-    for r in range(z.shape[0]):
-        total += _row_loss(z, yhat, y, r, loss_code)
-    return total
+def import_source(source: str, prefix: str = "mlp_accel_fused") -> ModuleType:
+    """Write ``source`` to the cache directory (if it is not there) and import it.
 
-
-@_jit
-def output_loss_gradient(z, yhat, y, loss_code, code, fused, scale, dz):
-    """Loss sum of the batch and ``dz = dL/dz`` at the output, with ``L = sum * scale``.
-
-    ``fused`` marks a matched output/loss pair (sigmoid + binary cross-entropy, softmax +
-    cross-entropy, identity + squared error), for which ``dz = (yhat - y) * scale`` exactly.
-    Otherwise the loss is squared error (the only loss that accepts other outputs) and
-    ``dz`` is the activation's VJP of ``(yhat - y) * scale``.
+    The file name is a hash of the source, so a changed generator never reuses stale code,
+    and Numba's on-disk cache (keyed by the file) stays valid across processes.
     """
-    n, m = z.shape
-    total = 0.0
-    for r in range(n):
-        total += _row_loss(z, yhat, y, r, loss_code)
-        if fused:
-            for j in range(m):
-                dz[r, j] = (yhat[r, j] - y[r, j]) * scale
-        elif code == 5:
-            dot = 0.0
-            for j in range(m):
-                dot += (yhat[r, j] - y[r, j]) * scale * yhat[r, j]
-            for j in range(m):
-                dz[r, j] = yhat[r, j] * ((yhat[r, j] - y[r, j]) * scale - dot)
-        else:
-            for j in range(m):
-                g = (yhat[r, j] - y[r, j]) * scale
-                dz[r, j] = g * _derivative(z[r, j], yhat[r, j], code)
-    return total
+    digest = hashlib.sha1(source.encode()).hexdigest()[:20]
+    name = f"{prefix}_{digest}"
+    directory = cache_dir()
+    path = directory / f"{name}.py"
+    try:
+        current = path.read_text() if path.exists() else None
+    except OSError:
+        current = None
+    if current != source:
+        # Write then rename, so a concurrent process never imports half a file.
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(source)
+        os.replace(tmp, path)
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module  # numba's cache locates functions through their module
+    module_spec.loader.exec_module(module)
+    return module
 
 
-@_jit_parallel
-def output_loss_gradient_parallel(z, yhat, y, loss_code, code, fused, scale, dz, chunks):
-    """:func:`output_loss_gradient` over one chunk of rows per thread."""
-    n = z.shape[0]
-    partial = np.zeros(chunks)
-    for c in prange(chunks):
-        lo, hi = c * n // chunks, (c + 1) * n // chunks
-        partial[c] = output_loss_gradient(
-            z[lo:hi], yhat[lo:hi], y[lo:hi], loss_code, code, fused, scale, dz[lo:hi]
-        )
-    return partial.sum()
+_lock = threading.Lock()
+_modules: dict[tuple, ModuleType] = {}
+
+
+def _cached(key: tuple, make: Callable[[], str], prefix: str) -> ModuleType:
+    with _lock:
+        module = _modules.get(key)
+        if module is None:
+            module = import_source(make(), prefix)
+            _modules[key] = module
+        return module
+
+
+def layer_module(activation: str, dtype: str) -> ModuleType:
+    """The layer kernels of ``activation`` in ``dtype`` (see :func:`layer_source`)."""
+    row = activation_row(activation)
+    # keyed by the row's formulas, not only its name
+    key = ("layer", row.name, row.expr, row.derivative, dtype)
+    return _cached(key, lambda: layer_source(activation, dtype), "mlp_accel_layer")
+
+
+def output_module(loss: str, activation: str, dtype: str) -> ModuleType:
+    """The output kernels of ``loss`` with ``activation`` (see :func:`output_source`)."""
+    row = activation_row(activation)
+    key = ("output", loss, row.name, row.expr, row.derivative, dtype)
+    return _cached(key, lambda: output_source(loss, activation, dtype), "mlp_accel_output")
 
 
 # -- optimizers (in place; 1-D or 2-D of any layout) -------------------------------------
@@ -349,10 +614,6 @@ def adam_update_parallel(p, g, m, v, lr, beta1, beta2, eps, c1, c2, chunks):
 
 #: Hook name -> (serial kernel, parallel kernel or None).
 KERNELS = {
-    "dense_forward": (dense_forward, dense_forward_parallel),
-    "dense_backward": (dense_backward, dense_backward_parallel),
-    "output_loss_gradient": (output_loss_gradient, output_loss_gradient_parallel),
-    "loss_sum": (loss_sum, None),
     "sgd_update": (sgd_update, None),
     "sgd_momentum_update": (sgd_momentum_update, None),
     "adam_update": (adam_update, adam_update_parallel),

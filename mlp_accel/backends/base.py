@@ -16,8 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..activations import Activation, get_activation
-from ..losses import Loss
+from ..ops.table import Activation, Loss, get_activation
 
 __all__ = ["Backend", "NetworkSpec", "FusedNetwork", "BackendUnavailableError", "IDENTITY"]
 

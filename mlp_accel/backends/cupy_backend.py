@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from ..activations import Activation
-from ..losses import Loss
+from ..ops.layout import param_layout
+from ..ops.table import Activation, Loss, get_activation, get_loss
 from . import _cupy_kernels as K
-from .base import Backend, BackendUnavailableError, NetworkSpec
+from .base import IDENTITY, Backend, BackendUnavailableError, NetworkSpec
 
 __all__ = ["CupyBackend", "INSTALL_HINT"]
 
@@ -352,7 +352,7 @@ class CupyBackend(Backend):
     ) -> tuple[Array, Array]:
         act = activation.name
         if (
-            (act not in K.ELEMENTWISE_ACTIVATIONS and act != "softmax")
+            (not K.is_elementwise(act) and act != "softmax")
             or a_prev.dtype != W.dtype
             or b.ndim != 1
             or b.shape[0] != W.shape[1]
@@ -405,7 +405,7 @@ class CupyBackend(Backend):
         need_input_grad: bool,
     ) -> tuple[Array, Array, Array | None]:
         act = activation.name
-        if act not in K.ELEMENTWISE_ACTIVATIONS or grad.ndim != 2:
+        if not K.is_elementwise(act) or grad.ndim != 2:
             return super().dense_backward(grad, z, a, a_prev, W, activation, need_input_grad)
         arrays = (grad,) if act == "identity" else (grad, z, a)
         if not self._fusable(*arrays) or grad.dtype != W.dtype or a_prev.dtype != W.dtype:
@@ -437,8 +437,13 @@ class CupyBackend(Backend):
         self, z: Array, yhat: Array, y: Array, loss: Loss, activation: Activation, denom: float
     ) -> tuple[Array, Array]:
         act, name = activation.name, loss.name
-        elementwise = (name == "binary_cross_entropy" and act == "sigmoid") or (
-            name == "squared_error" and act in K.ELEMENTWISE_ACTIVATIONS
+        # every elementwise loss of the table with an output activation it accepts
+        row = loss.row
+        elementwise = (
+            row is not None
+            and row.value_tree is not None
+            and row.requires in (None, act)
+            and K.is_elementwise(act)
         )
         softmax_ce = name == "cross_entropy" and act == "softmax"
         if (
@@ -472,9 +477,7 @@ class CupyBackend(Backend):
                 ("outgrad", name, act, dtype),
                 lambda: K.output_gradient_source(name, act, dtype),
             )
-            # losses.py's squared error is half the sum of squares.
-            scale = real(0.5 if name == "squared_error" else 1.0)
-            args = (z, yhat, y, dz, dst, np.int64(rows * cols), inv_denom, scale)
+            args = (z, yhat, y, dz, dst, np.int64(rows * cols), inv_denom)
         kernel((blocks,), (K.BLOCK,), args)
         if blocks > 1:
             self._sum_segments(dst, value, 1, blocks)
@@ -619,28 +622,64 @@ class CupyBackend(Backend):
         return rows
 
     def warmup(self, spec: NetworkSpec) -> None:
-        """Compile (or load from CuPy's cache) every kernel a training step of ``spec`` uses."""
-        from ..model import MLP
-        from ..optim import SGD, Adam
+        """Compile (or load from CuPy's cache) every kernel a training step of ``spec`` uses.
 
+        Runs the hooks a step runs (the fused kernel or every layer's, then each optimizer
+        update) on a tiny batch, through the backend alone: nothing above the backends is
+        imported.
+        """
         widths = tuple(int(w) for w in spec.widths)
-        model = MLP(widths, spec.activations, spec.loss, backend=self, dtype=spec.dtype, seed=0)
         rng = np.random.default_rng(0)
         n = 8
         X = rng.standard_normal((n, widths[0]))
         # Targets in their device form (one-hot rows for cross-entropy), ready for the hooks.
         if spec.loss == "cross_entropy":
             y = np.eye(widths[-1])[rng.integers(0, widths[-1], size=n)]
-        elif spec.loss == "binary_cross_entropy":
+        elif spec.loss in ("binary_cross_entropy", "poisson"):
             y = rng.integers(0, 2, size=(n, widths[-1])).astype(float)
         else:
             y = rng.standard_normal((n, widths[-1]))
         Xd, yd = self.asarray(X, spec.dtype), self.asarray(y, spec.dtype)
-        model.train_step(Xd, yd, Adam(1e-3))
-        model.train_step(Xd, yd, SGD(1e-3, momentum=0.9))
-        model.train_step(Xd, yd, SGD(1e-3))
-        model.forward_device(Xd)
+        params = [
+            self.asarray(rng.standard_normal(slot.shape) * 0.1, spec.dtype)
+            for slot in param_layout(widths)
+        ]
+        fused = self.fused_network(spec)
+        if fused is not None:
+            _, grads = fused.loss_and_gradients(params, Xd, yd, float(n))
+            fused.forward(params, Xd)
+        else:
+            grads = self._warmup_layers(spec, params, Xd, yd, n)
+        zeros = [self.xp.zeros_like(p) for p in params]
+        self.adam_update(
+            [self.copy(p) for p in params], grads, [self.copy(z) for z in zeros],
+            [self.copy(z) for z in zeros], 1, 1e-3, 0.9, 0.999, 1e-8,
+        )  # fmt: skip
+        velocity = [self.copy(z) for z in zeros]
+        self.sgd_update([self.copy(p) for p in params], grads, velocity, 1e-3, 0.9, False)
+        self.sgd_update([self.copy(p) for p in params], grads, None, 1e-3, 0.0, False)
         self.synchronize()
+
+    def _warmup_layers(
+        self, spec: NetworkSpec, params: list[Array], X: Array, y: Array, n: int
+    ) -> list[Array]:
+        """One forward and backward pass through the layer hooks; returns the gradients."""
+        acts = [get_activation(a) for a in spec.activations]
+        trace, a = [], X
+        for k, act in enumerate(acts):
+            z, a_next = self.dense_forward(a, params[2 * k], params[2 * k + 1], act)
+            trace.append((a, z, a_next))
+            a = a_next
+        _, grad = self.output_loss_gradient(
+            trace[-1][1], a, y, get_loss(spec.loss), acts[-1], float(n)
+        )
+        grads: list[Array] = [None] * len(params)
+        for k in range(len(acts) - 1, -1, -1):
+            a_prev, z, a_k = trace[k]
+            act = IDENTITY if k == len(acts) - 1 else acts[k]
+            dW, db, grad = self.dense_backward(grad, z, a_k, a_prev, params[2 * k], act, k > 0)
+            grads[2 * k], grads[2 * k + 1] = dW, db
+        return grads
 
 
 class _StagingSlot:
@@ -693,14 +732,9 @@ class _CupyFusedNetwork:
         self._dtype = np.dtype(dtype)
         self._real = self._dtype.type
         self._n_out = widths[-1]
-        self._layout: list[tuple[int, int, tuple[int, ...]]] = []
-        offset = 0
-        for n_in, n_out in zip(widths[:-1], widths[1:]):
-            for shape in ((n_in, n_out), (n_out,)):
-                size = int(np.prod(shape))
-                self._layout.append((offset, offset + size, shape))
-                offset += size
-        self._n_params = offset
+        slots = param_layout(widths)
+        self._layout = [(slot.offset, slot.end, slot.shape) for slot in slots]
+        self._n_params = slots[-1].end
         self._train = backend._kernel(
             ("fused_train", widths, activations, spec.loss, dtype),
             lambda: K.fused_train_source(widths, activations, spec.loss, dtype),

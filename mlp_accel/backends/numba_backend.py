@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from ..activations import Activation, get_activation
-from ..losses import Loss, get_loss
+from ..ops.layout import param_layout
+from ..ops.table import Activation, Loss, get_activation, get_loss
 from . import _numba_compile as C
 from . import _threads
 from .base import IDENTITY, BackendUnavailableError, FusedNetwork, NetworkSpec
@@ -61,6 +61,16 @@ def _native(*arrays: Any) -> bool:
     return True
 
 
+def _spec_items(spec: NetworkSpec) -> list[tuple]:
+    """The per-layer kernel items a model of ``spec`` runs (see ``NumbaBackend._layers_ready``)."""
+    activations, outputs = C.layer_items(spec)
+    return [
+        *(("act", name) for name in activations),
+        *(("out", loss, name) for loss, name in outputs),
+        ("optim",),
+    ]
+
+
 class _SmallNetwork:
     """The fused whole-network kernels of one narrow :class:`NetworkSpec`."""
 
@@ -79,14 +89,7 @@ class _SmallNetwork:
         self._dtype = np.dtype(spec.dtype)
         self._block = int(module.BLOCK)
         self.parallel_min_rows = parallel_min_rows
-        d = spec.widths
-        self._layout: list[tuple[int, int, tuple[int, ...]]] = []
-        offset = 0
-        for n_in, n_out in zip(d[:-1], d[1:]):
-            self._layout.append((offset, offset + n_in * n_out, (n_in, n_out)))
-            offset += n_in * n_out
-            self._layout.append((offset, offset + n_out, (n_out,)))
-            offset += n_out
+        self._layout = [(s.offset, s.end, s.shape) for s in param_layout(spec.widths)]
 
     def _chunks(self, n: int) -> tuple[bool, int]:
         if n < self.parallel_min_rows:
@@ -262,6 +265,10 @@ class NumbaBackend(NumpyBackend):
     #: Compile in the background (True) or on first use in the calling thread (False, the
     #: ``MLP_ACCEL_NUMBA_COMPILE=sync`` setting).
     background = True
+    #: Compile the per-layer kernels in the background too (False: on first use, in the
+    #: calling thread, while fused kernels still compile in the background; the test suite
+    #: uses it so that every numba test runs the kernels it names, not NumPy's fallback).
+    background_layers = True
     #: Seconds a narrow network runs on the per-layer path before its fused kernel is
     #: compiled (in the background); ``None``: never specialize. About the time the fused
     #: compile itself takes on one core, so a job too short to repay it never starts it.
@@ -280,8 +287,6 @@ class NumbaBackend(NumpyBackend):
         self._numba = numba
         self._kernels = _numba_kernels
         self._fused_module = _numba_fused
-        self._act = _numba_kernels.ACTIVATION_CODES
-        self._loss = _numba_kernels.LOSS_CODES
         self._networks: dict[NetworkSpec, Any] = {}
         mode = os.environ.get("MLP_ACCEL_NUMBA_COMPILE", "background").strip().lower()
         if mode not in ("background", "sync"):
@@ -289,33 +294,53 @@ class NumbaBackend(NumpyBackend):
                 f"MLP_ACCEL_NUMBA_COMPILE must be 'background' or 'sync', got {mode!r}"
             )
         self.background = mode == "background"
-        # dtypes whose per-layer kernels are loaded, serial and parallel (the hot-path test)
-        self._loaded: set[str] = set()
-        self._loaded_parallel: set[str] = set()
+        # (dtype, parallel, item) of the per-layer kernels loaded (the hot-path test), and the
+        # compile task that covers each item asked for; an item is ("act", name),
+        # ("out", loss, activation) or ("optim",).
+        self._loaded: set[tuple] = set()
+        self._covering: dict[tuple, str] = {}
+        self._asked: set[NetworkSpec] = set()
         self._warned: set[str] = set()
 
-    def _layers_ready(self, dtype: Any, parallel: bool = False) -> bool:
-        """Whether the per-layer kernels of ``dtype`` may run now (else NumPy's hooks do).
+    def _submit_layers(self, dtype: str, parallel: bool, items: list[tuple]) -> None:
+        """Ask for one compile task covering ``items`` (those not covered yet)."""
+        items = [i for i in items if (dtype, parallel, i) not in self._covering]
+        if not items:
+            return
+        task = C.layer_task(
+            dtype,
+            parallel,
+            activations=[i[1] for i in items if i[0] == "act"],
+            outputs=[(i[1], i[2]) for i in items if i[0] == "out"],
+            optim=("optim",) in items,
+        )
+        key = C.submit(task)
+        for item in items:
+            self._covering[(dtype, parallel, item)] = key
+
+    def _layers_ready(self, dtype: Any, item: tuple, parallel: bool = False) -> bool:
+        """Whether the per-layer kernels of ``item`` in ``dtype`` may run now (else NumPy's
+        hooks do).
 
         In the background mode a first call asks for them and answers False until they are
         loaded; a failed compile is reported once and leaves NumPy's hooks in place.
         """
         name = dtype.name
-        loaded = self._loaded_parallel if parallel else self._loaded
-        if name in loaded:
+        slot = (name, parallel, item)
+        if slot in self._loaded:
             return True
-        if not self.background:
-            loaded.add(name)
+        if not (self.background and self.background_layers):
+            self._loaded.add(slot)
             return True
-        task = C.layer_task(name, parallel)
-        key = C.task_key(task)
+        key = self._covering.get(slot)
+        if key is None:
+            self._submit_layers(name, parallel, [item])
+            return False
         status = C.state(key)
-        if status is None:
-            C.submit(task)
-        elif status == "ready":
-            loaded.add(name)
+        if status == "ready":
+            self._loaded.add(slot)
             return True
-        elif status == "failed" and key not in self._warned:
+        if status == "failed" and key not in self._warned:
             self._warned.add(key)
             warnings.warn(
                 f"numba's per-layer kernels for {name} did not compile; NumPy's code runs "
@@ -340,25 +365,34 @@ class NumbaBackend(NumpyBackend):
             "threads": str(numba.get_num_threads()),
         }
 
-    def _run(self, hook: str, elements: int, *args: Any) -> Any:
-        """Run the kernel of ``hook``: its parallel twin when ``elements`` is large enough."""
-        serial, parallel = self._kernels.KERNELS[hook]
+    def _run(
+        self, hook: str | tuple[Any, Any], elements: int, *args: Any, item: tuple = ("optim",)
+    ) -> Any:
+        """Run the kernel of ``hook`` (a name in ``KERNELS`` or a ``(serial, parallel)``
+        pair of a generated module): its parallel twin when ``elements`` is large enough and
+        the parallel kernels of ``item`` are loaded."""
+        serial, parallel = self._kernels.KERNELS[hook] if isinstance(hook, str) else hook
         if (
             parallel is not None
             and elements >= self.parallel_min_elements
-            and self._layers_ready(args[0].dtype, parallel=True)
+            and self._layers_ready(args[0].dtype, item, parallel=True)
         ):
             return parallel(*args, self._numba.get_num_threads())
         return serial(*args)
 
     # -- layer hooks -------------------------------------------------------------------
     def dense_forward(self, a_prev: Any, W: Any, b: Any, activation: Activation) -> tuple[Any, Any]:
-        code = self._act.get(activation.name)
-        if code is None or not _native(a_prev, W, b) or not self._layers_ready(W.dtype):
+        item = ("act", activation.name)
+        if (
+            activation.row is None
+            or not _native(a_prev, W, b)
+            or not self._layers_ready(W.dtype, item)
+        ):
             return super().dense_forward(a_prev, W, b, activation)
         z = a_prev @ W  # BLAS
-        a = z if code == 0 else np.empty_like(z)
-        self._run("dense_forward", z.size, z, b, code, a)
+        a = z if activation.name == "identity" else np.empty_like(z)
+        m = self._kernels.layer_module(activation.name, z.dtype.name)
+        self._run((m.dense_forward, m.dense_forward_parallel), z.size, z, b, a, item=item)
         return z, a
 
     def dense_backward(
@@ -371,14 +405,20 @@ class NumbaBackend(NumpyBackend):
         activation: Activation,
         need_input_grad: bool,
     ) -> tuple[Any, Any, Any | None]:
-        code = self._act.get(activation.name)
-        if code is None or not _native(grad, z, a, a_prev, W) or not self._layers_ready(W.dtype):
+        item = ("act", activation.name)
+        if (
+            activation.row is None
+            or not _native(grad, z, a, a_prev, W)
+            or not self._layers_ready(W.dtype, item)
+        ):
             return super().dense_backward(grad, z, a, a_prev, W, activation, need_input_grad)
         # grad is always a fresh array made by the layer above (or the loss), as the NumPy
         # backend also relies on: dz overwrites it instead of filling a new n-by-width array.
         dz = grad
         db = np.empty(grad.shape[1], dtype=grad.dtype)
-        self._run("dense_backward", grad.size, grad, z, a, code, dz, db)
+        m = self._kernels.layer_module(activation.name, grad.dtype.name)
+        kernels = (m.dense_backward, m.dense_backward_parallel)
+        self._run(kernels, grad.size, grad, z, a, dz, db, item=item)
         dW = a_prev.T @ dz  # BLAS
         da_prev = dz @ W.T if need_input_grad else None
         return dW, db, da_prev
@@ -386,29 +426,33 @@ class NumbaBackend(NumpyBackend):
     def output_loss_gradient(
         self, z: Any, yhat: Any, y: Any, loss: Loss, activation: Activation, denom: float
     ) -> tuple[Any, Any]:
-        loss_code = self._loss.get(loss.name)
-        code = self._act.get(activation.name)
-        fused = loss.fused_activation == activation.name
-        # Unmatched pairs are only defined for squared error (the others need their output).
+        # A loss that requires its output activation is only defined with it.
+        required = None if loss.row is None else loss.row.requires
         if (
-            loss_code is None
-            or code is None
-            or not (fused or loss.name == "squared_error")
+            loss.row is None
+            or activation.row is None
+            or required not in (None, activation.name)
             or not _native(z, yhat, y)
-            or not self._layers_ready(z.dtype)
+            or not self._layers_ready(z.dtype, ("out", loss.name, activation.name))
         ):
             return super().output_loss_gradient(z, yhat, y, loss, activation, denom)
         dz = np.empty_like(yhat)
-        total = self._run(
-            "output_loss_gradient", z.size, z, yhat, y, loss_code, code, fused, 1.0 / denom, dz
-        )
+        m = self._kernels.output_module(loss.name, activation.name, z.dtype.name)
+        kernels = (m.output_loss_gradient, m.output_loss_gradient_parallel)
+        item = ("out", loss.name, activation.name)
+        total = self._run(kernels, z.size, z, yhat, y, 1.0 / denom, dz, item=item)
         return z.dtype.type(total), dz
 
     def loss_sum(self, z: Any, yhat: Any, y: Any, loss: Loss) -> Any:
-        loss_code = self._loss.get(loss.name)
-        if loss_code is None or not _native(z, yhat, y) or not self._layers_ready(z.dtype):
+        if (
+            loss.row is None
+            or not _native(z, yhat, y)
+            or not self._layers_ready(z.dtype, ("out", loss.name, loss.fused_activation))
+        ):
             return super().loss_sum(z, yhat, y, loss)
-        return z.dtype.type(self._kernels.loss_sum(z, yhat, y, loss_code))
+        # the output module of the matched pair: loss_sum depends on the loss only
+        m = self._kernels.output_module(loss.name, loss.fused_activation, z.dtype.name)
+        return z.dtype.type(m.loss_sum(z, yhat, y))
 
     # -- optimizer hooks (in place) ------------------------------------------------------
     def sgd_update(
@@ -425,7 +469,7 @@ class NumbaBackend(NumpyBackend):
         if (
             not params
             or not _native(params[0], grads[0], *([] if velocity is None else velocity[:1]))
-            or not self._layers_ready(params[0].dtype)
+            or not self._layers_ready(params[0].dtype, ("optim",))
         ):
             return super().sgd_update(params, grads, velocity, lr, momentum, nesterov)
         if velocity is None:
@@ -453,7 +497,7 @@ class NumbaBackend(NumpyBackend):
         if (
             not params
             or not _native(params[0], grads[0], m[0], v[0])
-            or not self._layers_ready(params[0].dtype)
+            or not self._layers_ready(params[0].dtype, ("optim",))
         ):
             return super().adam_update(params, grads, m, v, step, lr, beta1, beta2, eps)
         c1 = 1.0 - beta1**step
@@ -461,7 +505,7 @@ class NumbaBackend(NumpyBackend):
         serial, parallel = self._kernels.adam_update, self._kernels.adam_update_parallel
         big = self.parallel_min_elements
         for p, g, mi, vi in zip(params, grads, m, v):
-            if p.size < big or not self._layers_ready(p.dtype, parallel=True):
+            if p.size < big or not self._layers_ready(p.dtype, ("optim",), parallel=True):
                 serial(p, g, mi, vi, lr, beta1, beta2, eps, c1, c2)
             else:
                 chunks = self._numba.get_num_threads()
@@ -478,6 +522,11 @@ class NumbaBackend(NumpyBackend):
         """
         network = self._networks.get(spec)
         if network is None:
+            if self.background and spec not in self._asked:
+                # The model asks once per spec, before its first step: one compile task for
+                # every per-layer kernel the spec runs (a child process each costs a start-up).
+                self._asked.add(spec)
+                self._submit_layers(spec.dtype, False, _spec_items(spec))
             if not self._fused_module.supports(spec):
                 return None
             if self.background:
@@ -505,6 +554,10 @@ class NumbaBackend(NumpyBackend):
                 C.run_task(task)
             return
         keys = [C.submit(task) for task in tasks]
+        for task, key in zip(tasks, keys):
+            if task["kind"] == "layers":
+                for item in _spec_items(spec):
+                    self._covering.setdefault((spec.dtype, task["parallel"], item), key)
         C.wait(keys)
         failed = [C.error(k) for k in keys if C.state(k) == "failed"]
         if failed:

@@ -14,7 +14,7 @@ from typing import Any
 import array_api_compat.numpy as xp_numpy
 import numpy as np
 
-from ..activations import Activation
+from ..ops.table import Activation
 from .base import Backend
 
 __all__ = ["NumpyBackend"]

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..backends import Backend
+from ..ops.layout import n_parameters
 from .cases import Shape, gemm_call
 
 
@@ -57,7 +58,7 @@ def _device_free_bytes(backend: Backend) -> int | None:
 def _bytes_needed(shape: Shape, dtype: str) -> int:
     """A generous estimate of the device memory one workload needs."""
     itemsize = np.dtype(dtype).itemsize
-    n_params = sum(a * b + b for a, b in zip(shape.layers[:-1], shape.layers[1:]))
+    n_params = n_parameters(shape.layers)
     data = shape.batch * (shape.layers[0] + shape.layers[-1])
     # z and a per layer, their gradients, and a temporary or two: about 4 per activation.
     activations = 4 * shape.batch * sum(shape.layers[1:])
