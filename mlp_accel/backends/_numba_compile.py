@@ -409,14 +409,16 @@ def layer_task(
 
 def layer_items(spec: Any) -> tuple[list[str], list[tuple[str, str]]]:
     """The activations and ``(loss, activation)`` output pairs a model of ``spec`` runs on
-    the per-layer path (the output pair of its hook, and the matched pair of ``loss_sum``)."""
+    the per-layer path (the output pair of its hook, and the matched pair of ``loss_sum``);
+    the identity is always among the activations."""
     from ..ops.table import get_loss
 
     fused_activation = get_loss(spec.loss).fused_activation
     outputs = {(spec.loss, spec.activations[-1])}
     if fused_activation is not None:
         outputs.add((spec.loss, fused_activation))
-    return sorted(set(spec.activations)), sorted(outputs)
+    # The output layer's backward runs through the identity (its dL/dz is already known).
+    return sorted({*spec.activations, "identity"}), sorted(outputs)
 
 
 def fused_task(spec: Any, parallel: bool = False) -> Task:
