@@ -45,10 +45,15 @@ __all__ = [
 NARROW_MAX_WIDTH = 64
 #: Seconds to import Numba and load cached kernels.
 NUMBA_IMPORT_S = 0.35
-#: Seconds to compile the per-layer kernels (once per machine; cached on disk after).
+#: Seconds to compile the per-layer kernels a network runs, in a background child process
+#: (once per activation and dtype; cached on disk after).
 NUMBA_COMPILE_GENERIC_S = 3.0
-#: Seconds to compile one network shape's fused kernel (once per shape; cached after).
+#: Seconds to compile one network shape's fused kernel in the background (once per shape;
+#: cached after).
 NUMBA_COMPILE_FUSED_S = 5.0
+#: Seconds a narrow network runs on the per-layer path before its fused kernel is asked for
+#: (mirrors ``NumbaBackend.specialize_after``).
+SPECIALIZE_AFTER_S = 1.0
 #: Seconds to start a GPU backend (context, kernels, first transfers).
 CUPY_START_S = 1.5
 #: A backend other than NumPy is chosen only when it saves this fraction of NumPy's time...
@@ -62,9 +67,10 @@ UNKNOWN_ROWS = 1_000_000
 RULE = (
     "auto chooses per job, at ma.fit: estimated time = start-up + steps x step time for each "
     "backend that starts here;",
-    "numpy starts at once; numba pays ~0.35 s to load its kernels and several seconds the "
-    "first time a shape's kernels compile (the on-disk cache is checked), then runs narrow "
-    "networks (layers <= 64 wide) several times faster; cupy pays ~1.5 s to start the GPU;",
+    "numpy starts at once; numba pays ~0.35 s to load its kernels, runs NumPy-speed steps "
+    "while a shape's kernels compile in the background the first time (the on-disk cache is "
+    "checked), then runs narrow networks (layers <= 64 wide) several times faster; cupy pays "
+    "~1.5 s to start the GPU;",
     f"a backend other than numpy must save >= {MIN_GAIN:.0%} and >= {MIN_SAVING_S} s; "
     "MLP(backend='auto').backend_choice says what was chosen and why.",
 )
@@ -166,20 +172,34 @@ def estimate_seconds(
         step = layers * 25e-6 + rows * (flops / gemm + units * 3e-9 + layers * 15e-9)
         return steps * step
     if name == "numba":
-        if job.narrow:
-            fused_rate = 9e9 if double else 12e9
-            step = 15e-6 + rows * flops / fused_rate
-            start = NUMBA_IMPORT_S + (0.0 if numba_fused_cached else NUMBA_COMPILE_FUSED_S)
-            # The optimizer's kernels are the generic module's: compiled once per machine.
-            start += 0.0 if numba_generic_cached else NUMBA_COMPILE_GENERIC_S / 3
-        else:
-            step = layers * 20e-6 + rows * (flops / gemm + units * 2e-9 + layers * 8e-9)
-            start = NUMBA_IMPORT_S + (0.0 if numba_generic_cached else NUMBA_COMPILE_GENERIC_S)
-        return start + steps * step
+        return _numba_seconds(job, numba_fused_cached, numba_generic_cached)
     if name == "cupy":
         step = layers * 60e-6 + rows * (flops / (10e12 if double else 40e12) + units * 1e-11)
         return CUPY_START_S + steps * step
     raise ValueError(f"no cost model for backend {name!r}; known: numpy, numba, cupy")
+
+
+def _numba_seconds(job: Job, fused_cached: bool, generic_cached: bool) -> float:
+    """Numba never stalls on a compile: until a kernel is loaded a step runs NumPy's code (or,
+    for a narrow network, the per-layer kernels), while a child process compiles it beside the
+    training. So a cold start costs the slower steps run meanwhile, not a wait."""
+    flops, units, layers = _flops_and_units(job.widths)
+    double = job.dtype == "float64"
+    rows, steps = job.batch_rows, job.steps
+    slow_step = estimate_seconds("numpy", job) / steps
+    if job.narrow:
+        fast_step = 15e-6 + rows * flops / (9e9 if double else 12e9)
+        # The fused kernel is asked for after SPECIALIZE_AFTER_S on the per-layer path
+        # (at once when cached), then compiles in the background.
+        cold = 0.0 if fused_cached else SPECIALIZE_AFTER_S + NUMBA_COMPILE_FUSED_S
+        if not generic_cached:
+            cold = max(cold, NUMBA_COMPILE_GENERIC_S)
+    else:
+        gemm = 45e9 if double else 90e9
+        fast_step = layers * 20e-6 + rows * (flops / gemm + units * 2e-9 + layers * 8e-9)
+        cold = 0.0 if generic_cached else NUMBA_COMPILE_GENERIC_S
+    slow_steps = min(steps, math.ceil(cold / slow_step)) if cold else 0
+    return NUMBA_IMPORT_S + slow_steps * slow_step + (steps - slow_steps) * fast_step
 
 
 def choose_backend(
