@@ -129,6 +129,16 @@ def free_memory(backend: Backend, with_torch: bool) -> None:
         torch.cuda.empty_cache()
 
 
+def plan(backend: Backend, cases: list[str]) -> list[tuple[str, Backend, str]]:
+    """(case, backend, label) to measure: each case, then :data:`LAYERED_CASE` again on the
+    layer-by-layer path where the backend has a fused whole-network kernel of its own."""
+    todo = [(name, backend, "") for name in cases]
+    if LAYERED_CASE in cases and type(backend).fused_network is not Backend.fused_network:
+        layered = bench.with_generic_hooks(backend, "fused_network")
+        todo.append((LAYERED_CASE, layered, " (layers)"))
+    return todo
+
+
 def run(quick: bool = False, backend: str = "cupy", cases: list[str] | None = None) -> dict:
     """Measure every case (default: all of :data:`TARGETS`); the report the table is made of."""
     be = ma.get_backend(backend)
@@ -143,10 +153,7 @@ def run(quick: bool = False, backend: str = "cupy", cases: list[str] | None = No
         report["errors"].append(f"GEMM rate: {type(exc).__name__}: {exc}")
     report["gemm_gflops"] = rate
     print(f"float32 GEMM rate ({be.name} matmul, TF32 off): {rate:,.0f} GFLOP/s", flush=True)
-    plan = [(name, be, "") for name in cases or TARGETS]
-    if be.name == "cupy" and LAYERED_CASE in (cases or TARGETS):
-        plan.append((LAYERED_CASE, bench.with_generic_hooks(be, "fused_network"), " (layers)"))
-    for name, backend_, label in plan:
+    for name, backend_, label in plan(be, cases or list(TARGETS)):
         shape = bench.SHAPES[name]
         target, gemm_target = TARGETS[name] if not label else (None, None)
         row: dict[str, Any] = {"case": name + label, "layers": list(shape.layers)}

@@ -615,6 +615,26 @@ def test_gpu_compare_judges_both_targets():
     assert judge({"target": None, "gemm_target": None}) is None
 
 
+def test_gpu_compare_plans_the_layered_row():
+    """A backend with a fused kernel of its own is timed again without it, on the tutorial."""
+    gpu_compare = _script("gpu_compare")
+    numpy = ma.get_backend("numpy")
+
+    class Fused(type(numpy)):
+        def fused_network(self, spec):
+            return "a kernel"
+
+    fused = Fused()
+    assert [label for *_, label in gpu_compare.plan(numpy, ["tutorial-100k"])] == [""]
+    todo = gpu_compare.plan(fused, ["mlp256-1024", "tutorial-100k"])
+    assert [(name, label) for name, _, label in todo] == [
+        ("mlp256-1024", ""), ("tutorial-100k", ""), ("tutorial-100k", " (layers)")
+    ]  # fmt: skip
+    layered = todo[-1][1]
+    assert isinstance(layered, Fused) and layered.fused_network(None) is None
+    assert len(gpu_compare.plan(fused, ["mlp256-1024"])) == 1
+
+
 def test_gpu_compare_rejects_bad_options(capsys):
     gpu_compare = _script("gpu_compare")
     with pytest.raises(SystemExit) as exc:
