@@ -1,10 +1,10 @@
 """Training from a memory-mapped dataset larger than memory would comfortably hold.
 
-Writes a float32 ``.npy`` table (features + a 0/1 label column, ``--gb`` gigabytes) unless it
-exists, then trains with ``ma.fit`` on the memory map (shuffled blocks of ``--batch`` rows) and
-reports samples/s per epoch and memory: the peak resident set (which counts the memory map's
-file pages the process touched) and the peak anonymous memory (what the training itself
-allocated), sampled every 20 ms.
+Writes a float32 ``.npy`` table (features + a 0/1 label column, ``--gb`` gigabytes,
+``mlp_accel.bench.write_table``) unless it exists, then trains with ``ma.fit`` on the memory
+map (shuffled blocks of ``--batch`` rows) and reports samples/s per epoch and memory: the peak
+resident set (which counts the memory map's file pages the process touched) and the peak
+anonymous memory (what the training itself allocated), sampled every 20 ms.
 
     python benchmarks/large_memmap.py --backend numba --gb 2 --batch 65536 --epochs 2
 """
@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 import mlp_accel as ma
+from mlp_accel import bench
 
 
 def _rss_anon_kib() -> int:
@@ -28,19 +29,6 @@ def _rss_anon_kib() -> int:
             if line.startswith("RssAnon:"):
                 return int(line.split()[1])
     return 0
-
-
-def _write_table(path: str, rows: int, features: int) -> None:
-    rng = np.random.default_rng(0)
-    w = rng.standard_normal(features).astype(np.float32)
-    table = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, features + 1))
-    for start in range(0, rows, 200_000):
-        stop = min(start + 200_000, rows)
-        X = rng.standard_normal((stop - start, features), dtype=np.float32)
-        table[start:stop, :-1] = X
-        table[start:stop, -1] = (X @ w > 0).astype(np.float32)
-    table.flush()
-    del table
 
 
 def main() -> None:
@@ -61,7 +49,7 @@ def main() -> None:
         args.features + 1,
     ):
         t0 = time.perf_counter()
-        _write_table(args.path, rows, args.features)
+        bench.write_table(args.path, rows, args.features, chunk_rows=200_000)
         print(f"wrote {args.path} in {time.perf_counter() - t0:.1f} s")
     data = np.load(args.path, mmap_mode="r")
     X, y = data[:, :-1], data[:, -1]

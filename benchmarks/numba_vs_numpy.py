@@ -1,11 +1,14 @@
 """Training throughput of the numba backend against numpy, as users see it through ``ma.fit``.
 
-Each case trains on data of exactly one batch (``batch_size=None``: one step per epoch, so
-the per-step Python overhead of ``fit`` counts) and reads samples/s from the history. The
-two backends run interleaved, round by round and in alternating order, so that load from
-other processes on a shared machine hits both alike; the table reports the median epoch of
-each backend and their ratio. Kernels are compiled (``backend.warmup``) and a few epochs run
-before anything is timed.
+Each case (a shape of ``mlp_accel.bench.SHAPES``) trains on data of exactly one batch: one
+:func:`mlp_accel.bench.fit_call` is a few full-batch epochs of ``ma.fit`` (one step per epoch,
+so the per-step Python overhead of ``fit`` counts; enough epochs per call that its one-time
+input check is amortized as in real training). The two backends are timed interleaved, round
+by round (``mlp_accel.bench.time_interleaved_stats``: load from other processes on a shared
+machine hits both alike, and a fast block starts with an untimed call so the other library's
+spinning threads are not billed to it); the table reports the median samples/s of each
+backend and their ratio, marked ``~`` where the two spreads (min-max over rounds) overlap.
+Kernels are compiled (``backend.warmup``) and a call is made before anything is timed.
 
 Run from the repository root::
 
@@ -17,70 +20,94 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
-
-import numpy as np
+from collections.abc import Sequence
 
 import mlp_accel as ma
+from mlp_accel import bench
 
-#: name -> (layers, batch, target speed-up of numba over numpy)
-CASES = {
-    "tutorial-1k": ([2, 4, 3, 1], 1_000, 5.0),
-    "tutorial-100k": ([2, 4, 3, 1], 100_000, 10.0),
-    "mlp256-1024": ([64, 256, 256, 10], 1_024, 1.15),
-    "mnist-4096": ([784, 1024, 1024, 10], 4_096, 0.95),
+#: case (a name of ``bench.SHAPES``) -> target speed-up of numba over numpy
+CASES: dict[str, float] = {
+    "tutorial-1k": 5.0,
+    "tutorial-100k": 10.0,
+    "mlp256-1024": 1.15,
+    "mnist-4096": 0.95,
 }
+BACKENDS = ("numpy", "numba")
 
 
-def _model(layers: list[int], backend: str, dtype: str) -> ma.MLP:
-    out = ["sigmoid"] if layers[-1] == 1 else ["softmax"]
-    acts = ["relu"] * (len(layers) - 2) + out
-    loss = "binary_cross_entropy" if layers[-1] == 1 else "cross_entropy"
-    return ma.MLP(layers, acts, loss, backend=backend, dtype=dtype, seed=0)
+def measure(
+    shape: bench.Shape,
+    dtype: str,
+    rounds: int,
+    seconds: float,
+    backends: Sequence[str] = BACKENDS,
+) -> dict[str, tuple[float, float, float]]:
+    """Samples/s through ``ma.fit`` of each backend, interleaved over ``rounds`` rounds.
 
-
-def _data(layers: list[int], n: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((n, layers[0]))
-    if layers[-1] == 1:
-        return X, rng.integers(0, 2, n).astype(float)
-    return X, rng.integers(0, layers[-1], n)
-
-
-def measure(layers: list[int], n: int, dtype: str, rounds: int, seconds: float) -> dict[str, float]:
-    """Median samples/s of numpy and numba, interleaved over ``rounds`` rounds."""
-    X, y = _data(layers, n)
-    runs = {}
-    for name in ("numpy", "numba"):
-        model = _model(layers, name, dtype)
-        model.backend.warmup(model.spec)
-        Xd, yd = model.prepare(X, y)  # validated and on the device once, outside the timing
-        optimizer = ma.optim.Adam(1e-4)
+    Returns, per backend, (median, slowest round, fastest round) samples/s; each round
+    times about ``seconds`` of ``fit`` calls per backend.
+    """
+    data = bench.host_data(shape, dtype)
+    calls, samples = {}, {}
+    for name in backends:
+        work = bench.make_workload(name, shape, dtype, data=data)
+        probe = bench.fit_call(work, 1)
+        probe()  # the first call of fit: anything still cold is warmed, not timed
         t0 = time.perf_counter()
-        ma.fit(model, Xd, yd, epochs=3, optimizer=optimizer, shuffle=False)
-        per_epoch = (time.perf_counter() - t0) / 3
-        epochs = max(1, min(2000, int(seconds / max(per_epoch, 1e-9))))
-        runs[name] = (model, Xd, yd, optimizer, epochs)
-    samples: dict[str, list[float]] = {"numpy": [], "numba": []}
-    for r in range(rounds):
-        order = ("numpy", "numba") if r % 2 == 0 else ("numba", "numpy")
-        for name in order:
-            model, Xd, yd, optimizer, epochs = runs[name]
-            history = ma.fit(model, Xd, yd, epochs=epochs, optimizer=optimizer, shuffle=False)
-            samples[name] += history["samples_per_sec"]
-    return {name: statistics.median(values) for name, values in samples.items()}
+        probe()
+        epochs = bench.fit_epochs(time.perf_counter() - t0)
+        calls[name] = bench.fit_call(work, epochs)
+        samples[name] = epochs * shape.batch
+    timings = bench.time_interleaved_stats(
+        calls, min_rounds=rounds, max_rounds=rounds, min_time=0.0, block_time=seconds
+    )
+    return {name: t.rate(samples[name]) for name, t in timings.items()}
 
 
-def main(argv: list[str] | None = None) -> None:
+def row(case: str, dtype: str, result: dict[str, tuple[float, float, float]]) -> str:
+    """One line of the table: both rates, their ratio and the target."""
+    numpy, numba, target = result["numpy"], result["numba"], CASES[case]
+    ratio = numba[0] / numpy[0]
+    # Without a measured difference (the spreads overlap) the ratio is marked, as in the bench.
+    tilde = "~" if bench.ranges_overlap(numpy[1:], numba[1:]) else " "
+    mark = "" if ratio >= target else "  (below target)"
+    return (
+        f"{case:<14} {dtype:<8} {numpy[0]:>16,.0f} {numba[0]:>16,.0f} "
+        f"{tilde}{ratio:>10.2f}x {target:>6.2f}x{mark}"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The script's options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
     parser.add_argument("--dtypes", default="float32,float64")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--seconds", type=float, default=0.4, help="per backend and round")
     parser.add_argument("--quick", action="store_true", help="3 rounds of 0.2 s")
+    return parser
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options, checked: unknown names and non-positive rounds are an argparse error."""
+    parser = build_parser()
     args = parser.parse_args(argv)
-    rounds, seconds = (3, 0.2) if args.quick else (args.rounds, args.seconds)
+    args.cases = [c for c in args.cases.split(",") if c]
+    args.dtypes = [d for d in args.dtypes.split(",") if d]
+    for kind, names, valid in (("case", args.cases, CASES), ("dtype", args.dtypes, bench.DTYPES)):
+        bad = [n for n in names if n not in valid] or ([] if names else ["(none)"])
+        if bad:
+            parser.error(f"unknown {kind} {bad[0]!r}; valid: {', '.join(valid)}")
+    if args.quick:
+        args.rounds, args.seconds = 3, 0.2
+    if args.rounds < 1 or args.seconds <= 0:
+        parser.error("--rounds must be at least 1 and --seconds above 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
     info = ma.get_backend("numba").describe()
     print(
         f"numba {info['numba']} ({info['threading_layer']}, {info['threads']} threads); "
@@ -88,18 +115,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     header = f"{'case':<14} {'dtype':<8} {'numpy samples/s':>16} {'numba samples/s':>16}"
     print(f"{header} {'numba/numpy':>12} {'target':>7}")
-    for case in args.cases.split(","):
-        layers, n, target = CASES[case]
-        for dtype in args.dtypes.split(","):
-            result = measure(layers, n, dtype, rounds, seconds)
-            ratio = result["numba"] / result["numpy"]
-            mark = "" if ratio >= target else "  (below target)"
-            print(
-                f"{case:<14} {dtype:<8} {result['numpy']:>16,.0f} {result['numba']:>16,.0f} "
-                f"{ratio:>11.2f}x {target:>6.2f}x{mark}",
-                flush=True,
-            )
+    for case in args.cases:
+        for dtype in args.dtypes:
+            result = measure(bench.SHAPES[case], dtype, args.rounds, args.seconds)
+            print(row(case, dtype, result), flush=True)
+    print(f"median samples/s over {args.rounds} rounds; ~ = the spreads ({bench.SPREAD}) overlap")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

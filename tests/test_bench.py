@@ -434,16 +434,30 @@ def test_first_run_column_in_report():
     assert "first run" in table and "empty Numba/mlp_accel/CuPy caches" in table
 
 
-def _real_use():
-    """``benchmarks/real_use.py`` as a module (it is a script, not part of the package)."""
+def _script(name: str):
+    """``benchmarks/<name>.py`` as a module (a script, not part of the package).
+
+    Loading runs the script's top level; what it writes to ``os.environ`` there (gpu_compare
+    turns TF32 off) is undone, so that it cannot leak into other tests.
+    """
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "real_use.py"
-    spec = importlib.util.spec_from_file_location("real_use", path)
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    saved = dict(os.environ)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     return module
+
+
+def _real_use():
+    """``benchmarks/real_use.py`` as a module."""
+    return _script("real_use")
 
 
 def test_real_use_rejects_bad_options(capsys):
@@ -495,3 +509,181 @@ def test_real_use_verdict_follows_the_spread():
     assert lines[2].endswith("| 1.00 (0.86-1.16) | yes |")
     assert lines[3].endswith("| no |")
     assert lines[4].endswith("| no by the median, not by the spread |")
+
+
+# -- the helpers the benchmark scripts are built on ----------------------------------------------
+def test_time_interleaved_stats_syncs_around_blocks():
+    """With ``syncs``, a block is timed up to the end of the device work its calls queued."""
+    queued: list[float] = []
+
+    def launch() -> None:  # queues 2 ms of "device" work and returns at once
+        queued.append(0.002)
+
+    def synchronize() -> None:
+        time.sleep(sum(queued))
+        queued.clear()
+
+    plain = bench.time_interleaved_stats({"a": launch}, min_rounds=3, min_time=0.0)
+    assert plain["a"].median < 0.001  # without the sync the device work is not seen
+    queued.clear()
+    synced = bench.time_interleaved_stats(
+        {"a": launch}, syncs={"a": synchronize}, min_rounds=3, max_rounds=3, min_time=0.0
+    )
+    assert synced["a"].rounds == 3 and synced["a"].low >= 0.0019
+    assert not queued
+
+
+def test_train_call_without_synchronize(monkeypatch):
+    """``synchronize=False`` leaves the wait to the caller; the step itself is the same."""
+    shape = bench.SHAPES["tutorial-1k"].with_batch(64)
+    data = bench.host_data(shape, "float64")
+    synced = bench.make_workload("numpy", shape, "float64", data=data)
+    unsynced = bench.make_workload("numpy", shape, "float64", data=data)
+    waits = []
+    monkeypatch.setattr(synced.backend, "synchronize", lambda: waits.append(1))
+    bench.train_call(unsynced, synchronize=False)()
+    assert waits == []
+    bench.train_call(synced)()
+    assert waits == [1]
+    for a, b in zip(synced.model.get_weights(), unsynced.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_peer_synchronize_defaults_to_nothing():
+    shape = bench.SHAPES["tutorial-1k"]
+    peer = bench.sklearn_peer(shape, "float32", bench.host_data(shape, "float32"))
+    assert peer.synchronize() is None
+
+
+def test_write_table(tmp_path):
+    path = tmp_path / "t.npy"
+    bench.write_table(path, 1000, 5, classes=3, chunk_rows=64)
+    table = np.load(path, mmap_mode="r")
+    assert table.shape == (1000, 6) and table.dtype == np.float32
+    labels = np.asarray(table[:, -1])
+    assert set(np.unique(labels)) == {0.0, 1.0, 2.0}
+    # The label is a linear rule of the features: a least-squares fit on one-hot targets finds it.
+    X = np.asarray(table[:, :-1], dtype=np.float64)
+    W = np.linalg.lstsq(X, np.eye(3)[labels.astype(int)], rcond=None)[0]
+    assert np.mean(np.argmax(X @ W, axis=1) == labels) > 0.8
+    bench.write_table(tmp_path / "one.npy", 1000, 5, classes=3, chunk_rows=1000)
+    assert np.array_equal(np.load(tmp_path / "one.npy"), np.asarray(table))  # chunks: same table
+    with pytest.raises(ValueError, match="classes >= 2"):
+        bench.write_table(path, 10, 5, classes=1)
+
+
+def test_with_generic_hooks():
+    backend = ma.get_backend("numpy")
+    generic = bench.with_generic_hooks(backend, "stream_to_device", "fused_network")
+    assert generic is not backend and isinstance(generic, type(backend))
+    assert generic.name == backend.name
+    assert type(generic).stream_to_device is ma.backends.Backend.stream_to_device
+    assert generic.fused_network(None) is None
+    for bad in ("_activate", "no_such_hook", "name"):
+        with pytest.raises(ValueError, match="not a hook of Backend"):
+            bench.with_generic_hooks(backend, bad)
+
+
+# -- the scripts in benchmarks/ (the GPU ones on the CPU) -----------------------------------------
+def test_gpu_compare_runs_on_the_cpu(tmp_path, monkeypatch, capsys):
+    """gpu_compare end to end on the numpy backend: its table, JSON, and targets judged."""
+    gpu_compare = _script("gpu_compare")
+    monkeypatch.setattr(gpu_compare, "TORCH_DEVICE", "cpu")
+    argv = ["--backend", "numpy", "--quick", "--cases", "mlp256-1024", "--out", str(tmp_path)]
+    rc = gpu_compare.main(argv)
+    out = capsys.readouterr().out
+    data = json.loads((tmp_path / "gpu_compare.json").read_text())
+    (row,) = data["rows"]
+    assert row["case"] == "mlp256-1024" and row["batch"] == 1024 and row["rounds"] == 3
+    assert row["ours_s_range"][0] <= row["ours_s"] <= row["ours_s_range"][1]
+    assert row["ours_sps"] == pytest.approx(1024 / row["ours_s"])
+    assert 0 < row["gemm_fraction"] and row["fused"] is False
+    assert "mlp256-1024" in out and (tmp_path / "gpu_compare_table.txt").read_text() in out + "\n"
+    if "ratio" in row:  # PyTorch installed: the ratio decides
+        assert rc == (0 if row["pass"] else 2)
+    else:  # no PyTorch: no ratio, so the target is not met
+        assert rc == 2 and row["pass"] is False and "n/a" in out
+
+
+def test_gpu_compare_judges_both_targets():
+    judge = _script("gpu_compare").judge
+    row = {"target": 1.0, "gemm_target": 0.6, "ratio": 1.2, "gemm_fraction": 0.7}
+    assert judge(row) is True
+    assert judge({**row, "gemm_fraction": 0.5}) is False
+    assert judge({**row, "ratio": 0.9}) is False
+    assert judge({"target": 3.0, "gemm_target": None}) is False  # no PyTorch ratio
+    assert judge({"target": None, "gemm_target": None}) is None
+
+
+def test_gpu_compare_plans_the_layered_row():
+    """A backend with a fused kernel of its own is timed again without it, on the tutorial."""
+    gpu_compare = _script("gpu_compare")
+    numpy = ma.get_backend("numpy")
+
+    class Fused(type(numpy)):
+        def fused_network(self, spec):
+            return "a kernel"
+
+    fused = Fused()
+    assert [label for *_, label in gpu_compare.plan(numpy, ["tutorial-100k"])] == [""]
+    todo = gpu_compare.plan(fused, ["mlp256-1024", "tutorial-100k"])
+    assert [(name, label) for name, _, label in todo] == [
+        ("mlp256-1024", ""), ("tutorial-100k", ""), ("tutorial-100k", " (layers)")
+    ]  # fmt: skip
+    layered = todo[-1][1]
+    assert isinstance(layered, Fused) and layered.fused_network(None) is None
+    assert len(gpu_compare.plan(fused, ["mlp256-1024"])) == 1
+
+
+def test_gpu_compare_rejects_bad_options(capsys):
+    gpu_compare = _script("gpu_compare")
+    with pytest.raises(SystemExit) as exc:
+        gpu_compare.main(["--cases", "XL"])
+    assert exc.value.code == 2 and "unknown case 'XL'" in capsys.readouterr().err
+    assert gpu_compare.main(["--backend", "nope", "--cases", "mlp256-1024"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gpu_compare: unknown backend 'nope'") and "\n" not in err
+
+
+def test_numba_vs_numpy_measure_and_row():
+    script = _script("numba_vs_numpy")
+    shape = bench.SHAPES["tutorial-1k"].with_batch(128)
+    result = script.measure(shape, "float64", rounds=2, seconds=0.01, backends=("numpy",))
+    median, slowest, fastest = result["numpy"]
+    assert 0 < slowest <= median <= fastest
+    apart = script.row("tutorial-1k", "float32", {"numpy": (1.0, 0.9, 1.1), "numba": (6, 5, 7)})
+    assert apart.split()[-2:] == ["6.00x", "5.00x"]
+    close = script.row("mlp256-1024", "float32", {"numpy": (1, 0.8, 1.2), "numba": (1.1, 1, 1.3)})
+    assert "~" in close and close.endswith("(below target)")
+
+
+def test_numba_vs_numpy_rejects_bad_options(capsys):
+    parse = _script("numba_vs_numpy").parse
+    for argv, message in (
+        (["--cases", "XL"], "unknown case 'XL'"),
+        (["--dtypes", "float16"], "unknown dtype 'float16'"),
+        (["--rounds", "0"], "--rounds must be at least 1"),
+    ):
+        with pytest.raises(SystemExit):
+            parse(argv)
+        assert message in capsys.readouterr().err
+    args = parse(["--quick", "--cases", "tutorial-1k"])
+    assert (args.rounds, args.seconds, args.cases, args.dtypes) == (
+        3, 0.2, ["tutorial-1k"], ["float32", "float64"]
+    )  # fmt: skip
+
+
+def test_gpu_stream_runs_on_the_cpu(tmp_path, capsys):
+    """gpu_stream on numpy: both ways of copying train the same weights; the table is removed."""
+    argv = ["--backend", "numpy", "--rows", "600", "--features", "6", "--batch", "200"]
+    assert (
+        _script("gpu_stream").main(
+            [*argv, "--rounds", "2", "--hidden", "8", "--dir", str(tmp_path)]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "600 rows x 7 float32" in out and "layers 6-8-10" in out
+    assert "overlapped median" in out and "generic    median" in out
+    assert out.rstrip().endswith("largest weight difference between the two: 0")
+    assert list(tmp_path.iterdir()) == []

@@ -51,6 +51,8 @@ from .cases import (
     make_workload,
     sweep_batches,
     train_call,
+    with_generic_hooks,
+    write_table,
 )
 from .contention import busy_process
 from .firstrun import FIRST_RUN_NOTE, first_run
@@ -101,6 +103,8 @@ __all__ = [
     "fit_epochs",
     "gemm_call",
     "sweep_batches",
+    "write_table",
+    "with_generic_hooks",
     "LeanNumpyMLP",
     "Peer",
     "PeerUnavailable",

@@ -10,6 +10,7 @@ before timing, and every call synchronizes the device before it returns.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -182,9 +183,17 @@ def make_workload(
     return Workload(backend, shape, dtype, model, Adam(LEARNING_RATE), X, Y)
 
 
-def train_call(work: Workload, batch: int | None = None) -> Callable[[], None]:
-    """One :meth:`MLP.train_step` (forward, backward, Adam update) on the device batch."""
-    model, optimizer, sync = work.model, work.optimizer, work.backend.synchronize
+def train_call(
+    work: Workload, batch: int | None = None, *, synchronize: bool = True
+) -> Callable[[], None]:
+    """One :meth:`MLP.train_step` (forward, backward, Adam update) on the device batch.
+
+    With ``synchronize=False`` the call only launches the step: the caller synchronizes
+    around a block of calls (``syncs`` of :func:`~mlp_accel.bench.time_interleaved_stats`),
+    so that, as in training, the host queues the next step while the device runs this one.
+    """
+    model, optimizer = work.model, work.optimizer
+    sync = work.backend.synchronize if synchronize else _nothing
     X, Y = work.rows(work.shape.batch if batch is None else batch)
 
     def call() -> None:
@@ -192,6 +201,10 @@ def train_call(work: Workload, batch: int | None = None) -> Callable[[], None]:
         sync()
 
     return call
+
+
+def _nothing() -> None:
+    """The synchronization of a call that leaves it to its caller."""
 
 
 def infer_call(work: Workload, batch: int | None = None) -> Callable[[], None]:
@@ -234,6 +247,28 @@ def fit_call(work: Workload, epochs: int) -> Callable[[], None]:
     return call
 
 
+def with_generic_hooks(backend: Backend, *hooks: str) -> Backend:
+    """A new backend of ``backend``'s class whose ``hooks`` fall back to :class:`Backend`'s.
+
+    To time what a backend's override of a hook buys, beside the same backend without it:
+    ``"fused_network"`` gives the layer-by-layer path instead of a whole-network kernel,
+    ``"stream_to_device"`` the generic one-batch-at-a-time copy instead of overlapped ones.
+    The new backend is started with its class's defaults, and shares no cache with
+    ``backend`` (nothing the original has compiled or chosen leaks into it).
+
+    Raises
+    ------
+    ValueError
+        A name that is not a public hook of :class:`Backend`.
+    """
+    for hook in hooks:
+        if hook.startswith("_") or not callable(getattr(Backend, hook, None)):
+            raise ValueError(f"{hook!r} is not a hook of Backend")
+    cls = type(backend)
+    generic = {hook: getattr(Backend, hook) for hook in hooks}
+    return type(f"Generic{cls.__name__}", (cls,), generic)()
+
+
 def gemm_call(backend: Backend, dtype: str, n: int) -> tuple[Callable[[], None], float]:
     """``A @ B`` for square ``n x n`` operands with the backend's ``xp``; returns (call, flops)."""
     rng = np.random.default_rng(0)
@@ -246,3 +281,42 @@ def gemm_call(backend: Backend, dtype: str, n: int) -> tuple[Callable[[], None],
         sync()
 
     return call, 2.0 * n**3
+
+
+def write_table(
+    path: str | os.PathLike,
+    rows: int,
+    features: int,
+    classes: int = 2,
+    *,
+    seed: int = 0,
+    chunk_rows: int = 100_000,
+) -> None:
+    """Write a float32 ``.npy`` table of ``features`` columns and a label column, in chunks.
+
+    A dataset for training from a memory map (``np.load(path, mmap_mode="r")``, then
+    ``X, y = data[:, :-1], data[:, -1]``) that need not fit in memory: it is written
+    ``chunk_rows`` rows at a time. Features are standard normal; the label of a row is the
+    class (``0 .. classes - 1``) of a fixed random linear rule, so that a model can learn it
+    and its loss falls.
+
+    Raises
+    ------
+    ValueError
+        ``rows``, ``features`` or ``chunk_rows`` below 1, or ``classes`` below 2.
+    """
+    if min(rows, features, chunk_rows) < 1 or classes < 2:
+        raise ValueError(
+            f"write_table needs rows, features, chunk_rows >= 1 and classes >= 2; got rows="
+            f"{rows}, features={features}, chunk_rows={chunk_rows}, classes={classes}"
+        )
+    rng = np.random.default_rng(seed)
+    rule = rng.standard_normal((features, classes)).astype(np.float32)
+    table = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, features + 1))
+    for start in range(0, rows, chunk_rows):
+        stop = min(start + chunk_rows, rows)
+        X = rng.standard_normal((stop - start, features), dtype=np.float32)
+        table[start:stop, :-1] = X
+        table[start:stop, -1] = np.argmax(X @ rule, axis=1)
+    table.flush()
+    del table

@@ -115,6 +115,9 @@ class Peer:
     device: str
     train: Callable[[], None]
     infer: Callable[[], None]
+    #: Waits for the peer's device; the calls already do unless built with
+    #: ``synchronize=False``, where the caller synchronizes around a block of calls.
+    synchronize: Callable[[], None] = lambda: None
 
 
 def sklearn_peer(shape: Shape, dtype: str, data: HostData, seed: int = 0) -> Peer:
@@ -171,13 +174,22 @@ def sklearn_peer(shape: Shape, dtype: str, data: HostData, seed: int = 0) -> Pee
 
 
 def torch_peer(
-    shape: Shape, dtype: str, data: HostData, device: str = "cpu", seed: int = 0
+    shape: Shape,
+    dtype: str,
+    data: HostData,
+    device: str = "cpu",
+    seed: int = 0,
+    *,
+    synchronize: bool = True,
 ) -> Peer:
     """PyTorch eager doing the same step: ``nn.Sequential`` of Linear + ReLU, Adam.
 
     The loss is computed from logits (``BCEWithLogitsLoss``, ``CrossEntropyLoss``) like the
     library's; inference applies the output activation. On CUDA the batch is on the GPU and
-    every call synchronizes. PyTorch is never a dependency: this raises when it is absent.
+    every call synchronizes, unless ``synchronize=False``: then the calls only launch their
+    work and the caller waits with :attr:`Peer.synchronize` around a block of calls (as
+    :func:`~mlp_accel.bench.train_call` with ``synchronize=False``). PyTorch is never a
+    dependency: this raises when it is absent.
 
     Raises
     ------
@@ -214,7 +226,8 @@ def torch_peer(
         y = torch.from_numpy(np.ascontiguousarray(data.Y, dtype=dtype)).to(device)
         out_fn = lambda z: z  # noqa: E731
     optimizer = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    device_sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync = device_sync if synchronize else (lambda: None)
 
     def train() -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -227,4 +240,5 @@ def torch_peer(
             out_fn(net(X))
         sync()
 
-    return Peer(f"torch-{device}", f"PyTorch eager {device} (peer)", device, train, infer)
+    label = f"PyTorch eager {device} (peer)"
+    return Peer(f"torch-{device}", label, device, train, infer, synchronize=device_sync)

@@ -86,6 +86,7 @@ def time_interleaved_stats(
     min_time: float = 0.5,
     max_rounds: int = 1000,
     block_time: float = 0.02,
+    syncs: dict[Any, Callable[[], Any]] | None = None,
 ) -> dict[Any, Timing]:
     """Seconds per call of each callable, timed in interleaved blocks: median and spread.
 
@@ -97,11 +98,20 @@ def time_interleaved_stats(
     sample, and a fast block starts with one untimed call, because after a switch of library
     the previous library's idle worker threads (OpenMP, OpenBLAS) still spin for a moment
     and would otherwise be billed to the next one. The caller warms up JIT code before.
+
+    ``syncs`` maps a key to the synchronization of a callable that does not wait for its
+    device itself (``train_call(..., synchronize=False)``): it is called before the clock
+    starts and before it stops, so a block is ``k`` launched calls between two
+    synchronizations and the device's work is timed. Keys not in ``syncs`` are timed as is.
     """
+    syncs = syncs or {}
     repeats: dict[Any, int] = {}
     for key, fn in calls.items():
+        sync = syncs.get(key, _nothing)
+        sync()
         t0 = time.perf_counter()
         fn()
+        sync()
         first = time.perf_counter() - t0
         repeats[key] = max(1, min(10_000, round(block_time / max(first, 1e-7))))
     samples: dict[Any, list[float]] = {key: [] for key in calls}
@@ -109,18 +119,24 @@ def time_interleaved_stats(
     rounds = 0
     while True:
         for key, fn in calls.items():
-            k = repeats[key]
+            k, sync = repeats[key], syncs.get(key, _nothing)
             if k > 1:
                 fn()
+            sync()
             t0 = time.perf_counter()
             for _ in range(k):
                 fn()
+            sync()
             samples[key].append((time.perf_counter() - t0) / k)
         rounds += 1
         elapsed = time.perf_counter() - start
         if rounds >= min_rounds and (elapsed >= min_time or rounds >= max_rounds):
             break
     return {key: Timing.of(s) for key, s in samples.items()}
+
+
+def _nothing() -> None:
+    """The synchronization of a callable that synchronizes itself."""
 
 
 def time_interleaved(
