@@ -33,9 +33,9 @@ __all__ = ["main", "build_parser"]
 PROG = "mlp-accel"
 EXIT_ERROR = 1
 
-# name -> (module of this package, keywords of its subparser). A new subcommand is a module
-# with ``add_arguments`` and ``run`` and one entry here (and in _COMMANDS if ``run`` needs more
-# than the arguments).
+# name -> (module of this package, keywords of its subparser), in the order of --help. A new
+# subcommand is a module with ``add_arguments(parser, backend_option)`` and ``run(args)``, and
+# one entry here.
 _SUBCOMMANDS: dict[str, tuple[str, dict[str, str]]] = {
     "train": (
         "_train",
@@ -109,30 +109,24 @@ def _arguments_of(name: str, backend_option: dict[str, Any]) -> Callable[[Any], 
     return add_arguments
 
 
+def _runner(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        return _module(name).run(args)
+
+    return run
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     # The cluster factory is looked up here, at call time, so that it can be replaced in one
     # place (the tests substitute a dying cluster).
     return _module("train").run(args, dask_client=_dask_client)
 
 
-def _cmd_predict(args: argparse.Namespace) -> int:
-    return _module("predict").run(args)
-
-
-def _cmd_backends(args: argparse.Namespace) -> int:
-    return _module("backends").run(args)
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    return _module("bench").run(args)
-
-
+# name -> run(args) -> exit status: a subcommand's ``run``, imported when it is called.
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "train": _cmd_train,
-    "predict": _cmd_predict,
-    "backends": _cmd_backends,
-    "bench": _cmd_bench,
+    name: _runner(name) for name in _SUBCOMMANDS
 }
+_COMMANDS["train"] = _cmd_train
 
 
 def main(argv: Sequence[str] | None = None) -> int:

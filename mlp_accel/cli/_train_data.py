@@ -66,7 +66,18 @@ def prepare_training_data(args: argparse.Namespace) -> TrainingData:
         scaler = Standardizer().fit(np.asarray(X_tr, dtype=np.float64))
         X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
     extras.update(x_mean=scaler.mean, x_scale=scaler.scale)
-    data = TrainingData(task, lazy, X.shape[1], n_out, X_tr, y_tr, y_tr, X_te, y_te, extras=extras)
+    data = TrainingData(
+        task=task,
+        lazy=lazy,
+        n_features=X.shape[1],
+        n_out=n_out,
+        X_train=X_tr,
+        y_train=y_tr,
+        y_fit=y_tr,
+        X_test=X_te,
+        y_test=y_te,
+        extras=extras,
+    )
     val_rows = _hold_out_validation(args, data)
     if task == "regression":
         _standardize_targets(data, val_rows)
