@@ -12,8 +12,8 @@ import pytest
 import mlp_accel as ma
 from mlp_accel.backends import NetworkSpec
 from mlp_accel.backends._auto import (
-    NUMBA_IMPORT_S,
     NARROW_MAX_WIDTH,
+    NUMBA_IMPORT_S,
     Job,
     choose_backend,
     estimate_seconds,

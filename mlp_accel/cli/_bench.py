@@ -1,0 +1,116 @@
+"""``mlp-accel bench``: throughput per backend, beside peers.
+
+This module, and the bench package it uses, are imported only when ``bench`` is the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ._options import _check_output_path, _int_list, _name_list
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(bench: argparse.ArgumentParser, backend_option: dict[str, Any]) -> None:
+    """Add bench's arguments to its parser; it takes --backends, not ``backend_option``."""
+    from ..bench.cases import QUICK_SHAPES, SHAPES
+
+    bench.add_argument(
+        "--backends",
+        type=_name_list,
+        help="comma-separated backend names (default: every registered backend)",
+    )
+    bench.add_argument(
+        "--shapes",
+        type=_name_list,
+        help=f"comma-separated cases: {', '.join(SHAPES)} (default: all; "
+        f"with --quick: {', '.join(QUICK_SHAPES)})",
+    )
+    bench.add_argument(
+        "--dtype",
+        default="both",
+        choices=("float32", "float64", "both"),
+        help="dtype to measure (default both)",
+    )
+    bench.add_argument(
+        "--quick", action="store_true", help="fewer rounds, shorter sweep, no mnist-4096"
+    )
+    bench.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
+    bench.add_argument(
+        "--plot", metavar="FILE.png", help="bar chart of samples/s and the sweep curves"
+    )
+    bench.add_argument(
+        "--markdown", action="store_true", help="print the table as markdown (for the README)"
+    )
+    bench.add_argument(
+        "--threads",
+        type=int,
+        help="limit BLAS, Numba and PyTorch threads (default: each library's own setting)",
+    )
+    bench.add_argument(
+        "--no-peers",
+        action="store_true",
+        help="skip the lean reference and the peers (scikit-learn, PyTorch)",
+    )
+    bench.add_argument("--no-sweep", action="store_true", help="skip the batch-size sweep")
+    bench.add_argument(
+        "--contended",
+        action="store_true",
+        help="keep one core busy with another process during the whole run (started and "
+        "stopped by the bench), as on a shared machine",
+    )
+    bench.add_argument(
+        "--first-run",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="measure the first-run column: a fresh process on empty caches to its first "
+        "epoch, per backend and peer (default: on; off with --quick, it costs seconds of "
+        "compilation per numba row)",
+    )
+    bench.add_argument(
+        "--sweep-batches",
+        type=_int_list,
+        metavar="N,N,...",
+        help="batch sizes of the sweep (default 2^6..2^17; 2^6..2^15 with --quick)",
+    )
+    bench.add_argument("--seed", type=int, default=0, help="seeds data and weights (default 0)")
+    bench.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import bench
+
+    _check_output_path(args.json, "--json")
+    _check_output_path(args.plot, "--plot")
+    if args.plot:
+        bench.report._pyplot()  # a missing matplotlib is reported before the run, not after
+    dtypes = bench.DTYPES if args.dtype == "both" else (args.dtype,)
+
+    def log(line: str) -> None:
+        sys.stderr.write(f"[bench] {line}\n")
+        sys.stderr.flush()
+
+    config = bench.BenchConfig(
+        backends=args.backends or None,
+        shapes=args.shapes or None,
+        dtypes=dtypes,
+        quick=args.quick,
+        peers=not args.no_peers,
+        sweep=not args.no_sweep,
+        sweep_batch_sizes=args.sweep_batches or None,
+        threads=args.threads,
+        contended=args.contended,
+        first_run=args.first_run,
+        seed=args.seed,
+        log=None if args.quiet else log,
+    )
+    report = bench.run_bench(config)
+    print(bench.format_markdown(report) if args.markdown else bench.format_table(report))
+    if args.json:
+        bench.write_json(report, args.json)
+    if args.plot:
+        bench.plot_report(report, args.plot)
+    return 0

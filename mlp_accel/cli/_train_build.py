@@ -1,0 +1,110 @@
+"""Model and optimizer construction for ``mlp-accel train``, from the parsed arguments."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ._train_data import TrainingData
+
+
+def build_model(args: argparse.Namespace, data: TrainingData) -> Any:
+    """The ``MLP`` that --layers, --activations, --loss, ... describe for this data.
+
+    A network that cannot fit in this machine's memory is refused before it is allocated.
+    """
+    import mlp_accel as ma
+
+    layers = args.layers or _default_layers(data.n_features, data.n_out)
+    _check_model_size(layers, args.dtype, args.batch_size or data.X_train.shape[0])
+    loss = args.loss or {"binary": "binary_cross_entropy", "multiclass": "cross_entropy"}.get(
+        data.task, "squared_error"
+    )
+    return ma.MLP(
+        layers,
+        args.activations,
+        loss,
+        backend=args.backend,
+        dtype=args.dtype,
+        seed=args.seed,
+        init=args.init,
+    )
+
+
+def build_optimizer(args: argparse.Namespace, n_rows: int) -> Any:
+    """The optimizer of --optimizer, --lr (scaled by --scale-lr) and --momentum.
+
+    ``n_rows`` is the training split's size: the batch of a full-batch run.
+    """
+    import mlp_accel as ma
+
+    lr = args.lr
+    if args.scale_lr:
+        lr = ma.schedules.linear_scaling(lr, args.batch_size or n_rows)
+    opt_kwargs: dict[str, Any] = {"lr": lr}
+    if args.optimizer == "sgd":
+        opt_kwargs["momentum"] = args.momentum  # the other optimizers have no momentum
+    return ma.optim.get_optimizer(args.optimizer, **opt_kwargs)
+
+
+def fit_options(args: argparse.Namespace, data: TrainingData) -> dict[str, Any]:
+    """The keywords of ``fit`` that the arguments set, besides model, data and optimizer."""
+    import mlp_accel as ma
+
+    callbacks = []
+    if args.early_stopping is not None:
+        callbacks.append(ma.callbacks.EarlyStopping(patience=args.early_stopping))
+    return dict(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+        validation_data=data.validation_data,
+        callbacks=callbacks,
+        accumulate=args.accumulate,
+        alpha=args.alpha,
+        clip_norm=args.clip_norm,
+        schedule=ma.schedules.get_schedule(args.schedule, args.epochs, args.warmup),
+        checkpoint=args.checkpoint,
+        checkpoint_every=args.checkpoint_every,
+        resume_from=args.resume,
+        local_steps=args.local_steps,
+    )
+
+
+def _default_layers(n_in: int, n_out: int) -> list[int]:
+    return [2, 4, 3, 1] if (n_in, n_out) == (2, 1) else [n_in, 64, n_out]
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return ""  # unreachable
+
+
+def _check_model_size(layers: Sequence[int], dtype: str, batch_rows: int) -> None:
+    """Refuse, before allocating, a network that cannot fit in this machine's memory.
+
+    The estimate is a lower bound: weights, gradients, two optimizer buffers and a snapshot
+    (five copies of the parameters), plus a batch's activations and deltas.
+    """
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return  # no way to ask (Windows): the allocation itself will tell
+    widths = [int(w) for w in layers]
+    if len(widths) < 2 or min(widths) < 1:
+        return  # the model reports malformed widths itself
+    itemsize = np.dtype(dtype).itemsize
+    n_params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    need = itemsize * (5 * n_params + 2 * batch_rows * sum(widths[1:]))
+    if need > memory:
+        raise ValueError(
+            f"--layers {','.join(map(str, widths))} ({n_params:,} parameters) needs at least "
+            f"{_bytes(need)} of memory to train, more than this machine's {_bytes(memory)}"
+        )

@@ -1,0 +1,236 @@
+"""Data preparation for ``mlp-accel train``: load, label, split, standardize.
+
+Everything the model sees is standardized with statistics of the training split only; the
+statistics (and the class labels) go into the saved model's extras so that ``predict`` can apply
+them to new rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# Memory-mapped files are never read whole: the test split, the standardization sample and the
+# scored training rows are capped at this many rows.
+_LAZY_ROWS = 100_000
+
+
+@dataclass
+class TrainingData:
+    """The splits of one training run, standardized, and what the saved model must remember.
+
+    ``y_train`` holds the targets as scored (class indices, or raw regression targets) and
+    ``y_fit`` what ``fit`` sees (the same, or standardized regression targets).
+    """
+
+    task: str
+    lazy: bool
+    n_features: int
+    n_out: int
+    X_train: Any
+    y_train: Any
+    y_fit: Any
+    X_test: np.ndarray
+    y_test: np.ndarray
+    validation_data: tuple[Any, Any] | None = None
+    y_scaler: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare_training_data(args: argparse.Namespace) -> TrainingData:
+    """Load --data or --dataset, check it against the options, split and standardize it."""
+    from ..data import Standardizer, train_test_split
+
+    X, y, task, lazy, source = _load_training_data(args)
+    extras: dict[str, Any] = {}
+    if task != "regression":
+        classes = np.unique(y)
+        if lazy:
+            if not np.array_equal(classes, np.arange(len(classes))):
+                raise ValueError("a memory-mapped --data file needs class labels 0..k-1")
+        else:
+            classes, y = np.unique(y, return_inverse=True)
+        extras["classes"] = classes
+    else:
+        classes = np.empty(0)
+    n_out = _output_units(args, task, classes, source)
+    if lazy:
+        X_tr, X_te, y_tr, y_te, scaler = _split_lazy(X, y, args.test_size, args.seed)
+    else:
+        X_tr, X_te, y_tr, y_te = train_test_split(
+            X, y, test_size=args.test_size, seed=args.seed, stratify=task != "regression"
+        )
+        scaler = Standardizer().fit(np.asarray(X_tr, dtype=np.float64))
+        X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
+    extras.update(x_mean=scaler.mean, x_scale=scaler.scale)
+    data = TrainingData(
+        task=task,
+        lazy=lazy,
+        n_features=X.shape[1],
+        n_out=n_out,
+        X_train=X_tr,
+        y_train=y_tr,
+        y_fit=y_tr,
+        X_test=X_te,
+        y_test=y_te,
+        extras=extras,
+    )
+    val_rows = _hold_out_validation(args, data)
+    if task == "regression":
+        _standardize_targets(data, val_rows, counts=args.loss == "poisson")
+    return data
+
+
+def _hold_out_validation(args: argparse.Namespace, data: TrainingData) -> Any:
+    """Split the validation rows for --early-stopping off the training split.
+
+    Returns the validation targets as given (``None`` without --early-stopping); the validation
+    data is complete here for classification and after target scaling for regression.
+    """
+    from ..data import train_test_split
+
+    if args.early_stopping is None:
+        return None
+    if data.lazy:
+        raise ValueError("--early-stopping is not available for memory-mapped --data")
+    # Split row indices, so features, raw targets and fitted targets stay aligned.
+    fit_rows, val_rows, _, _ = train_test_split(
+        np.arange(len(data.y_train)),
+        data.y_train,
+        test_size=args.validation_fraction,
+        seed=args.seed,
+        stratify=data.task != "regression",
+    )
+    X_val, y_val = data.X_train[val_rows], data.y_train[val_rows]
+    data.X_train, data.y_train = data.X_train[fit_rows], data.y_train[fit_rows]
+    data.y_fit = data.y_train
+    data.validation_data = (X_val, y_val)
+    return y_val
+
+
+def _standardize_targets(data: TrainingData, y_val: Any, counts: bool = False) -> None:
+    """Fit on standardized regression targets; the scale is saved so predictions undo it."""
+    from ..data import Standardizer
+
+    y_tr = data.y_train
+    y_sample = np.asarray(y_tr[:_LAZY_ROWS] if data.lazy else y_tr, dtype=np.float64)
+    # Poisson targets are counts for an exp output: kept as they are, not standardized.
+    if counts:
+        y_scaler = Standardizer(np.zeros(1), np.ones(1))
+    else:
+        y_scaler = Standardizer().fit(y_sample.reshape(-1, 1))
+    data.extras.update(y_mean=y_scaler.mean, y_scale=y_scaler.scale)
+    if data.lazy:
+        from ..batches import ScaledRows
+
+        data.y_fit = ScaledRows(y_tr.reshape(-1, 1), y_scaler.mean, y_scaler.scale)
+    else:
+        data.y_fit = y_scaler.transform(np.asarray(y_tr, dtype=np.float64).reshape(-1, 1))
+    if y_val is not None:
+        X_val = data.validation_data[0]  # type: ignore[index]
+        y_val_fit = y_scaler.transform(np.asarray(y_val, dtype=np.float64).reshape(-1, 1))
+        data.validation_data = (X_val, y_val_fit)
+    data.y_scaler = y_scaler
+
+
+def _guess_task(y: np.ndarray) -> str:
+    values = np.unique(y)
+    if values.dtype.kind in "USO":
+        return "binary" if len(values) == 2 else "multiclass"
+    if np.all(np.mod(values, 1) == 0) and len(values) <= max(2, min(50, len(y) // 5)):
+        return "binary" if len(values) == 2 else "multiclass"
+    return "regression"
+
+
+def _split_lazy(X: Any, y: Any, test_size: float, seed: int) -> tuple[Any, ...]:
+    """Train/test split of a memory map without reading it: the last rows are the test set
+    (at most 100,000), and the standardization comes from a random sample of training rows."""
+    from ..batches import ScaledRows
+    from ..data import Standardizer
+
+    n = X.shape[0]
+    n_test = min(max(1, round(test_size * n)), _LAZY_ROWS)
+    n_train = n - n_test
+    rows = np.sort(
+        np.random.default_rng(seed).choice(n_train, min(n_train, _LAZY_ROWS), replace=False)
+    )
+    scaler = Standardizer().fit(np.asarray(X[rows], dtype=np.float64))
+    X_te = scaler.transform(np.asarray(X[n_train:], dtype=np.float64))
+    return (
+        ScaledRows(X[:n_train], scaler.mean, scaler.scale),
+        X_te,
+        y[:n_train],
+        np.asarray(y[n_train:]),
+        scaler,
+    )
+
+
+def _load_training_data(args: argparse.Namespace) -> tuple[Any, Any, str, bool, str]:
+    """``(X, y, task, lazy, source)`` of --data or --dataset, checked before any split."""
+    from ..data import load_dataset, load_file
+
+    if not args.data:
+        X, y, task = load_dataset(args.dataset, seed=args.seed)
+        return X, y, args.task or task, False, f"--dataset {args.dataset}"
+    from sklearn.utils import check_X_y
+
+    source = args.data
+    X, y = load_file(args.data, mmap=True)
+    lazy = isinstance(X, np.memmap)
+    text_labels = y.dtype.kind in "US"
+    if text_labels and args.task == "regression":
+        raise ValueError(
+            f"--task regression needs numbers in the target column, but {source} holds text "
+            f"labels such as {str(y[0])!r}"
+        )
+    if lazy:
+        if X.dtype.kind not in "biuf":
+            raise ValueError(f"{source} holds {X.dtype} values; features must be real numbers")
+    else:
+        # Validate before splitting, so bad data is named as such, not as a split failure.
+        X, y = check_X_y(X, y, dtype=np.float64, ensure_all_finite=True, y_numeric=not text_labels)
+    task = args.task or _guess_task(y)
+    return X, y, task, lazy, source
+
+
+def _label(value: Any) -> str:
+    """A class label as the user wrote it: ``0``, not ``0.0``, for numbers read as floats."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _output_units(args: argparse.Namespace, task: str, classes: np.ndarray, source: str) -> int:
+    """Output width for the task, refusing a loss that does not fit the data with the reason."""
+    if task == "regression":
+        if args.loss in ("binary_cross_entropy", "cross_entropy"):
+            raise ValueError(
+                f"--loss {args.loss} is a classification loss, but the target of {source} is "
+                "continuous (regression): use --loss squared_error, or --task binary/multiclass"
+            )
+        return 1
+    if len(classes) < 2:
+        raise ValueError(
+            f"the target of {source} has a single class ({_label(classes[0])}); classification "
+            "needs "
+            "at least 2 classes" + ("" if classes.dtype.kind in "US" else " (or --task regression)")
+        )
+    if task == "binary" and len(classes) != 2:
+        raise ValueError(f"--task binary needs 2 classes, found {len(classes)} in {source}")
+    if task == "binary" and args.loss == "cross_entropy":
+        if args.layers and args.layers[-1] == 2:
+            return 2  # a 2-unit softmax is a valid, if unusual, binary classifier
+        raise ValueError(
+            f"--loss cross_entropy needs one softmax unit per class, but the target of {source} "
+            "is binary, which gets 1 sigmoid output unit: use --loss binary_cross_entropy (the "
+            "default for 2 classes) or --task multiclass"
+        )
+    if task == "multiclass" and args.loss == "binary_cross_entropy":
+        raise ValueError(
+            f"--loss binary_cross_entropy is for 2 classes, but the target of {source} has "
+            f"{len(classes)}: use --loss cross_entropy (the default for several classes)"
+        )
+    return 1 if task == "binary" else len(classes)

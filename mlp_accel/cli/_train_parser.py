@@ -1,0 +1,226 @@
+"""The arguments of ``mlp-accel train``, one function per argument group."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ._options import (
+    _add_gpu_options,
+    _int_list,
+    _momentum,
+    _name_list,
+    _non_negative_float,
+    _non_negative_int,
+    _open_fraction,
+    _positive_float,
+    _positive_int,
+)
+
+
+def add_arguments(t: argparse.ArgumentParser, backend_option: dict[str, Any]) -> None:
+    """Add train's arguments to its parser ``t``; ``--backend`` takes ``backend_option``."""
+    _add_data_options(t)
+    _add_model_options(t, backend_option)
+    _add_optimization_options(t)
+    _add_large_run_options(t)
+    _add_checkpoint_options(t)
+    _add_output_options(t)
+    _add_dask_options(t)
+
+
+def _add_data_options(t: argparse.ArgumentParser) -> None:
+    from ..data import DATASETS
+
+    data = t.add_argument_group("data")
+    src = data.add_mutually_exclusive_group()
+    src.add_argument(
+        "--dataset", default="circles", choices=DATASETS, help="built-in dataset (default circles)"
+    )
+    src.add_argument(
+        "--data",
+        metavar="FILE",
+        help="CSV (header row optional; last column the target, numbers or class names), "
+        ".npy (target last; memory-mapped) or .npz (X, y)",
+    )
+    data.add_argument(
+        "--task",
+        choices=("binary", "multiclass", "regression"),
+        help="task (default: the built-in dataset's, or guessed from the target of --data)",
+    )
+    data.add_argument(
+        "--test-size",
+        type=_open_fraction,
+        default=0.25,
+        metavar="FRACTION",
+        help="held-out fraction (default 0.25)",
+    )
+    data.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="seeds data, split, initial weights and shuffles (default 0)",
+    )
+
+
+def _add_model_options(t: argparse.ArgumentParser, backend_option: dict[str, Any]) -> None:
+    from ..initializers import INITIALIZERS
+
+    model = t.add_argument_group("model")
+    model.add_argument(
+        "--layers",
+        type=_int_list,
+        metavar="N,N,...",
+        help="widths, e.g. 2,4,3,1 (default: 2,4,3,1 for 2-D data, else n_in,64,n_out)",
+    )
+    model.add_argument(
+        "--activations",
+        type=_name_list,
+        metavar="NAME,...",
+        help="per weight layer, e.g. relu,gelu,sigmoid (any built-in or registered name)",
+    )
+    model.add_argument(
+        "--loss",
+        metavar="NAME",
+        help="binary_cross_entropy, cross_entropy, squared_error or poisson "
+        "(default: from the task)",
+    )
+    model.add_argument(
+        "--init", default="glorot", choices=INITIALIZERS, help="initialization (default glorot)"
+    )
+    model.add_argument(
+        "--dtype", default="float32", choices=("float32", "float64"), help="(default float32)"
+    )
+    model.add_argument("--backend", **backend_option)
+    _add_gpu_options(model)
+
+
+def _add_optimization_options(t: argparse.ArgumentParser) -> None:
+    from ..optim import OPTIMIZERS
+
+    opt = t.add_argument_group("optimization")
+    opt.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=300,
+        metavar="N",
+        help="passes over the data (default 300)",
+    )
+    opt.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="rows per step (default: all)",
+    )
+    opt.add_argument(
+        "--optimizer", default="adam", choices=tuple(OPTIMIZERS), help="(default adam)"
+    )
+    opt.add_argument(
+        "--lr", type=_positive_float, default=0.03, help="learning rate (default 0.03)"
+    )
+    opt.add_argument("--momentum", type=_momentum, default=0.9, help="for sgd (default 0.9)")
+    opt.add_argument(
+        "--alpha", type=_non_negative_float, default=0.0, help="L2 penalty (default 0)"
+    )
+    opt.add_argument(
+        "--early-stopping",
+        type=_positive_int,
+        default=None,
+        metavar="PATIENCE",
+        help="stop when the validation loss has not improved for PATIENCE epochs",
+    )
+    opt.add_argument(
+        "--validation-fraction",
+        type=_open_fraction,
+        metavar="FRACTION",
+        default=0.1,
+        help="share of the training split held out for --early-stopping (default 0.1)",
+    )
+
+
+def _add_large_run_options(t: argparse.ArgumentParser) -> None:
+    large = t.add_argument_group("large runs")
+    large.add_argument(
+        "--schedule",
+        default="constant",
+        choices=("constant", "step", "cosine"),
+        help="learning-rate schedule (default constant)",
+    )
+    large.add_argument(
+        "--warmup",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="EPOCHS",
+        help="epochs of linear learning-rate warmup (default 0)",
+    )
+    large.add_argument(
+        "--scale-lr", action="store_true", help="linear scaling rule: lr * batch / 256"
+    )
+    large.add_argument(
+        "--clip-norm",
+        type=_positive_float,
+        default=None,
+        metavar="NORM",
+        help="clip the global gradient norm",
+    )
+    large.add_argument(
+        "--accumulate",
+        type=_positive_int,
+        default=1,
+        metavar="K",
+        help="micro-batches per step (gradient accumulation; default 1)",
+    )
+    large.add_argument(
+        "--threads",
+        type=_positive_int,
+        metavar="N",
+        help="BLAS and Numba threads, fixed (default: the usable CPUs, serial or parallel "
+        "measured per shape)",
+    )
+
+
+def _add_checkpoint_options(t: argparse.ArgumentParser) -> None:
+    ckpt = t.add_argument_group("checkpoints")
+    ckpt.add_argument("--checkpoint", metavar="FILE", help="write a training checkpoint here")
+    ckpt.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="epochs between checkpoints (default 1)",
+    )
+    ckpt.add_argument("--resume", metavar="FILE", help="resume training from a checkpoint")
+
+
+def _add_output_options(t: argparse.ArgumentParser) -> None:
+    output = t.add_argument_group("output")
+    output.add_argument("--save", metavar="FILE", help="save the trained model (.npz)")
+    output.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="loss curve (and the decision boundary on the test split for 2-D data)",
+    )
+    output.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _add_dask_options(t: argparse.ArgumentParser) -> None:
+    dist = t.add_argument_group("distributed (Dask)")
+    dask_opts = dist.add_mutually_exclusive_group()
+    dask_opts.add_argument(
+        "--dask-workers",
+        type=_positive_int,
+        metavar="N",
+        help="train data-parallel on a local Dask cluster of N worker processes",
+    )
+    dask_opts.add_argument(
+        "--scheduler", metavar="ADDRESS", help="train data-parallel on this Dask scheduler"
+    )
+    dist.add_argument(
+        "--local-steps",
+        type=_positive_int,
+        metavar="N",
+        default=1,
+        help="local SGD steps between weight averages (not exact; default 1)",
+    )

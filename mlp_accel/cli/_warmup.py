@@ -1,0 +1,56 @@
+"""``mlp-accel warmup``: compile a network's Numba kernels ahead of use, for a deployment."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from ._options import _int_list, _name_list
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(w: argparse.ArgumentParser, backend_option: dict[str, Any]) -> None:
+    """Add the arguments of ``warmup`` to its parser ``w``."""
+    spec = w.add_mutually_exclusive_group(required=True)
+    spec.add_argument("--layers", type=_int_list, help="widths, e.g. 13,64,3")
+    spec.add_argument("--model", metavar="FILE", help="a model saved by train --save")
+    w.add_argument("--activations", type=_name_list, help="per weight layer (default: relu...)")
+    w.add_argument("--loss", help="default: from the output activation")
+    w.add_argument(
+        "--dtype",
+        default=None,
+        choices=("float32", "float64"),
+        help="(default: the model's, else float32)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import mlp_accel as ma
+
+    from ..backends import _numba_compile, _numba_fused, get_backend
+
+    if args.model is not None:
+        saved = ma.load(args.model, backend="numpy")
+        layers, activations, loss = saved.layers, saved.activations, saved.loss
+        dtype = args.dtype or saved.dtype
+    else:
+        layers, activations, loss = args.layers, args.activations, args.loss
+        dtype = args.dtype or "float32"
+    # the model resolves defaults and validates the spec, on NumPy (nothing compiles)
+    spec = ma.MLP(layers, activations, loss, backend="numpy", dtype=dtype).spec
+    backend = get_backend("numba")
+    tasks = _numba_compile.tasks_for(spec)
+    was_cached = [_numba_compile.cached(task) for task in tasks]
+    start = time.perf_counter()
+    backend.warmup(spec)
+    seconds = time.perf_counter() - start
+    for task, hit in zip(tasks, was_cached):
+        variant = "parallel" if task["parallel"] else "serial"
+        what = "per-layer kernels" if task["kind"] == "layers" else "fused network kernels"
+        print(f"{'cached  ' if hit else 'compiled'} {what} ({variant}, {spec.dtype})")
+    fused = "fused kernels for" if _numba_fused.supports(spec) else "no fused kernel for"
+    print(f"{fused} {','.join(map(str, spec.widths))} {','.join(spec.activations)} {spec.loss}")
+    print(f"took {seconds:.1f} s; cache: {_numba_compile.cache_location()}")
+    return 0
