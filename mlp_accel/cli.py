@@ -337,14 +337,21 @@ def _add_gpu_options(parser: Any) -> None:
 
 
 def _apply_gpu_options(args: argparse.Namespace) -> None:
-    """Hand --device and --tf32 to the cupy backend, which reads them when it starts."""
+    """Hand --device and --tf32 to the backend request: ``args.backend`` becomes ``(name,
+    options)``, which ``MLP``, ``load`` and ``get_backend`` take (no environment is written)."""
+    options: dict[str, Any] = {}
     device = getattr(args, "device", None)
     if device is not None:
         if device < 0:
             raise ValueError(f"--device must be a GPU index (0, 1, ...), got {device}")
-        os.environ["MLP_ACCEL_DEVICE"] = str(device)
+        options["device"] = device
     if getattr(args, "tf32", False):
-        os.environ["MLP_ACCEL_TF32"] = "1"
+        options["tf32"] = True
+    if options:
+        name = getattr(args, "backend", None) or "auto"
+        if str(name).strip().lower() not in ("auto", "cupy"):
+            raise ValueError(f"--device and --tf32 apply to the cupy backend, not to {name!r}")
+        args.backend = (name, options)
 
 
 # -- train -------------------------------------------------------------------------------------
@@ -756,7 +763,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_backends(args: argparse.Namespace) -> int:
     from .backends import AUTO_ORDER, backend_status, get_backend
 
-    status = backend_status()
+    options = args.backend[1] if isinstance(args.backend, tuple) else {}
+    status = backend_status(**options)
     for name, (works, info) in status.items():
         if works:
             details = ", ".join(f"{k} {v}" for k, v in info.items())
@@ -764,7 +772,7 @@ def _cmd_backends(args: argparse.Namespace) -> int:
         else:
             print(f"{name:6s}  no   {info}")
     try:
-        chosen = get_backend("auto").name
+        chosen = get_backend("auto", **options).name
     except RuntimeError as exc:
         chosen = f"none ({exc})"
     print(

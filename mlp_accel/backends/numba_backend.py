@@ -147,17 +147,28 @@ class NumbaBackend(NumpyBackend):
 
     # Transfers, copies and row gathers are the NumPy backend's: the data is NumPy's.
     def describe(self) -> dict[str, str]:
+        """Numba's version, threading layer and thread count, without running a kernel.
+
+        Numba picks its threading layer, and starts its pool, at the first parallel call;
+        describing the backend must not do that (nor compile a kernel), so before then this
+        reports the layer asked for (``NUMBA_THREADING_LAYER``, ``"default"`` unless set) and
+        the pool's configured size.
+        """
         numba = self._numba
-        try:
-            layer = numba.threading_layer()
-        except ValueError:  # no parallel kernel has run yet: start the pool to find out
-            self._kernels.adam_update_parallel(*(np.zeros(2) for _ in range(4)), *(1.0,) * 6, 2)
-            layer = numba.threading_layer()
+        from numba.np.ufunc import parallel
+
+        if getattr(parallel, "_is_initialized", False):
+            layer = str(numba.threading_layer())
+            threads = str(numba.get_num_threads())
+        else:
+            requested = str(getattr(numba.config, "THREADING_LAYER", "default"))
+            layer = f"not started (requested: {requested})"
+            threads = str(min(_threads.pool_size(), int(numba.config.NUMBA_NUM_THREADS)))
         return {
             **super().describe(),
             "numba": numba.__version__,
             "threading_layer": layer,
-            "threads": str(numba.get_num_threads()),
+            "threads": threads,
         }
 
     def _run(self, hook: str, elements: int, *args: Any) -> Any:
@@ -298,12 +309,12 @@ class NumbaBackend(NumpyBackend):
         network = self.fused_network(spec)
         if network is not None:
             network.compile()
-        K = self._kernels
+        kernel_module = self._kernels
         dtype = np.dtype(spec.dtype)
         mat = np.ones((2, 3), dtype)
         vec = np.ones(3, dtype)
         for index, extra in ((0, ()), (1, (2,))):  # the serial kernels, then the parallel twins
-            kernels = {hook: pair[index] for hook, pair in K.KERNELS.items()}
+            kernels = {hook: pair[index] for hook, pair in kernel_module.KERNELS.items()}
             kernels["dense_forward"](mat.copy(), vec, 1, mat.copy(), *extra)
             kernels["dense_backward"](mat, mat, mat, 1, mat.copy(), vec.copy(), *extra)
             kernels["output_loss_gradient"](
@@ -313,7 +324,7 @@ class NumbaBackend(NumpyBackend):
                 kernels["adam_update"](
                     p, p * 0, p * 0, p * 0, 0.1, 0.9, 0.999, 1e-8, 0.1, 0.01, *extra
                 )
-        K.loss_sum(mat, mat * 0.5, mat, 0)
+        kernel_module.loss_sum(mat, mat * 0.5, mat, 0)
         for p in (mat.copy(), vec.copy()):
-            K.sgd_update(p, p * 0, 0.1)
-            K.sgd_momentum_update(p, p * 0, p * 0, 0.1, 0.9, False)
+            kernel_module.sgd_update(p, p * 0, 0.1)
+            kernel_module.sgd_momentum_update(p, p * 0, p * 0, 0.1, 0.9, False)
