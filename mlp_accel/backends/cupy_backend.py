@@ -233,7 +233,7 @@ class CupyBackend(Backend):
             )
         self._pool = cupy.get_default_memory_pool()
         self._kernels: dict[Any, Any] = {}
-        self._fused: dict[NetworkSpec, Any] = {}
+        self._network_kernels: dict[NetworkSpec, Any] = {}
         self._rows_cache: dict[NetworkSpec, tuple[int | None, float]] = {}
         # Test and tuning knobs: force micro-batching at this many rows; turn the fused
         # whole-network kernel off (MLP_ACCEL_CUPY_FUSED=0) to time the layer-by-layer path.
@@ -626,12 +626,12 @@ class CupyBackend(Backend):
     # -- whole networks and big batches ---------------------------------------------------------
     def fused_network(self, spec: NetworkSpec) -> _CupyFusedNetwork | None:
         """The one-kernel forward + backward for small networks (widths <= 32), else ``None``."""
-        if spec not in self._fused:
+        if spec not in self._network_kernels:
             ok = self._use_fused and _cupy_kernels.fused_supported(
                 tuple(spec.widths), tuple(spec.activations), spec.loss, spec.dtype
             )
-            self._fused[spec] = _CupyFusedNetwork(self, spec) if ok else None
-        return self._fused[spec]
+            self._network_kernels[spec] = _CupyFusedNetwork(self, spec) if ok else None
+        return self._network_kernels[spec]
 
     def max_batch_rows(self, spec: NetworkSpec) -> int | None:
         """Rows of one training micro-batch that fit in the GPU's free memory.
