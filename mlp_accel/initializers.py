@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ._names import canonical_name
+
 __all__ = ["INITIALIZERS", "initial_weights"]
 
 #: Initialization schemes: "he" (normal, std sqrt(2 / fan_in), zero biases), "glorot"
@@ -23,11 +25,12 @@ def initial_weights(widths: Sequence[int], init: str, rng: np.random.Generator) 
 
     Raises
     ------
+    TypeError
+        ``init`` is not a string.
     ValueError
-        If ``init`` is not one of :data:`INITIALIZERS`.
+        If ``init`` is not one of :data:`INITIALIZERS` (the message lists them).
     """
-    if init not in INITIALIZERS:
-        raise ValueError(f"unknown init {init!r}; valid inits: {', '.join(INITIALIZERS)}")
+    init = canonical_name(INITIALIZERS, init, "init")
     weights: list[np.ndarray] = []
     for fan_in, fan_out in zip(widths[:-1], widths[1:]):
         if init == "he":

@@ -8,12 +8,20 @@ converted once, at the edge (:meth:`MLP.prepare`).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import _validation as V
+from ._validation import (
+    check_dtype,
+    check_inputs,
+    check_layer_spec,
+    check_targets,
+    check_weights,
+    make_rng,
+)
 from .activations import get_activation
-from .backends import Backend, NetworkSpec, get_backend
+from .backends import BackendLike, NetworkSpec, get_backend, has_failed, options_for
+from .backends import _check_options as check_backend_options
 from .backends._auto import BackendChoice, choose_backend
 from .backends.base import IDENTITY
 from .initializers import initial_weights
@@ -37,23 +45,28 @@ def _weight_total(sample_weight: Array, xp: Any) -> Array:
     return total + xp.astype(total == 0, total.dtype)
 
 
-def _is_auto(backend: Any) -> bool:
-    """Whether ``backend`` asks for the per-job choice (``"auto"`` and no override in
-    ``MLP_ACCEL_BACKEND``)."""
+def _auto_options(backend: Any) -> dict[str, Any] | None:
+    """The backend options of a request for the per-job choice (``"auto"``, alone or as
+    ``("auto", options)``, and no override in ``MLP_ACCEL_BACKEND``); ``None`` for any other
+    request."""
+    options: dict[str, Any] = {}
+    if isinstance(backend, tuple) and len(backend) == 2 and isinstance(backend[1], Mapping):
+        backend, options = backend[0], dict(backend[1])
     if backend is not None and not (isinstance(backend, str) and backend.strip().lower() == "auto"):
-        return False
+        return None
     env = os.environ.get("MLP_ACCEL_BACKEND", "").strip().lower()
-    return not env or env == "auto"
+    if env and env != "auto":
+        return None
+    check_backend_options("auto", options)
+    return options
 
 
-def _may_start(name: str) -> bool:
+def _may_start(name: str, options: Mapping[str, Any]) -> bool:
     """Whether backend ``name`` may start here, asked without starting it: its library is
-    installed and it has not failed to start before."""
+    installed and it has not failed to start before with these options."""
     import importlib.util
 
-    from .backends import _failures
-
-    if name in _failures:
+    if has_failed(name, **options_for(name, options)):
         return False
     library = {"numba": "numba", "cupy": "cupy"}.get(name)
     return library is None or importlib.util.find_spec(library) is not None
@@ -73,11 +86,14 @@ class MLP:
     loss : str, optional
         ``binary_cross_entropy`` (sigmoid output), ``cross_entropy`` (softmax output) or
         ``squared_error`` (any output). Default: the one that matches the output activation.
-    backend : str or Backend, default "auto"
-        ``"auto"``, ``"numpy"``, ``"numba"``, ``"cupy"`` or a :class:`Backend` instance.
-        ``"auto"`` (unless ``MLP_ACCEL_BACKEND`` names a backend) starts on NumPy and is
-        decided by the model's first :func:`~mlp_accel.fit`, from the shape, rows, epochs
-        and the compiled kernels; :attr:`backend_choice` records the choice and why.
+    backend : str, Backend or (str, dict), default "auto"
+        ``"auto"``, ``"numpy"``, ``"numba"``, ``"cupy"``, a :class:`Backend` instance, or a
+        name with backend options, ``("cupy", {"device": 1, "tf32": True})`` (the same as
+        ``backend=get_backend("cupy", device=1, tf32=True)``; see
+        :func:`~mlp_accel.get_backend`). ``"auto"`` (unless ``MLP_ACCEL_BACKEND`` names a
+        backend) starts on NumPy and is decided by the model's first :func:`~mlp_accel.fit`,
+        from the shape, rows, epochs and the compiled kernels (the options going to the
+        backend chosen, where it takes them); :attr:`backend_choice` records the choice and why.
     dtype : {"float32", "float64"}, default "float32"
         Dtype of parameters and computation.
     seed : int or numpy.random.Generator, optional
@@ -100,19 +116,22 @@ class MLP:
         activations: Sequence[str] | str | None = None,
         loss: str | None = None,
         *,
-        backend: str | Backend = "auto",
+        backend: BackendLike = "auto",
         dtype: str = "float32",
         seed: Any = None,
         init: str = "glorot",
     ) -> None:
-        self.layers, self.activations, self.loss = V.check_layer_spec(layers, activations, loss)
-        self.dtype = V.check_dtype(dtype)
+        self.layers, self.activations, self.loss = check_layer_spec(layers, activations, loss)
+        self.dtype = check_dtype(dtype)
         self.init = init
-        self.rng = V.make_rng(seed)
+        self.rng = make_rng(seed)
         #: What ``backend="auto"`` chose and why (a :class:`BackendChoice`); ``None`` for a
         #: backend named explicitly.
         self.backend_choice: BackendChoice | None = None
-        self._auto_pending = _is_auto(backend)
+        auto_options = _auto_options(backend)
+        # Options of an "auto" request wait for fit's choice, which hands each its own.
+        self._backend_options = auto_options or {}
+        self._auto_pending = auto_options is not None
         if self._auto_pending:
             # The job (rows, epochs) is known only at fit: NumPy starts at once and compiles
             # nothing, so it serves until then; ma.fit moves the model if another pays.
@@ -172,7 +191,7 @@ class MLP:
         ValueError
             Wrong count or shapes, or non-finite values.
         """
-        checked = V.check_weights(weights, self.weight_shapes, self.dtype)
+        checked = check_weights(weights, self.weight_shapes, self.dtype)
         self._params = [self.backend.asarray(w, self.dtype) for w in checked]
 
     def set_params(self, params: list[Array]) -> None:
@@ -188,15 +207,15 @@ class MLP:
                     f"X has shape {tuple(X.shape)}, but the model expects (n, {self.layers[0]})"
                 )
             return X
-        return self.backend.asarray(V.check_inputs(X, self.layers[0], self.dtype), self.dtype)
+        return self.backend.asarray(check_inputs(X, self.layers[0], self.dtype), self.dtype)
 
     def prepare_host(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         """Validate host ``X`` and ``y`` and convert them to the model's dtype, on the host.
 
         Integer labels become one-hot for ``cross_entropy``; a 1-D ``y`` becomes a column.
         """
-        X_host = V.check_inputs(X, self.layers[0], self.dtype)
-        y_host = V.check_targets(y, X_host.shape[0], self.layers[-1], self.loss, self.dtype)
+        X_host = check_inputs(X, self.layers[0], self.dtype)
+        y_host = check_targets(y, X_host.shape[0], self.layers[-1], self.loss, self.dtype)
         return X_host, y_host
 
     def prepare(self, X: Any, y: Any) -> tuple[Array, Array]:
@@ -216,7 +235,7 @@ class MLP:
                     f"y has shape {tuple(y.shape)}, expected ({Xd.shape[0]}, {self.layers[-1]})"
                 )
             return Xd, y
-        y_host = V.check_targets(y, Xd.shape[0], self.layers[-1], self.loss, self.dtype)
+        y_host = check_targets(y, Xd.shape[0], self.layers[-1], self.loss, self.dtype)
         return Xd, self.backend.asarray(y_host, self.dtype)
 
     # -- the equations -----------------------------------------------------------------------
@@ -480,16 +499,16 @@ class MLP:
         return out[:, 0] if out.shape[1] == 1 else out
 
     # -- copies and files -----------------------------------------------------------------------
-    def to(self, backend: str | Backend) -> MLP:
+    def to(self, backend: BackendLike) -> MLP:
         """A copy of this model on another backend, with the same weights."""
         target = get_backend(backend)
         clone = MLP.__new__(MLP)
         clone.layers, clone.activations, clone.loss = self.layers, self.activations, self.loss
         clone.dtype, clone.init = self.dtype, self.init
-        clone.rng = V.make_rng(None)
+        clone.rng = make_rng(None)
         clone.rng.bit_generator.state = self.rng.bit_generator.state
         clone.backend = target
-        clone.backend_choice, clone._auto_pending = None, False
+        clone.backend_choice, clone._auto_pending, clone._backend_options = None, False, {}
         clone._activation_fns, clone._loss_fn = self._activation_fns, self._loss_fn
         clone._fused, clone._fused_checked = None, False
         clone._params = [target.asarray(w, self.dtype) for w in self.get_weights()]
@@ -506,13 +525,16 @@ class MLP:
         self._auto_pending = False
         job = Job(tuple(self.layers), self.dtype, rows, epochs, batch_size)
         fused, generic = numba_kernels_cached(self.spec) if "numba" in BACKENDS else (True, True)
-        candidates = [n for n in BACKENDS if n in ("numpy", "numba", "cupy") and _may_start(n)]
+        options = self._backend_options
+        candidates = [
+            n for n in BACKENDS if n in ("numpy", "numba", "cupy") and _may_start(n, options)
+        ]
         while True:
             choice = choose_backend(
                 job, candidates, numba_fused_cached=fused, numba_generic_cached=generic
             )
             try:
-                target = get_backend(choice.name)
+                target = get_backend(choice.name, **options_for(choice.name, options))
             except BackendUnavailableError:
                 # Registered but cannot start here: choose among the others.
                 candidates.remove(choice.name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._names import lookup
 from ._validation import check_real
 from .backends import Backend
 
@@ -199,13 +200,8 @@ def get_optimizer(name: str | Optimizer, **kwargs: Any) -> Optimizer:
         return name
     if not isinstance(name, str):
         raise TypeError(
-            f"optimizer must be a name ({', '.join(OPTIMIZERS)}) or an mlp_accel.optim.Optimizer, "
-            f"got {type(name).__name__}"
+            f"optimizer must be a name ({', '.join(sorted(OPTIMIZERS))}) or an "
+            f"mlp_accel.optim.Optimizer, got {type(name).__name__}"
         )
-    try:
-        cls = OPTIMIZERS[name.lower()]
-    except KeyError:
-        raise ValueError(
-            f"unknown optimizer {name!r}; valid optimizers: {', '.join(OPTIMIZERS)}"
-        ) from None
+    cls = lookup(OPTIMIZERS, name, "optimizer")
     return cls(**kwargs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+from ._names import canonical_name
 from ._validation import check_count, check_real
 
 __all__ = [
@@ -20,7 +21,11 @@ __all__ = [
     "Warmup",
     "get_schedule",
     "linear_scaling",
+    "SCHEDULES",
 ]
+
+#: The names :func:`get_schedule` takes.
+SCHEDULES = ("constant", "step", "cosine")
 
 
 class Schedule:
@@ -99,6 +104,8 @@ def get_schedule(name: str | Schedule | None, epochs: int, warmup: float = 0.0) 
 
     Raises
     ------
+    TypeError
+        ``name`` is neither a string, ``None`` nor a :class:`Schedule`.
     ValueError
         Unknown name (the message lists the valid names), ``epochs < 1``, or a negative or
         non-finite ``warmup``.
@@ -107,14 +114,14 @@ def get_schedule(name: str | Schedule | None, epochs: int, warmup: float = 0.0) 
     warmup = check_real(warmup, "warmup", 0.0)
     if isinstance(name, Schedule):
         base = name
-    elif name in (None, "constant"):
-        base = Constant()
-    elif name == "step":
-        base = StepDecay(max(1, epochs // 3))
-    elif name == "cosine":
-        base = Cosine(max(epochs - warmup, 1e-9))
     else:
-        raise ValueError(f"unknown schedule {name!r}; valid schedules: constant, step, cosine")
+        kind = "constant" if name is None else canonical_name(SCHEDULES, name, "schedule")
+        if kind == "constant":
+            base = Constant()
+        elif kind == "step":
+            base = StepDecay(max(1, epochs // 3))
+        else:
+            base = Cosine(max(epochs - warmup, 1e-9))
     return Warmup(warmup, base) if warmup > 0 else base
 
 

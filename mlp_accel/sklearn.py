@@ -41,7 +41,7 @@ from sklearn.utils.multiclass import (
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import _validation as V
+from ._validation import check_count, check_dtype
 from .backends import BACKENDS, Backend, BackendUnavailableError, get_backend
 from .callbacks import Callback
 from .model import MLP
@@ -302,7 +302,7 @@ class _BaseMLP(BaseEstimator):
             hidden = [hidden]
         hidden = list(hidden)
         # Integers only (NumPy's too): int() would silently truncate a width of 10.5.
-        widths = [V.check_count(h, "hidden_layer_sizes", minimum=0) for h in hidden]
+        widths = [check_count(h, "hidden_layer_sizes", minimum=0) for h in hidden]
         if any(h <= 0 for h in widths):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
         return [n_features, *widths, n_outputs]
@@ -432,7 +432,7 @@ class _BaseMLP(BaseEstimator):
         units = self._layer_units(X.shape[1], y.shape[1])
         self._random_state = check_random_state(self.random_state)
         if first_pass:
-            dtype = X.dtype.name if self.dtype is None else V.check_dtype(self.dtype)
+            dtype = X.dtype.name if self.dtype is None else check_dtype(self.dtype)
             self._initialize(y, units, dtype)
         elif y.shape[1] != self.n_outputs_:
             raise ValueError(

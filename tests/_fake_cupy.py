@@ -201,6 +201,26 @@ def get_default_memory_pool() -> _Pool:
 
 cuda = types.SimpleNamespace(runtime=runtime, Device=Device)
 
+# CuPy's GEMM compute-type switch (``cupy._core._routines_linalg``), process state as in CuPy:
+# the backend's TF32 option goes through it.
+_routines_linalg = types.ModuleType("cupy._core._routines_linalg")
+_routines_linalg.COMPUTE_TYPE_DEFAULT, _routines_linalg.COMPUTE_TYPE_TF32 = 1, 7
+compute_types: dict[np.dtype, int] = {}
+
+
+def _set_compute_type(dtype: Any, compute_type: int) -> None:
+    compute_types[np.dtype(dtype)] = int(compute_type)
+
+
+def _get_compute_type(dtype: Any) -> int:
+    return compute_types.get(np.dtype(dtype), _routines_linalg.COMPUTE_TYPE_DEFAULT)
+
+
+_routines_linalg.set_compute_type = _set_compute_type
+_routines_linalg.get_compute_type = _get_compute_type
+_core = types.ModuleType("cupy._core")
+_core._routines_linalg = _routines_linalg
+
 
 def install(monkeypatch: Any) -> types.ModuleType:
     """Make ``import cupy`` give this module and ``array_api_compat.cupy`` the NumPy namespace."""
@@ -208,6 +228,9 @@ def install(monkeypatch: Any) -> types.ModuleType:
 
     module = sys.modules[__name__]
     runtime.device_count, runtime.current, runtime.fail = 1, 0, None
+    compute_types.clear()
     monkeypatch.setitem(sys.modules, "cupy", module)
+    monkeypatch.setitem(sys.modules, "cupy._core", _core)
+    monkeypatch.setitem(sys.modules, "cupy._core._routines_linalg", _routines_linalg)
     monkeypatch.setitem(sys.modules, "array_api_compat.cupy", xp_numpy)
     return module

@@ -56,6 +56,11 @@ def _forget_env_after_test(monkeypatch, *names):
         monkeypatch.delenv(name)
 
 
+def _our_env():
+    """The variables this package reads (libraries it loads may write their own)."""
+    return {k: v for k, v in os.environ.items() if k.startswith(("MLP_ACCEL_", "CUPY_"))}
+
+
 def test_cupy_is_registered_and_preferred_by_auto():
     assert BACKENDS["cupy"] == "mlp_accel.backends.cupy_backend:CupyBackend"
     assert AUTO_ORDER[0] == "cupy"
@@ -104,18 +109,110 @@ def test_missing_device_index_raises(monkeypatch):
 
 
 def test_device_and_tf32_from_environment(monkeypatch):
-    fake_cupy.install(monkeypatch)
+    fake = fake_cupy.install(monkeypatch)
     _forget_env_after_test(monkeypatch, "CUPY_TF32")
     monkeypatch.setenv("MLP_ACCEL_TF32", "1")
+    before = _our_env()
     backend = _new_cupy_backend()
     assert backend.tf32 is True
-    assert os.environ["CUPY_TF32"] == "1"
+    assert fake.compute_types[np.dtype("float32")] == 7  # TF32, through CuPy's switch
     monkeypatch.delenv("MLP_ACCEL_TF32")
     backend = _new_cupy_backend()
     assert backend.tf32 is False
-    assert os.environ["CUPY_TF32"] == "0"
+    assert fake.compute_types[np.dtype("float32")] == 1
     assert backend.describe()["tf32"] == "off"
     assert backend.device == "cuda:0"
+    # The variables are read as defaults, never written (CUPY_TF32 neither).
+    before.pop("MLP_ACCEL_TF32")
+    assert _our_env() == before
+
+
+def test_tf32_is_per_backend_although_cupy_keeps_it_per_process(monkeypatch):
+    fake = fake_cupy.install(monkeypatch)
+    fast, exact = _new_cupy_backend(tf32=True), _new_cupy_backend(tf32=False)
+    assert fake.compute_types[np.dtype("float32")] == 1  # the last one started
+    fast._activate()  # what every hook does before it launches work
+    assert fake.compute_types[np.dtype("float32")] == 7
+    assert fast.describe()["tf32"] == "on"
+    exact._activate()
+    assert fake.compute_types[np.dtype("float32")] == 1
+
+
+def test_tf32_without_cupys_switch_warns_instead_of_writing_the_environment(monkeypatch):
+    fake_cupy.install(monkeypatch)
+    monkeypatch.setitem(sys.modules, "cupy._core", None)  # an older or newer CuPy
+    _forget_env_after_test(monkeypatch, "CUPY_TF32")
+    with pytest.warns(RuntimeWarning, match="CUPY_TF32"):
+        backend = _new_cupy_backend(tf32=True)
+    assert backend.tf32 is True
+    assert "CUPY_TF32" not in os.environ
+
+
+def test_bad_cupy_option_values_are_the_callers_errors(monkeypatch):
+    from mlp_accel import backends
+
+    fake_cupy.install(monkeypatch)
+    monkeypatch.setattr(backends, "_instances", {})
+    monkeypatch.setattr(backends, "_failures", {})
+    with pytest.raises(TypeError, match="device must be a GPU index"):
+        get_backend("cupy", device="1")
+    with pytest.raises(ValueError, match="device must be a GPU index"):
+        get_backend("cupy", device=-1)
+    with pytest.raises(TypeError, match="tf32 must be True or False"):
+        get_backend("cupy", tf32="yes")
+    with pytest.raises(BackendUnavailableError, match="GPU 1 does not exist"):
+        get_backend("cupy", device=1)
+    assert get_backend("cupy", device=0).device == "cuda:0"  # the failure above was device 1's
+
+
+def test_get_backend_starts_one_cupy_backend_per_device_and_setting(monkeypatch):
+    from mlp_accel import backends
+
+    fake = fake_cupy.install(monkeypatch)
+    fake.runtime.device_count = 2
+    monkeypatch.setattr(backends, "_instances", {})
+    monkeypatch.setattr(backends, "_failures", {})
+    _forget_env_after_test(monkeypatch, "MLP_ACCEL_DEVICE", "MLP_ACCEL_TF32", "CUPY_TF32")
+    before = _our_env()
+    first = get_backend("cupy", device=1, tf32=True)
+    assert (first.device, first.tf32) == ("cuda:1", True)
+    assert get_backend("CuPy", tf32=True, device=1) is first
+    assert get_backend(("cupy", {"device": 1, "tf32": True})) is first
+    assert get_backend(("cupy", {"device": 1}), tf32=True) is first
+    other = get_backend("cupy", device=0)
+    assert other is not first and (other.device, other.tf32) == ("cuda:0", False)
+    assert get_backend("cupy") is get_backend("cupy", device=None)  # None is the default
+    assert get_backend("auto", device=1, tf32=True) is first  # auto hands cupy its options
+    status = backends.backend_status(device=1)
+    assert status["cupy"][0] and status["cupy"][1]["device"] == "cuda:1"
+    assert status["numpy"][0]  # numpy takes no device and is not given one
+    with pytest.raises(TypeError, match="given twice"):
+        get_backend(("cupy", {"device": 1}), device=0)
+    assert _our_env() == before
+
+
+def test_models_take_a_backend_with_options(monkeypatch):
+    from mlp_accel import backends
+
+    fake = fake_cupy.install(monkeypatch)
+    fake.runtime.device_count = 2
+    monkeypatch.setattr(backends, "_instances", {})
+    monkeypatch.setattr(backends, "_failures", {})
+    monkeypatch.delenv("MLP_ACCEL_BACKEND", raising=False)
+    model = ma.MLP([2, 3, 1], backend=("cupy", {"device": 1}), dtype="float64", seed=0)
+    assert model.backend is get_backend("cupy", device=1)
+    same = ma.MLP([2, 3, 1], backend=get_backend("cupy", device=1), dtype="float64", seed=0)
+    assert same.backend is model.backend
+    moved = model.to(("cupy", {"device": 0}))
+    assert moved.backend.device == "cuda:0"
+    np.testing.assert_array_equal(moved.get_weights()[0], model.get_weights()[0])
+    # "auto" with options: the model waits for fit's choice, which gets the options it takes.
+    pending = ma.MLP([2, 3, 1], backend=("auto", {"device": 1}), seed=0)
+    assert pending.backend.name == "numpy" and pending.backend_choice is not None
+    with pytest.raises(TypeError, match="takes no option 'colour'"):
+        ma.MLP([2, 3, 1], backend=("auto", {"colour": 1}))
+    with pytest.raises(TypeError, match="takes no option 'device'"):
+        ma.MLP([2, 3, 1], backend=("numpy", {"device": 1}))
 
 
 def test_importing_the_package_never_imports_cupy():
@@ -134,14 +231,25 @@ def test_cli_device_and_tf32_options(monkeypatch):
     from mlp_accel import cli
 
     _forget_env_after_test(monkeypatch, "MLP_ACCEL_DEVICE", "MLP_ACCEL_TF32")
+    monkeypatch.delenv("MLP_ACCEL_BACKEND", raising=False)
+    before = _our_env()
     args = cli.build_parser().parse_args(["train", "--device", "2", "--tf32"])
     cli._apply_gpu_options(args)
-    assert os.environ["MLP_ACCEL_DEVICE"] == "2"
-    assert os.environ["MLP_ACCEL_TF32"] == "1"
+    assert args.backend == ("auto", {"device": 2, "tf32": True})
+    args = cli.build_parser().parse_args(["train", "--backend", "cupy", "--tf32"])
+    cli._apply_gpu_options(args)
+    assert args.backend == ("cupy", {"tf32": True})
+    args = cli.build_parser().parse_args(["backends", "--device", "1"])
+    cli._apply_gpu_options(args)
+    assert args.backend == ("auto", {"device": 1})
+    assert _our_env() == before  # handed over as arguments, not through the environment
     args = cli.build_parser().parse_args(
         ["predict", "--model", "m", "--data", "d", "--device", "-1"]
     )
     with pytest.raises(ValueError, match="--device"):
+        cli._apply_gpu_options(args)
+    args = cli.build_parser().parse_args(["train", "--backend", "numpy", "--tf32"])
+    with pytest.raises(ValueError, match="apply to the cupy backend, not to 'numpy'"):
         cli._apply_gpu_options(args)
 
 

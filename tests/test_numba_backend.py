@@ -239,6 +239,28 @@ def test_describe_names_version_threading_layer_and_threads():
     assert int(info["threads"]) >= 1
 
 
+def test_describe_runs_no_kernel_before_the_pool_starts(monkeypatch):
+    """Before Numba's first parallel call there is no threading layer to ask for; describe
+    says so instead of launching a kernel to start the pool."""
+    from numba.np.ufunc import parallel
+
+    backend = _backend()
+
+    class NoKernels:
+        def __getattr__(self, name):
+            raise AssertionError(f"describe() ran the kernel {name}")
+
+    def not_started():
+        raise ValueError("Threading layer is not initialized.")
+
+    monkeypatch.setattr(parallel, "_is_initialized", False)
+    monkeypatch.setattr(numba, "threading_layer", not_started)
+    monkeypatch.setattr(backend, "_kernels", NoKernels())
+    info = backend.describe()
+    assert info["threading_layer"].startswith("not started (requested: ")
+    assert 1 <= int(info["threads"]) <= numba.config.NUMBA_NUM_THREADS
+
+
 def test_warmup_compiles_the_fused_kernels():
     spec = NetworkSpec((2, 3, 1), ("tanh", "sigmoid"), "binary_cross_entropy", "float64")
     backend = _backend()

@@ -291,7 +291,7 @@ def numba_kernels_cached(spec: NetworkSpec) -> tuple[bool, bool]:
     if backend_module is not None:
         from . import _instances
 
-        backend = _instances.get("numba")
+        backend = _instances.get(("numba", ()))
         if backend is not None:
             fused_mem = spec in getattr(backend, "_networks", {})
             kernels = sys.modules.get("mlp_accel.backends._numba_kernels")

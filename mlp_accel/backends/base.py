@@ -149,8 +149,8 @@ class Backend:
         """Return ``(loss summed over the batch, dL/dz)`` at the output, with ``L = sum / denom``.
 
         For the matched pairs (sigmoid + binary cross-entropy, softmax + cross-entropy,
-        identity + squared error) ``dL/dz`` is exactly ``(yhat - y) / denom``: the fused
-        shortcut. Any other pair goes through the generic chain rule.
+        identity + squared error) ``dL/dz`` is exactly ``(yhat - y) / denom``: the
+        matched-pair shortcut. Any other pair goes through the generic chain rule.
         """
         xp = self.xp
         value = loss.value_sum(z, yhat, y, xp=xp)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,7 +32,7 @@ import numpy as np
 
 from ..ops.layout import param_layout
 from ..ops.table import Activation, Loss, get_activation, get_loss
-from . import _cupy_kernels as K
+from . import _cupy_kernels
 from .base import IDENTITY, Backend, BackendUnavailableError, NetworkSpec
 
 __all__ = ["CupyBackend", "INSTALL_HINT"]
@@ -109,16 +110,27 @@ def _linalg_module() -> Any:
     return _routines_linalg
 
 
-def _set_tf32(enabled: bool) -> None:
-    """Let float32 GEMMs use TF32 tensor cores, or keep them in full float32."""
-    # CuPy reads CUPY_TF32 once, at its first float32 GEMM; set it for that case and set the
-    # compute type directly for the case where a GEMM already ran.
-    os.environ["CUPY_TF32"] = "1" if enabled else "0"
+# The TF32 setting last applied to CuPy's GEMMs. CuPy keeps it per process, not per device or
+# backend; backends with different settings re-apply theirs as they become active.
+_tf32_applied: bool | None = None
+
+
+def _set_tf32(enabled: bool) -> bool:
+    """Let float32 GEMMs use TF32 tensor cores, or keep them in full float32.
+
+    Returns whether the setting could be applied: it goes through CuPy's compute-type switch
+    (a private API); without it CuPy follows ``CUPY_TF32``, which the user sets before
+    starting (this package never writes the environment).
+    """
+    global _tf32_applied
     linalg = _linalg_module()
-    if linalg is not None:
-        tf32 = getattr(linalg, "COMPUTE_TYPE_TF32", 7)
-        default = getattr(linalg, "COMPUTE_TYPE_DEFAULT", 1)
-        linalg.set_compute_type(np.float32, tf32 if enabled else default)
+    if linalg is None:
+        return False
+    tf32 = getattr(linalg, "COMPUTE_TYPE_TF32", 7)
+    default = getattr(linalg, "COMPUTE_TYPE_DEFAULT", 1)
+    linalg.set_compute_type(np.float32, tf32 if enabled else default)
+    _tf32_applied = enabled
+    return True
 
 
 def _tf32_active() -> bool | None:
@@ -159,10 +171,20 @@ class CupyBackend(Backend):
         The GPU to use. Default: ``$MLP_ACCEL_DEVICE``, else 0.
     tf32 : bool, optional
         Let float32 matrix products use TF32 tensor cores (faster, about 10 mantissa bits
-        instead of 23). Default: ``$MLP_ACCEL_TF32``, else off.
+        instead of 23). Default: ``$MLP_ACCEL_TF32``, else off. CuPy holds this setting
+        per process; each backend re-applies its own when its hooks run, so backends with
+        different settings can live side by side.
+
+    Both are usually given through :func:`~mlp_accel.get_backend` (``get_backend("cupy",
+    device=1, tf32=True)``), which starts one backend per device and setting. The
+    environment variables are only read, as defaults.
 
     Raises
     ------
+    TypeError
+        ``device`` is not an integer, or ``tf32`` not a bool.
+    ValueError
+        ``device`` is negative.
     BackendUnavailableError
         CuPy is not installed, or it cannot use the GPU (no driver, no device, a broken
         CUDA install); the message says which.
@@ -182,6 +204,10 @@ class CupyBackend(Backend):
         if isinstance(device, bool) or not isinstance(device, int | np.integer):
             raise TypeError(f"device must be a GPU index, got {device!r}")
         device = int(device)
+        if device < 0:
+            raise ValueError(f"device must be a GPU index (0, 1, ...), got {device}")
+        if tf32 is not None and not isinstance(tf32, bool | np.bool_):
+            raise TypeError(f"tf32 must be True or False, got {tf32!r}")
         cupy = _import_cupy()
         _probe_device(cupy, device)
         import array_api_compat.cupy as xp_cupy
@@ -198,10 +224,16 @@ class CupyBackend(Backend):
         self._props = props
         self._sm_count = max(1, int(props.get("multiProcessorCount", 1)))
         self.tf32 = _env_flag("MLP_ACCEL_TF32") if tf32 is None else bool(tf32)
-        _set_tf32(self.tf32)
+        if not _set_tf32(self.tf32) and self.tf32:
+            warnings.warn(
+                "this CuPy offers no switch for TF32: float32 products follow CUPY_TF32 "
+                "(set it to 1 before starting Python)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         self._pool = cupy.get_default_memory_pool()
         self._kernels: dict[Any, Any] = {}
-        self._fused: dict[NetworkSpec, Any] = {}
+        self._network_kernels: dict[NetworkSpec, Any] = {}
         self._rows_cache: dict[NetworkSpec, tuple[int | None, float]] = {}
         # Test and tuning knobs: force micro-batching at this many rows; turn the fused
         # whole-network kernel off (MLP_ACCEL_CUPY_FUSED=0) to time the layer-by-layer path.
@@ -212,8 +244,12 @@ class CupyBackend(Backend):
 
     # -- device, transfers ------------------------------------------------------------------
     def _activate(self) -> None:
+        """Make this backend's GPU current, and its TF32 setting CuPy's (both are process
+        state another backend, or another library, may have changed)."""
         if self._runtime.getDevice() != self.device_id:
             self._runtime.setDevice(self.device_id)
+        if _tf32_applied is not None and _tf32_applied is not self.tf32:
+            _set_tf32(self.tf32)
 
     def asarray(self, x: Any, dtype: str) -> Array:
         """Copy host data to this GPU as a C-contiguous ``dtype`` array (device data is cast)."""
@@ -329,13 +365,15 @@ class CupyBackend(Backend):
         return kernel
 
     def _blocks(self, work: int, per_sm: int = 8) -> int:
-        """Blocks of ``K.BLOCK`` threads for ``work`` items: enough to fill the GPU, no more."""
-        return max(1, min(_ceil_div(work, K.BLOCK), self._sm_count * per_sm))
+        """Blocks of ``BLOCK`` threads for ``work`` items: enough to fill the GPU, no more."""
+        return max(1, min(_ceil_div(work, _cupy_kernels.BLOCK), self._sm_count * per_sm))
 
     def _sum_segments(self, src: Array, out: Array, n_segments: int, seglen: int) -> None:
         dtype = out.dtype.name
-        kernel = self._kernel(("sum_segments", dtype), lambda: K.sum_segments_source(dtype))
-        threads = 32 if seglen <= 256 else K.BLOCK
+        kernel = self._kernel(
+            ("sum_segments", dtype), lambda: _cupy_kernels.sum_segments_source(dtype)
+        )
+        threads = 32 if seglen <= 256 else _cupy_kernels.BLOCK
         kernel((n_segments,), (threads,), (src, out, np.int64(seglen)))
 
     @staticmethod
@@ -352,7 +390,7 @@ class CupyBackend(Backend):
     ) -> tuple[Array, Array]:
         act = activation.name
         if (
-            (not K.is_elementwise(act) and act != "softmax")
+            (not _cupy_kernels.is_elementwise(act) and act != "softmax")
             or a_prev.dtype != W.dtype
             or b.ndim != 1
             or b.shape[0] != W.shape[1]
@@ -367,29 +405,35 @@ class CupyBackend(Backend):
         rows, cols = z.shape
         dtype = z.dtype.name
         if act == "softmax":
-            if cols > K.MAX_SOFTMAX_WIDTH:
+            if cols > _cupy_kernels.MAX_SOFTMAX_WIDTH:
                 z += b
                 return z, activation.forward(z, xp=self.xp)
             a = cp.empty_like(z)
-            kernel = self._kernel(("bias_softmax", dtype), lambda: K.bias_softmax_source(dtype))
-            kernel((self._blocks(rows),), (K.BLOCK,), (z, b, a, np.int64(rows), np.int64(cols)))
+            kernel = self._kernel(
+                ("bias_softmax", dtype), lambda: _cupy_kernels.bias_softmax_source(dtype)
+            )
+            kernel(
+                (self._blocks(rows),),
+                (_cupy_kernels.BLOCK,),
+                (z, b, a, np.int64(rows), np.int64(cols)),
+            )
             return z, a
         kernel = self._kernel(
-            ("bias_act", act, dtype), lambda: K.bias_activation_source(act, dtype)
+            ("bias_act", act, dtype), lambda: _cupy_kernels.bias_activation_source(act, dtype)
         )
         grid = (self._blocks(rows * cols),)
         if act == "identity":
-            kernel(grid, (K.BLOCK,), (z, b, np.int64(rows), np.int64(cols)))
+            kernel(grid, (_cupy_kernels.BLOCK,), (z, b, np.int64(rows), np.int64(cols)))
             return z, z
         a = cp.empty_like(z)
-        kernel(grid, (K.BLOCK,), (z, b, a, np.int64(rows), np.int64(cols)))
+        kernel(grid, (_cupy_kernels.BLOCK,), (z, b, a, np.int64(rows), np.int64(cols)))
         return z, a
 
     def _colsum_grid(self, rows: int, cols: int) -> tuple[int, int]:
         """``(rows_per_block, row_chunks)`` of the column-sum kernels: about 8 blocks per SM."""
         if rows <= self._one_chunk_rows:
             return max(8, _ceil_div(rows, 8) * 8), 1
-        col_tiles = _ceil_div(cols, K.COLSUM_BLOCK[0])
+        col_tiles = _ceil_div(cols, _cupy_kernels.COLSUM_BLOCK[0])
         chunks = max(1, min(_ceil_div(self._sm_count * 8, col_tiles), _ceil_div(rows, 64)))
         rows_per_block = _ceil_div(_ceil_div(rows, chunks), 8) * 8
         return rows_per_block, _ceil_div(rows, rows_per_block)
@@ -405,7 +449,7 @@ class CupyBackend(Backend):
         need_input_grad: bool,
     ) -> tuple[Array, Array, Array | None]:
         act = activation.name
-        if not K.is_elementwise(act) or grad.ndim != 2:
+        if not _cupy_kernels.is_elementwise(act) or grad.ndim != 2:
             return super().dense_backward(grad, z, a, a_prev, W, activation, need_input_grad)
         arrays = (grad,) if act == "identity" else (grad, z, a)
         if not self._fusable(*arrays) or grad.dtype != W.dtype or a_prev.dtype != W.dtype:
@@ -418,15 +462,17 @@ class CupyBackend(Backend):
         db = cp.empty(cols, dtype=grad.dtype)
         # With one row chunk the kernel writes the column sums straight into db.
         dst = db if chunks == 1 else cp.empty(cols * chunks, dtype=grad.dtype)
-        grid = (_ceil_div(cols, K.COLSUM_BLOCK[0]), chunks)
+        grid = (_ceil_div(cols, _cupy_kernels.COLSUM_BLOCK[0]), chunks)
         tail = (np.int64(rows), np.int64(cols), np.int64(rows_per_block))
-        kernel = self._kernel(("colsum", act, dtype), lambda: K.colsum_source(act, dtype))
+        kernel = self._kernel(
+            ("colsum", act, dtype), lambda: _cupy_kernels.colsum_source(act, dtype)
+        )
         if act == "identity":
             dz = grad
-            kernel(grid, K.COLSUM_BLOCK, (grad, dst, *tail))
+            kernel(grid, _cupy_kernels.COLSUM_BLOCK, (grad, dst, *tail))
         else:
             dz = cp.empty_like(grad)
-            kernel(grid, K.COLSUM_BLOCK, (grad, z, a, dz, dst, *tail))
+            kernel(grid, _cupy_kernels.COLSUM_BLOCK, (grad, z, a, dz, dst, *tail))
         if chunks > 1:
             self._sum_segments(dst, db, cols, chunks)
         dW = a_prev.T @ dz
@@ -443,7 +489,7 @@ class CupyBackend(Backend):
             row is not None
             and row.value_tree is not None
             and row.requires in (None, act)
-            and K.is_elementwise(act)
+            and _cupy_kernels.is_elementwise(act)
         )
         softmax_ce = name == "cross_entropy" and act == "softmax"
         if (
@@ -452,7 +498,7 @@ class CupyBackend(Backend):
             or z.shape != y.shape
             or z.shape != yhat.shape
             or not self._fusable(z, yhat, y)
-            or (softmax_ce and z.shape[1] > K.MAX_SOFTMAX_WIDTH)
+            or (softmax_ce and z.shape[1] > _cupy_kernels.MAX_SOFTMAX_WIDTH)
         ):
             return super().output_loss_gradient(z, yhat, y, loss, activation, denom)
         self._activate()
@@ -467,7 +513,7 @@ class CupyBackend(Backend):
             blocks = 1 if rows * cols <= self._one_block_elements else self._blocks(rows)
             dst = value if blocks == 1 else cp.empty(blocks, dtype=z.dtype)
             kernel = self._kernel(
-                ("outgrad_ce", dtype), lambda: K.softmax_cross_entropy_source(dtype)
+                ("outgrad_ce", dtype), lambda: _cupy_kernels.softmax_cross_entropy_source(dtype)
             )
             args = (z, yhat, y, dz, dst, np.int64(rows), np.int64(cols), inv_denom)
         else:
@@ -475,10 +521,10 @@ class CupyBackend(Backend):
             dst = value if blocks == 1 else cp.empty(blocks, dtype=z.dtype)
             kernel = self._kernel(
                 ("outgrad", name, act, dtype),
-                lambda: K.output_gradient_source(name, act, dtype),
+                lambda: _cupy_kernels.output_gradient_source(name, act, dtype),
             )
             args = (z, yhat, y, dz, dst, np.int64(rows * cols), inv_denom)
-        kernel((blocks,), (K.BLOCK,), args)
+        kernel((blocks,), (_cupy_kernels.BLOCK,), args)
         if blocks > 1:
             self._sum_segments(dst, value, 1, blocks)
         return value, dz
@@ -522,7 +568,7 @@ class CupyBackend(Backend):
             sizes = tuple(int(lists[0][i].size) for i in group)
             kernel = self._kernel((*kind, sizes, dtype), lambda s=sizes: make(s, dtype))
             args = [lst[i] for i in group for lst in lists]
-            kernel((self._blocks(sum(sizes)),), (K.BLOCK,), (*args, *scalars))
+            kernel((self._blocks(sum(sizes)),), (_cupy_kernels.BLOCK,), (*args, *scalars))
 
     def sgd_update(
         self,
@@ -545,7 +591,7 @@ class CupyBackend(Backend):
             variant = "nesterov" if nesterov else "momentum"
             scalars = (real(lr), real(momentum))
         self._multi_tensor(
-            ("sgd", variant), lambda s, d: K.sgd_source(s, d, variant), lists, scalars
+            ("sgd", variant), lambda s, d: _cupy_kernels.sgd_source(s, d, variant), lists, scalars
         )
         return params, velocity
 
@@ -577,18 +623,18 @@ class CupyBackend(Backend):
             real(1.0 - beta1**step),
             real(1.0 - beta2**step),
         )
-        self._multi_tensor(("adam",), K.adam_source, (params, grads, m, v), scalars)
+        self._multi_tensor(("adam",), _cupy_kernels.adam_source, (params, grads, m, v), scalars)
         return params, m, v
 
     # -- whole networks and big batches ---------------------------------------------------------
     def fused_network(self, spec: NetworkSpec) -> _CupyFusedNetwork | None:
         """The one-kernel forward + backward for small networks (widths <= 32), else ``None``."""
-        if spec not in self._fused:
-            ok = self._use_fused and K.fused_supported(
+        if spec not in self._network_kernels:
+            ok = self._use_fused and _cupy_kernels.fused_supported(
                 tuple(spec.widths), tuple(spec.activations), spec.loss, spec.dtype
             )
-            self._fused[spec] = _CupyFusedNetwork(self, spec) if ok else None
-        return self._fused[spec]
+            self._network_kernels[spec] = _CupyFusedNetwork(self, spec) if ok else None
+        return self._network_kernels[spec]
 
     def max_batch_rows(self, spec: NetworkSpec) -> int | None:
         """Rows of one training micro-batch that fit in the GPU's free memory.
@@ -613,7 +659,7 @@ class CupyBackend(Backend):
         per_row = itemsize * (2 * sum(widths[1:]) + 3 * max(widths))
         # Gradients of two micro-batches being summed, plus room for cuBLAS workspaces and
         # fragmentation of the pool.
-        reserve = itemsize * K.n_parameters(tuple(widths)) * 4 + (256 << 20)
+        reserve = itemsize * _cupy_kernels.n_parameters(tuple(widths)) * 4 + (256 << 20)
         rows = int(max(available - reserve, 0) * 0.8 // per_row)
         rows = max(rows, 1)
         if rows > 8192:
@@ -737,11 +783,11 @@ class _CupyFusedNetwork:
         self._n_params = slots[-1].end
         self._train = backend._kernel(
             ("fused_train", widths, activations, spec.loss, dtype),
-            lambda: K.fused_train_source(widths, activations, spec.loss, dtype),
+            lambda: _cupy_kernels.fused_train_source(widths, activations, spec.loss, dtype),
         )
         self._forward = backend._kernel(
             ("fused_forward", widths, activations, dtype),
-            lambda: K.fused_forward_source(widths, activations, dtype),
+            lambda: _cupy_kernels.fused_forward_source(widths, activations, dtype),
         )
 
     def _c_array(self, x: Array) -> Array:
@@ -771,7 +817,7 @@ class _CupyFusedNetwork:
         dst = out if blocks == 1 else cp.empty(n_acc * blocks, dtype=self._dtype)
         self._train(
             (blocks,),
-            (K.BLOCK,),
+            (_cupy_kernels.BLOCK,),
             (X, y, *params, dst, np.int64(n), self._real(1.0 / denom)),
         )
         if blocks > 1:
@@ -790,5 +836,5 @@ class _CupyFusedNetwork:
         X, params = self._inputs(params, X)
         n = int(X.shape[0])
         out = backend._cp.empty((n, self._n_out), dtype=self._dtype)
-        self._forward((backend._blocks(n),), (K.BLOCK,), (X, *params, out, np.int64(n)))
+        self._forward((backend._blocks(n),), (_cupy_kernels.BLOCK,), (X, *params, out, np.int64(n)))
         return out

@@ -352,17 +352,28 @@ class NumbaBackend(NumpyBackend):
 
     # Transfers, copies and row gathers are the NumPy backend's: the data is NumPy's.
     def describe(self) -> dict[str, str]:
+        """Numba's version, threading layer and thread count, without running a kernel.
+
+        Numba picks its threading layer, and starts its pool, at the first parallel call;
+        describing the backend must not do that (nor compile a kernel), so before then this
+        reports the layer asked for (``NUMBA_THREADING_LAYER``, ``"default"`` unless set) and
+        the pool's configured size.
+        """
         numba = self._numba
-        try:
-            layer = numba.threading_layer()
-        except ValueError:  # no parallel kernel has run yet: start the pool to find out
-            self._kernels.adam_update_parallel(*(np.zeros(2) for _ in range(4)), *(1.0,) * 6, 2)
-            layer = numba.threading_layer()
+        from numba.np.ufunc import parallel
+
+        if getattr(parallel, "_is_initialized", False):
+            layer = str(numba.threading_layer())
+            threads = str(numba.get_num_threads())
+        else:
+            requested = str(getattr(numba.config, "THREADING_LAYER", "default"))
+            layer = f"not started (requested: {requested})"
+            threads = str(min(_threads.pool_size(), int(numba.config.NUMBA_NUM_THREADS)))
         return {
             **super().describe(),
             "numba": numba.__version__,
             "threading_layer": layer,
-            "threads": str(numba.get_num_threads()),
+            "threads": threads,
         }
 
     def _run(

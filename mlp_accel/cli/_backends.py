@@ -20,7 +20,8 @@ def add_arguments(b: argparse.ArgumentParser, backend_option: dict[str, Any]) ->
 def run(args: argparse.Namespace) -> int:
     from ..backends import AUTO_ORDER, backend_status, get_backend
 
-    status = backend_status()
+    options = args.backend[1] if isinstance(args.backend, tuple) else {}
+    status = backend_status(**options)
     for name, (works, info) in status.items():
         if works:
             details = ", ".join(f"{k} {v}" for k, v in info.items())
@@ -28,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"{name:6s}  no   {info}")
     try:
-        chosen = get_backend("auto").name
+        chosen = get_backend("auto", **options).name
     except RuntimeError as exc:
         chosen = f"none ({exc})"
     print(

@@ -138,14 +138,21 @@ def _add_gpu_options(parser: Any) -> None:
 
 
 def _apply_gpu_options(args: argparse.Namespace) -> None:
-    """Hand --device and --tf32 to the cupy backend, which reads them when it starts."""
+    """Hand --device and --tf32 to the backend request: ``args.backend`` becomes ``(name,
+    options)``, which ``MLP``, ``load`` and ``get_backend`` take (no environment is written)."""
+    options: dict[str, Any] = {}
     device = getattr(args, "device", None)
     if device is not None:
         if device < 0:
             raise ValueError(f"--device must be a GPU index (0, 1, ...), got {device}")
-        os.environ["MLP_ACCEL_DEVICE"] = str(device)
+        options["device"] = device
     if getattr(args, "tf32", False):
-        os.environ["MLP_ACCEL_TF32"] = "1"
+        options["tf32"] = True
+    if options:
+        name = getattr(args, "backend", None) or "auto"
+        if str(name).strip().lower() not in ("auto", "cupy"):
+            raise ValueError(f"--device and --tf32 apply to the cupy backend, not to {name!r}")
+        args.backend = (name, options)
 
 
 def _check_output_path(path: str | None, what: str) -> None:
