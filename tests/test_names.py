@@ -20,7 +20,7 @@ def _lookups():
     """(kind, look up a name, a valid name in odd case and spacing, the valid names sorted)."""
     rng = np.random.default_rng(0)
     return [
-        ("activation", get_activation, " ReLU ", "identity, leaky_relu, relu"),
+        ("activation", get_activation, " ReLU ", "elu, exp, gelu, identity, leaky_relu, relu"),
         ("loss", get_loss, "Squared_Error", "binary_cross_entropy, cross_entropy"),
         ("optimizer", lambda n: get_optimizer(n, lr=0.1), " ADAM", "adam, sgd"),
         ("schedule", lambda n: get_schedule(n, 10), "Cosine ", "constant, cosine, step"),

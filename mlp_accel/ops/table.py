@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import expr as E
+from .names import lookup
 
 __all__ = [
     "ActivationRow",
@@ -356,13 +357,8 @@ LOSSES: dict[str, Loss] = {n: _loss_view(r) for n, r in LOSS_ROWS.items()}
 
 
 def _lookup(table: Mapping[str, Any], name: object, kind: str, plural: str) -> Any:
-    if not isinstance(name, str):
-        raise TypeError(f"{kind} must be a string, got {type(name).__name__}")
-    try:
-        return table[name]
-    except KeyError:
-        valid = ", ".join(sorted(table))
-        raise ValueError(f"unknown {kind} {name!r}; valid {plural}: {valid}") from None
+    # The package's one lookup policy: strip().lower(), sorted valid names, TypeError.
+    return lookup(table, name, kind, plural)
 
 
 def get_activation(name: str | Activation) -> Activation:
@@ -447,6 +443,7 @@ def register_activation(name: str, expr: str, derivative: str | None = None) -> 
             f"activation name {name!r} must be letters, digits and underscores "
             "(not starting with a digit, at most 64 characters)"
         )
+    name = name.lower()  # names are looked up case-insensitively, as every registry's
     if derivative is not None and not isinstance(derivative, str):
         raise TypeError(f"derivative must be a string or None, got {type(derivative).__name__}")
     if not isinstance(expr, str):
