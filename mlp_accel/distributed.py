@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from .training.step import TrainingStep, accumulated_loss_and_gradients
+
 __all__ = ["DaskSource", "WorkerLostError"]
 
 #: Per-worker-process model cache, keyed by (layers, activations, loss, dtype, backend).
@@ -86,11 +88,7 @@ def _chunk_gradients(
     Xh, yh = _select(part, rows)
     X, y = backend.asarray(Xh, model.dtype), backend.asarray(yh, model.dtype)
     n = X.shape[0]
-    if accumulate > 1 and n > 1:
-        rows_per = -(-n // min(accumulate, n))
-        loss_sum, grads = model._accumulated_loss_and_gradients(X, y, 1.0, rows_per)
-    else:
-        loss_sum, grads = model.loss_and_gradients(X, y, denom=1.0)
+    loss_sum, grads = accumulated_loss_and_gradients(model, X, y, accumulate, denom=1.0)
     out = [np.array(backend.to_numpy(g), copy=True) for g in grads]
     return float(backend.to_numpy(loss_sum)), out, n, time.perf_counter() - t0
 
@@ -309,8 +307,9 @@ class DaskSource:
         loss_sum = math.fsum(r[0] for r in results)
         grads = [sum(r[1][k] for r in results) / n for k in range(len(weights))]
         grads = [backend.asarray(g, model.dtype) for g in grads]
-        loss_sum, grads = model._penalize_and_clip(loss_sum, grads, n, alpha, clip_norm)
-        model.set_params(optimizer.step(model.params, grads, backend))
+        step = TrainingStep(model, optimizer, alpha=alpha, clip_norm=clip_norm)
+        loss_sum, grads = step.regularize(loss_sum, grads, n)
+        step.apply(grads)
         done = time.perf_counter()
         sent = sum(w.nbytes for w in weights) * len(self.workers)
         sent += sum(sum(g.nbytes for g in r[1]) for r in results)

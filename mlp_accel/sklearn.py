@@ -47,6 +47,7 @@ from .callbacks import Callback
 from .model import MLP
 from .optim import SGD, Adam, Optimizer
 from .train import TrainingDivergedError, fit
+from .training.step import TrainingStep
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -576,15 +577,15 @@ class _BaseMLP(BaseEstimator):
         shapes = model.weight_shapes
         sizes = [int(np.prod(s)) for s in shapes]
         splits = np.cumsum(sizes)[:-1]
+        # Only the gradients are used: L-BFGS makes its own updates.
+        step = TrainingStep(model, SGD(1.0), alpha=self.alpha)
 
         def objective(packed: np.ndarray) -> tuple[float, np.ndarray]:
             pieces = np.split(packed, splits)
             model.set_params(
                 [backend.asarray(p.reshape(s), self._dtype) for p, s in zip(pieces, shapes)]
             )
-            loss_sum, grads = model._regularized_gradients(
-                X_device, y_device, 1, self.alpha, None, w_device
-            )
+            loss_sum, grads = step.gradients(X_device, y_device, sample_weight=w_device)
             grad = np.concatenate([backend.to_numpy(g).ravel() for g in grads])
             return float(backend.to_numpy(loss_sum)) / denom, grad.astype(np.float64)
 

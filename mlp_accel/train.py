@@ -254,7 +254,7 @@ def fit(
     begin_hooks, epoch_hooks, end_hooks = _hooks(callbacks)
 
     # backend="auto" is settled here, where the rows and epochs are known (once per model).
-    model._choose_backend_for(_row_count(X, y), epochs, batch_size)
+    model.settle_backend(_row_count(X, y), epochs, batch_size)
 
     history = History()
     first_epoch = 1
