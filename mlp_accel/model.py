@@ -49,8 +49,7 @@ def sum_loss_and_gradients(
 
 
 def _is_auto(backend: Any) -> bool:
-    """Whether ``backend`` asks for the per-job choice (``"auto"`` and no override in
-    ``MLP_ACCEL_BACKEND``)."""
+    """Whether ``backend`` asks for the per-job choice (``"auto"``, no ``MLP_ACCEL_BACKEND``)."""
     if backend is not None and not (isinstance(backend, str) and backend.strip().lower() == "auto"):
         return False
     env = os.environ.get("MLP_ACCEL_BACKEND", "").strip().lower()
@@ -58,8 +57,7 @@ def _is_auto(backend: Any) -> bool:
 
 
 def _may_start(name: str) -> bool:
-    """Whether backend ``name`` may start here, asked without starting it: its library is
-    installed and it has not failed to start before."""
+    """Whether backend ``name`` may start here (library installed, no failed start before)."""
     import importlib.util
 
     from .backends import _failures
@@ -364,27 +362,10 @@ class MLP:
     ) -> Array:
         """One optimizer step on a device batch; returns the batch's loss sum (device scalar).
 
-        A convenience for :class:`mlp_accel.training.TrainingStep`, which owns how a model is
-        trained (accumulation, L2 penalty, clipping, the optimizer); :func:`~mlp_accel.fit`
-        uses that object directly.
-
-        Parameters
-        ----------
-        X, y : device arrays
-            The batch (see :meth:`prepare`).
-        optimizer : Optimizer
-        accumulate : int, default 1
-            Split the batch into this many micro-batches and sum their gradients before the
-            one update: the same step as the whole batch, in less memory.
-        alpha : float, default 0
-            L2 penalty ``0.5 * alpha * sum(W**2) / n`` added to the mean loss (weights only,
-            not biases), as scikit-learn's MLP.
-        clip_norm : float, optional
-            Rescale the gradients so their global L2 norm is at most this (``inf``: never).
-        sample_weight : device array, optional
-            One weight per row: the step minimizes ``sum_i w_i loss_i / sum_i w_i`` (and the
-            penalty is divided by ``sum_i w_i`` instead of ``n``), as scikit-learn's MLP.
-            The returned loss sum is then ``sum_i w_i loss_i``.
+        A convenience for ``TrainingStep(model, optimizer, accumulate=..., alpha=...,
+        clip_norm=...)(X, y, sample_weight=...)`` (:class:`mlp_accel.training.TrainingStep`,
+        where the options are described): how a model is trained lives on the training side,
+        and :func:`~mlp_accel.fit` uses that object directly.
         """
         # Imported here: training sits above the model, which must not depend on it.
         from .training.step import TrainingStep

@@ -1,0 +1,69 @@
+"""The training loop's own callbacks: checkpoints and the progress bar, each owning its state.
+
+They follow :class:`~mlp_accel.callbacks.Callback`, with two differences the loop needs: the
+epoch hook also learns whether training stops after this epoch (a checkpoint is then written
+whatever the interval), and :meth:`close` runs even when training fails.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+__all__ = ["CheckpointWriter", "ProgressBar"]
+
+
+class CheckpointWriter:
+    """Write weights, optimizer state, epoch, RNG state and history to ``path`` (atomically)
+    every ``every`` epochs, after the last epoch, and when training stops early."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        every: int,
+        last_epoch: int,
+        step: Any,
+        history: dict[str, list[float]],
+    ) -> None:
+        self.path, self.every, self.last_epoch = path, every, last_epoch
+        self.step, self.history = step, history
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float], stopping: bool) -> None:
+        if stopping or epoch % self.every == 0 or epoch == self.last_epoch:
+            from ..io import save_checkpoint
+
+            model = self.step.model
+            state = {
+                "epoch": epoch,
+                "rng_state": model.rng.bit_generator.state,
+                "base_lr": self.step.base_lr,
+                "history": dict(self.history),
+            }
+            save_checkpoint(self.path, model, self.step.optimizer, state)
+
+    def close(self) -> None:
+        """Nothing to release: every write is complete when it returns."""
+        return None
+
+
+class ProgressBar:
+    """A tqdm bar over the epochs with the loss and samples/s of the last one."""
+
+    def __init__(self, first_epoch: int, last_epoch: int) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(
+            total=max(last_epoch - first_epoch + 1, 0),
+            unit="epoch",
+            dynamic_ncols=True,
+            leave=False,
+        )
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float], stopping: bool) -> None:
+        self.bar.set_postfix(
+            loss=f"{logs['loss']:.4g}", samples_s=f"{logs['samples_per_sec']:.3g}", refresh=False
+        )
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
