@@ -85,28 +85,38 @@ class _SklearnStopping(Callback):
     without improvement by ``tol`` (training loss, or validation score with early stopping);
     then divides an adaptive SGD learning rate by 5 or stops. Keeps a device copy of the best
     parameters by validation score.
+
+    It owns the learning rate it adapts (``lr``) and the count of epochs without improvement
+    (``no_improvement_count``); the estimator reads both back after :func:`fit`. It is also the
+    fit's schedule: :func:`fit`'s training step, the one writer of the optimizer's rate, sets
+    ``base_lr * (lr / base_lr)`` before every step.
     """
 
     def __init__(
         self,
         estimator: _BaseMLP,
-        optimizer: Optimizer,
+        base_lr: float,
+        lr: float,
         n_train: int,
         validation: tuple[Any, Any, Any, Any, Any] | None,
-        incremental: bool,
+        no_improvement_count: int,
     ) -> None:
         self.est = estimator
-        self.optimizer = optimizer
+        self.base_lr = base_lr
+        self.lr = lr
         self.n_train = n_train
         self.validation = validation
-        self.incremental = incremental
-        self.lr = optimizer.lr
+        self.no_improvement_count = no_improvement_count
         self.stopped = False
         self.best_params: list[Any] | None = None
         self._model: MLP | None = None
 
     def on_train_begin(self, model: MLP) -> None:
         self._model = model
+
+    def __call__(self, step: int, epoch: float) -> float:
+        """The schedule's factor: the adapted rate over the optimizer's base rate."""
+        return self.lr / self.base_lr
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> bool:
         est, model = self.est, self._model
@@ -119,23 +129,22 @@ class _SklearnStopping(Callback):
         if self.validation is not None:
             score = self._validate(model)
             if score < est.best_validation_score_ + est.tol:
-                est._no_improvement_count += 1
+                self.no_improvement_count += 1
             else:
-                est._no_improvement_count = 0
+                self.no_improvement_count = 0
             if score > est.best_validation_score_:
                 est.best_validation_score_ = score
                 self.best_params = [model.backend.copy(p) for p in model.params]
         else:
             if est.loss_curve_[-1] > est.best_loss_ - est.tol:
-                est._no_improvement_count += 1
+                self.no_improvement_count += 1
             else:
-                est._no_improvement_count = 0
+                self.no_improvement_count = 0
             est.best_loss_ = min(est.best_loss_, est.loss_curve_[-1])
         adaptive = est.solver == "sgd" and est.learning_rate == "adaptive"
         if est.solver == "sgd" and est.learning_rate == "invscaling":
             self.lr = est.learning_rate_init / (est.t_ + 1) ** est.power_t
-            self.optimizer.lr = self.lr
-        if est._no_improvement_count > est.n_iter_no_change:
+        if self.no_improvement_count > est.n_iter_no_change:
             what = "Validation score" if self.validation is not None else "Training loss"
             msg = (
                 f"{what} did not improve more than tol={est.tol:f} for "
@@ -143,8 +152,7 @@ class _SklearnStopping(Callback):
             )
             if adaptive and self.lr > 1e-6:
                 self.lr /= 5.0
-                self.optimizer.lr = self.lr
-                est._no_improvement_count = 0
+                self.no_improvement_count = 0
                 if est.verbose:
                     print(f"{msg} Setting learning rate to {self.lr:f}")
             else:
@@ -454,11 +462,11 @@ class _BaseMLP(BaseEstimator):
             saved = self.__dict__.pop("_optimizer_state", None)
             if incremental and saved is not None:
                 optimizer.load_state_dict(saved, model.backend)
-                optimizer.lr = self._learning_rate
             else:
                 self._learning_rate = optimizer.lr
+        # The optimizer keeps learning_rate_init as its base rate; the adapted rate
+        # (self._learning_rate) reaches it through the monitor, fit's schedule.
         self._optimizer = optimizer
-        optimizer.lr = self._learning_rate
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         validation = None
@@ -501,7 +509,14 @@ class _BaseMLP(BaseEstimator):
                     stacklevel=3,
                 )
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
-        monitor = _SklearnStopping(self, optimizer, n_samples, validation, incremental)
+        monitor = _SklearnStopping(
+            self,
+            optimizer.lr,
+            self._learning_rate,
+            n_samples,
+            validation,
+            self._no_improvement_count,
+        )
         self.n_iter_ = 0
         diverged = None
         try:
@@ -514,6 +529,7 @@ class _BaseMLP(BaseEstimator):
                 optimizer=optimizer,
                 shuffle=self.shuffle,
                 callbacks=[monitor],
+                schedule=monitor,
                 alpha=self.alpha,
                 sample_weight=sample_weight,
             )
@@ -528,9 +544,9 @@ class _BaseMLP(BaseEstimator):
             diverged = exc
             self._record_diverged_epoch(n_samples)
         finally:
-            # fit restores the optimizer's base rate; keep the adapted one for the next call.
+            # The adapted rate and the count carry over to the next partial_fit.
             self._learning_rate = monitor.lr
-            optimizer.lr = monitor.lr
+            self._no_improvement_count = monitor.no_improvement_count
         if diverged is not None:
             warnings.warn(
                 f"Training diverged in epoch {self.n_iter_} ({diverged.args[0]}); keeping the "
