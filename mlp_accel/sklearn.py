@@ -453,6 +453,37 @@ class _BaseMLP(BaseEstimator):
             )
         return Adam(self.learning_rate_init, self.beta_1, self.beta_2, self.epsilon)
 
+    def _split_validation(
+        self, model: MLP, X: np.ndarray, y: np.ndarray, sample_weight: Any
+    ) -> tuple[np.ndarray, np.ndarray, Any, tuple[Any, Any, Any, Any, Any]]:
+        """Hold out ``validation_fraction`` for early stopping; the validation rows go to the
+        device once."""
+        # Stratified for single-output classification, as scikit-learn. On the user's
+        # labels rather than the encoded floats: the same split, but an error about a
+        # class too small to split names the label the user knows (True, not 1.0).
+        single = is_classifier(self) and self.n_outputs_ == 1
+        stratify = self._decode(y) if single else None
+        arrays = [X, y] if sample_weight is None else [X, y, sample_weight]
+        parts = train_test_split(
+            *arrays,
+            random_state=self._random_state,
+            test_size=self.validation_fraction,
+            stratify=stratify,
+        )
+        X, X_val, y, y_val = parts[:4]
+        sample_weight, w_val = (None, None) if sample_weight is None else parts[4:]
+        if X_val.shape[0] < 2:
+            raise ValueError(
+                "The validation set is too small. Increase 'validation_fraction' or the "
+                "size of your dataset."
+            )
+        backend = model.backend
+        X_val_device, y_val_device = model.prepare(X_val, y_val)
+        w_val_device = None if w_val is None else backend.asarray(w_val, self._dtype)
+        y_val_host = self._decode(y_val) if is_classifier(self) else self._squeeze(y_val)
+        validation = (X_val_device, y_val_device, w_val_device, y_val_host, w_val)
+        return X, y, sample_weight, validation
+
     def _fit_stochastic(
         self, model: MLP, X: np.ndarray, y: np.ndarray, sample_weight: Any, incremental: bool
     ) -> None:
@@ -471,44 +502,12 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("partial_fit does not support early_stopping=True")
         validation = None
         if self.early_stopping:
-            # Stratified for single-output classification, as scikit-learn. On the user's
-            # labels rather than the encoded floats: the same split, but an error about a
-            # class too small to split names the label the user knows (True, not 1.0).
-            single = is_classifier(self) and self.n_outputs_ == 1
-            stratify = self._decode(y) if single else None
-            arrays = [X, y] if sample_weight is None else [X, y, sample_weight]
-            parts = train_test_split(
-                *arrays,
-                random_state=self._random_state,
-                test_size=self.validation_fraction,
-                stratify=stratify,
-            )
-            X, X_val, y, y_val = parts[:4]
-            sample_weight, w_val = (None, None) if sample_weight is None else parts[4:]
-            if X_val.shape[0] < 2:
-                raise ValueError(
-                    "The validation set is too small. Increase 'validation_fraction' or the "
-                    "size of your dataset."
-                )
-            backend = model.backend
-            X_val_device, y_val_device = model.prepare(X_val, y_val)
-            w_val_device = None if w_val is None else backend.asarray(w_val, self._dtype)
-            y_val_host = self._decode(y_val) if is_classifier(self) else self._squeeze(y_val)
-            validation = (X_val_device, y_val_device, w_val_device, y_val_host, w_val)
+            X, y, sample_weight, validation = self._split_validation(model, X, y, sample_weight)
         # One shuffling seed per call from random_state, drawn after the split so that the
         # split is scikit-learn's for the same random_state.
         model.rng = np.random.default_rng(self._random_state.randint(np.iinfo(np.int32).max))
         n_samples = X.shape[0]
-        if self.batch_size == "auto":
-            batch_size = min(200, n_samples)
-        else:
-            if self.batch_size > n_samples:
-                warnings.warn(
-                    "Got `batch_size` less than 1 or larger than sample size. It is going to "
-                    "be clipped",
-                    stacklevel=3,
-                )
-            batch_size = int(np.clip(self.batch_size, 1, n_samples))
+        batch_size = self._batch_rows(n_samples)
         monitor = _SklearnStopping(
             self,
             optimizer.lr,
@@ -561,6 +560,21 @@ class _BaseMLP(BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=3,
             )
+        self._keep_final_weights(model, monitor)
+
+    def _batch_rows(self, n_samples: int) -> int:
+        if self.batch_size == "auto":
+            return min(200, n_samples)
+        if self.batch_size > n_samples:
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than sample size. It is going to "
+                "be clipped",
+                stacklevel=4,
+            )
+        return int(np.clip(self.batch_size, 1, n_samples))
+
+    def _keep_final_weights(self, model: MLP, monitor: _SklearnStopping) -> None:
+        """Store the trained weights; with early stopping, the best by validation score."""
         if self.early_stopping:
             if monitor.best_params is not None:
                 best = [model.backend.to_numpy(p).copy() for p in monitor.best_params]
