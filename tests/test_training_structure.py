@@ -156,3 +156,45 @@ def test_training_and_the_estimators_use_public_model_methods_only():
                 and node.attr.startswith("_")
             ):
                 pytest.fail(f"{path.name}:{node.lineno} uses model.{node.attr}")
+
+
+def test_progress_bar_counts_the_epochs_and_changes_nothing(monkeypatch):
+    pytest.importorskip("tqdm")
+    from mlp_accel.training import hooks
+
+    closed = []
+    close = hooks.ProgressBar.close
+
+    def spy(self):
+        closed.append((self.bar.n, self.bar.total))
+        close(self)
+
+    monkeypatch.setattr(hooks.ProgressBar, "close", spy)
+    X, y = _data()
+    runs = []
+    for progress in (False, True):
+        model = ma.MLP([3, 4, 1], backend="numpy", dtype="float64", seed=0)
+        ma.fit(model, X, y, epochs=3, batch_size=8, optimizer="sgd", progress=progress)
+        runs.append(model.get_weights())
+    assert closed == [(3, 3)]
+    for a, b in zip(*runs, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_checkpoint_is_written_when_a_callback_stops_training(tmp_path):
+    X, y = _data()
+    model = ma.MLP([3, 4, 1], backend="numpy", dtype="float64", seed=0)
+    path = tmp_path / "ck.npz"
+    ma.fit(
+        model,
+        X,
+        y,
+        epochs=10,
+        optimizer="sgd",
+        checkpoint=path,
+        checkpoint_every=5,
+        callbacks=[lambda epoch, logs: epoch == 2],
+    )
+    from mlp_accel.io import load_checkpoint
+
+    assert load_checkpoint(path)["state"]["epoch"] == 2
