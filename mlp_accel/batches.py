@@ -11,28 +11,63 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ._validation import nonfinite_kind
+from .training.step import TrainingStep
 
-__all__ = ["BatchSource", "ScaledRows", "make_source", "check_sample_weight"]
+__all__ = ["Batch", "BatchSource", "ScaledRows", "make_source", "check_sample_weight"]
 
 Array = Any
 
 
-class BatchSource:
-    """Yields device batches ``(X, y)`` for one epoch at a time."""
+class Batch(NamedTuple):
+    """One step's data as a source yields it.
+
+    ``X``, ``y`` and ``sample_weight`` are what the source's step (:meth:`BatchSource.make_step`)
+    takes: device arrays for local sources; ``rows`` is the batch's number of rows.
+    """
+
+    X: Array
+    y: Array
+    sample_weight: Array | None
+    rows: int
+
+
+class BatchSource(ABC):
+    """Where :func:`~mlp_accel.fit` gets its batches from, one epoch at a time.
+
+    Every data source (device arrays, memory maps, iterables, a Dask cluster) implements this
+    one interface, so the training loop never asks what kind of source it holds.
+    """
 
     #: Number of rows, or None where unknown until an epoch has run (iterables).
     n_rows: int | None = None
+    #: Sum of the sample weights, or None without weights.
+    weight_total: float | None = None
 
+    @abstractmethod
     def epoch(
         self, rng: np.random.Generator, batch_size: int | None, shuffle: bool
-    ) -> Iterator[tuple[Array, Array]]:
-        raise NotImplementedError
+    ) -> Iterator[Batch]:
+        """The batches of one epoch, drawn with ``rng``."""
+
+    def make_step(self, model: Any, optimizer: Any, **options: Any) -> TrainingStep:
+        """The step that trains ``model`` on this source's batches (``options``: those of
+        :class:`~mlp_accel.training.TrainingStep`)."""
+        return TrainingStep(model, optimizer, **options)
+
+    def epoch_stats(self) -> dict[str, float]:
+        """Extra per-epoch records for the history (none by default)."""
+        return {}
+
+    def close(self) -> None:
+        """Release what the source holds (nothing by default)."""
+        return None
 
 
 class DeviceSource(BatchSource):
@@ -42,10 +77,10 @@ class DeviceSource(BatchSource):
         self.model = model
         self.X, self.y = model.prepare(X, y)
         self.n_rows = self.X.shape[0]
-        self.w, self.w_total = None, None
+        self.w = None
         if sample_weight is not None:
             w = check_sample_weight(sample_weight, self.n_rows)
-            self.w, self.w_total = model.backend.asarray(w, model.dtype), float(w.sum())
+            self.w, self.weight_total = model.backend.asarray(w, model.dtype), float(w.sum())
 
     def epoch(self, rng, batch_size, shuffle):
         backend, n = self.model.backend, self.n_rows
@@ -58,10 +93,8 @@ class DeviceSource(BatchSource):
                 w = backend.take_rows(w, order)
         for start in range(0, n, bs):
             stop = min(start + bs, n)  # the standard leaves out-of-range slice stops undefined
-            if w is None:
-                yield X[start:stop, :], y[start:stop, :]
-            else:
-                yield X[start:stop, :], y[start:stop, :], w[start:stop]
+            part = None if w is None else w[start:stop]
+            yield Batch(X[start:stop, :], y[start:stop, :], part, stop - start)
 
 
 class BlockSource(BatchSource):
@@ -81,9 +114,9 @@ class BlockSource(BatchSource):
         self.n_rows = X.shape[0]
 
     def epoch(self, rng, batch_size, shuffle):
-        return self.model.backend.stream_to_device(
-            self._host_blocks(rng, batch_size, shuffle), self.model.dtype
-        )
+        blocks = self._host_blocks(rng, batch_size, shuffle)
+        for X, y in self.model.backend.stream_to_device(blocks, self.model.dtype):
+            yield Batch(X, y, None, X.shape[0])
 
     def _host_blocks(self, rng, batch_size, shuffle):
         n = self.n_rows
@@ -101,11 +134,14 @@ class BlockSource(BatchSource):
 
 
 class IterableSource(BatchSource):
+    """A re-iterable of host ``(X, y)`` batches, validated and moved batch by batch."""
+
     def __init__(self, model: Any, batches: Iterable[tuple[Any, Any]]) -> None:
         self.model, self.batches = model, batches
 
     def epoch(self, rng, batch_size, shuffle):
-        return self.model.backend.stream_to_device(self._host_batches(), self.model.dtype)
+        for X, y in self.model.backend.stream_to_device(self._host_batches(), self.model.dtype):
+            yield Batch(X, y, None, X.shape[0])
 
     def _host_batches(self):
         count = 0

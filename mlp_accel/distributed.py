@@ -31,7 +31,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DaskSource", "WorkerLostError"]
+from .batches import Batch, BatchSource
+from .training.step import TrainingStep, accumulated_loss_and_gradients
+
+__all__ = ["DaskSource", "DaskStep", "WorkerLostError"]
 
 #: Per-worker-process model cache, keyed by (layers, activations, loss, dtype, backend).
 _MODELS: dict[tuple, Any] = {}
@@ -86,11 +89,7 @@ def _chunk_gradients(
     Xh, yh = _select(part, rows)
     X, y = backend.asarray(Xh, model.dtype), backend.asarray(yh, model.dtype)
     n = X.shape[0]
-    if accumulate > 1 and n > 1:
-        rows_per = -(-n // min(accumulate, n))
-        loss_sum, grads = model._accumulated_loss_and_gradients(X, y, 1.0, rows_per)
-    else:
-        loss_sum, grads = model.loss_and_gradients(X, y, denom=1.0)
+    loss_sum, grads = accumulated_loss_and_gradients(model, X, y, accumulate, denom=1.0)
     out = [np.array(backend.to_numpy(g), copy=True) for g in grads]
     return float(backend.to_numpy(loss_sum)), out, n, time.perf_counter() - t0
 
@@ -99,7 +98,6 @@ def _chunk_local_steps(
     meta: tuple,
     weights: list[np.ndarray],
     opt_state: dict[str, Any],
-    lr: float,
     part: Any,
     batches: list[Any],
     options: dict[str, Any],
@@ -113,7 +111,6 @@ def _chunk_local_steps(
     model.set_params([backend.asarray(w, model.dtype) for w in weights])
     optimizer = get_optimizer(opt_state["name"], **opt_state["hyperparameters"])
     optimizer.load_state_dict(opt_state, backend)
-    optimizer.lr = lr
     loss, n = 0.0, 0
     for rows in batches:
         Xh, yh = _select(part, rows)
@@ -126,19 +123,12 @@ def _chunk_local_steps(
     return loss, weights_out, optimizer.state_dict(backend), n, time.perf_counter() - t0
 
 
-class _Batch:
-    """What the distributed source yields in place of a device batch: the global rows."""
+class DaskSource(BatchSource):
+    """A batch source whose rows live on Dask workers, with the matching step (:class:`DaskStep`).
 
-    def __init__(self, rows: Any, n: int) -> None:
-        self.rows = rows  # (start, stop) or an index array, or a list of those (local SGD)
-        self.shape = (n,)
-
-
-class DaskSource:
-    """A batch source whose rows live on Dask workers, with the matching step function.
-
-    :func:`mlp_accel.fit` draws batches from :meth:`epoch` exactly as from in-memory data and
-    calls :meth:`train_step` instead of :meth:`MLP.train_step`.
+    :func:`mlp_accel.fit` draws batches from :meth:`epoch` exactly as from in-memory data; a
+    batch's ``X`` is its global rows (``(start, stop)``, an index array, or with local SGD a
+    list of those), which :class:`DaskStep` sends to the workers that hold them.
     """
 
     def __init__(
@@ -198,15 +188,19 @@ class DaskSource:
             stop = min(start + bs, n)
             rows = (start, stop) if order is None else order[start:stop]
             if self.local_steps == 1:
-                yield _Batch(rows, stop - start), None
+                yield Batch(rows, None, None, stop - start)
                 continue
             group.append(rows)
             count += stop - start
             if len(group) == self.local_steps:
-                yield _Batch(group, count), None
+                yield Batch(group, None, None, count)
                 group, count = [], 0
         if group:
-            yield _Batch(group, count), None
+            yield Batch(group, None, None, count)
+
+    def make_step(self, model: Any, optimizer: Any, **options: Any) -> DaskStep:
+        """The step that runs on this source's workers."""
+        return DaskStep(self, model, optimizer, **options)
 
     def _chunk_rows(self, rows: Any) -> list[tuple[int, Any]]:
         """``(chunk index, local rows)`` of every chunk that holds rows of a global batch."""
@@ -274,94 +268,6 @@ class DaskSource:
             except WorkerLostError as second:
                 raise second from first
 
-    def train_step(
-        self,
-        batch: _Batch,
-        _y: Any,
-        optimizer: Any,
-        *,
-        accumulate: int = 1,
-        alpha: float = 0.0,
-        clip_norm: float | None = None,
-        sample_weight: Any = None,
-    ) -> float:
-        if self.local_steps > 1:
-            return self._with_retry(
-                lambda: self._local_sgd_step(batch, optimizer, accumulate, alpha, clip_norm)
-            )
-        return self._with_retry(lambda: self._step(batch, optimizer, accumulate, alpha, clip_norm))
-
-    def _step(self, batch, optimizer, accumulate, alpha, clip_norm) -> Any:
-        t0 = time.perf_counter()
-        model = self.model
-        backend = model.backend
-        weights = model.get_weights()
-        wf = self._broadcast(weights)
-        futures = [
-            self.client.submit(
-                _chunk_gradients, self.meta, wf, self.parts[c], rows, accumulate, pure=False
-            )
-            for c, rows in self._chunk_rows(batch.rows)
-        ]
-        results = self._gather(futures)
-        t_update = time.perf_counter()
-        n = sum(r[2] for r in results)
-        loss_sum = math.fsum(r[0] for r in results)
-        grads = [sum(r[1][k] for r in results) / n for k in range(len(weights))]
-        grads = [backend.asarray(g, model.dtype) for g in grads]
-        loss_sum, grads = model._penalize_and_clip(loss_sum, grads, n, alpha, clip_norm)
-        model.set_params(optimizer.step(model.params, grads, backend))
-        done = time.perf_counter()
-        sent = sum(w.nbytes for w in weights) * len(self.workers)
-        sent += sum(sum(g.nbytes for g in r[1]) for r in results)
-        compute = max(r[3] for r in results) + (done - t_update)
-        self._record(done - t0, compute, sent)
-        return loss_sum
-
-    def _local_sgd_step(self, batch, optimizer, accumulate, alpha, clip_norm) -> float:
-        t0 = time.perf_counter()
-        model = self.model
-        backend = model.backend
-        weights = model.get_weights()
-        state = optimizer.state_dict(backend)
-        payload = self._broadcast((weights, state))
-        per_chunk: dict[int, list[Any]] = {}
-        for rows in batch.rows:
-            for c, local in self._chunk_rows(rows):
-                per_chunk.setdefault(c, []).append(local)
-        options = {"accumulate": accumulate, "alpha": alpha, "clip_norm": clip_norm}
-        futures = [
-            self.client.submit(
-                _unpack_local,
-                self.meta,
-                payload,
-                optimizer.lr,
-                self.parts[c],
-                lists,
-                options,
-                pure=False,
-            )
-            for c, lists in per_chunk.items()
-        ]
-        results = self._gather(futures)
-        t_update = time.perf_counter()
-        n = sum(r[3] for r in results)
-        new = [sum(r[1][k] * r[3] for r in results) / n for k in range(len(weights))]
-        arrays = {
-            key: sum(r[2]["arrays"][key] * r[3] for r in results) / n
-            for key in results[0][2]["arrays"]
-        }
-        merged = dict(results[0][2], arrays=arrays, t=max(r[2]["t"] for r in results))
-        model.set_params([backend.asarray(w, model.dtype) for w in new])
-        lr = optimizer.lr
-        optimizer.load_state_dict(merged, backend)
-        optimizer.lr = lr
-        done = time.perf_counter()
-        sent = sum(w.nbytes for w in weights) * len(self.workers) * 2
-        compute = max(r[4] for r in results) + (done - t_update)
-        self._record(done - t0, compute, sent)
-        return sum(r[0] for r in results)
-
     # -- timing --------------------------------------------------------------------------------
     def _reset_stats(self) -> None:
         self.steps, self.compute, self.comm, self.bytes = 0, 0.0, 0.0, 0
@@ -396,6 +302,93 @@ class DaskSource:
         self.parts = []
 
 
-def _unpack_local(meta, payload, lr, part, batches, options):
+class DaskStep(TrainingStep):
+    """One step of data-parallel training: gradients summed over the workers that hold the
+    batch's rows, then penalty, clipping and the update here, as :class:`TrainingStep`."""
+
+    def __init__(self, source: DaskSource, model: Any, optimizer: Any, **options: Any) -> None:
+        super().__init__(model, optimizer, **options)
+        self.source = source
+
+    def __call__(self, rows: Any, y: Any = None, *, sample_weight: Any = None) -> float:
+        """One step on the global ``rows`` of a :class:`DaskSource` batch."""
+        if sample_weight is not None:
+            raise ValueError("sample_weight is not supported with a Dask client")
+        if self.source.local_steps > 1:
+            return self.source._with_retry(lambda: self._local_sgd_step(rows))
+        return self.source._with_retry(lambda: self._step(rows))
+
+    def _step(self, batch_rows: Any) -> Any:
+        t0 = time.perf_counter()
+        source, model = self.source, self.model
+        backend = model.backend
+        weights = model.get_weights()
+        wf = source._broadcast(weights)
+        futures = [
+            source.client.submit(
+                _chunk_gradients,
+                source.meta,
+                wf,
+                source.parts[c],
+                rows,
+                self.accumulate,
+                pure=False,
+            )
+            for c, rows in source._chunk_rows(batch_rows)
+        ]
+        results = source._gather(futures)
+        t_update = time.perf_counter()
+        n = sum(r[2] for r in results)
+        loss_sum = math.fsum(r[0] for r in results)
+        grads = [sum(r[1][k] for r in results) / n for k in range(len(weights))]
+        grads = [backend.asarray(g, model.dtype) for g in grads]
+        loss_sum, grads = self.regularize(loss_sum, grads, n)
+        self.apply(grads)
+        done = time.perf_counter()
+        sent = sum(w.nbytes for w in weights) * len(source.workers)
+        sent += sum(sum(g.nbytes for g in r[1]) for r in results)
+        compute = max(r[3] for r in results) + (done - t_update)
+        source._record(done - t0, compute, sent)
+        return loss_sum
+
+    def _local_sgd_step(self, groups: list[Any]) -> float:
+        t0 = time.perf_counter()
+        source, model, optimizer = self.source, self.model, self.optimizer
+        backend = model.backend
+        weights = model.get_weights()
+        # The state's hyperparameters carry the rate of this step (a schedule may set it).
+        state = optimizer.state_dict(backend)
+        payload = source._broadcast((weights, state))
+        per_chunk: dict[int, list[Any]] = {}
+        for rows in groups:
+            for c, local in source._chunk_rows(rows):
+                per_chunk.setdefault(c, []).append(local)
+        options = {"accumulate": self.accumulate, "alpha": self.alpha, "clip_norm": self.clip_norm}
+        futures = [
+            source.client.submit(
+                _unpack_local, source.meta, payload, source.parts[c], lists, options, pure=False
+            )
+            for c, lists in per_chunk.items()
+        ]
+        results = source._gather(futures)
+        t_update = time.perf_counter()
+        n = sum(r[3] for r in results)
+        new = [sum(r[1][k] * r[3] for r in results) / n for k in range(len(weights))]
+        arrays = {
+            key: sum(r[2]["arrays"][key] * r[3] for r in results) / n
+            for key in results[0][2]["arrays"]
+        }
+        merged = dict(results[0][2], arrays=arrays, t=max(r[2]["t"] for r in results))
+        model.set_params([backend.asarray(w, model.dtype) for w in new])
+        # Loading state leaves the rate as it is (the rate is not state).
+        optimizer.load_state_dict(merged, backend)
+        done = time.perf_counter()
+        sent = sum(w.nbytes for w in weights) * len(source.workers) * 2
+        compute = max(r[4] for r in results) + (done - t_update)
+        source._record(done - t0, compute, sent)
+        return sum(r[0] for r in results)
+
+
+def _unpack_local(meta, payload, part, batches, options):
     weights, state = payload
-    return _chunk_local_steps(meta, weights, state, lr, part, batches, options)
+    return _chunk_local_steps(meta, weights, state, part, batches, options)

@@ -8,7 +8,7 @@ converted once, at the edge (:meth:`MLP.prepare`).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._validation import (
@@ -20,7 +20,7 @@ from ._validation import (
     make_rng,
 )
 from .activations import get_activation
-from .backends import BackendLike, NetworkSpec, get_backend, has_failed, options_for
+from .backends import Backend, BackendLike, NetworkSpec, get_backend, has_failed, options_for
 from .backends import _check_options as check_backend_options
 from .backends._auto import BackendChoice, choose_backend
 from .backends.base import IDENTITY
@@ -31,18 +31,30 @@ from .ops.layout import n_parameters, param_shapes
 if TYPE_CHECKING:
     import numpy as np
 
-    from .optim import Optimizer
-
-__all__ = ["MLP"]
+__all__ = ["MLP", "sum_loss_and_gradients"]
 
 Array = Any
 
 
-def _weight_total(sample_weight: Array, xp: Any) -> Array:
-    """The sum of a device weight vector, as a device scalar; 1 where it is 0 (the gradient of
-    a batch whose weights are all zero is zero, not NaN)."""
-    total = xp.sum(sample_weight)
-    return total + xp.astype(total == 0, total.dtype)
+def sum_loss_and_gradients(
+    backend: Backend, parts: Iterable[tuple[Array, list[Array]]]
+) -> tuple[Array, list[Array]]:
+    """Add up the ``(loss_sum, grads)`` of the micro-batches of one batch.
+
+    Each part must have been divided by the whole batch's ``denom``, so the sums are the big
+    batch's (to float rounding) and the caller makes one update from them.
+    """
+    loss_sum: Any = None
+    grads: list[Array] = []
+    for part_loss, part in parts:
+        if loss_sum is None:
+            # A backend may hand back reused buffers: the sum must own its arrays.
+            loss_sum = backend.copy(part_loss)
+            grads = [backend.copy(g) for g in part]
+        else:
+            loss_sum = loss_sum + part_loss
+            grads = [g + p for g, p in zip(grads, part)]
+    return loss_sum, grads
 
 
 def _auto_options(backend: Any) -> dict[str, Any] | None:
@@ -100,6 +112,9 @@ class MLP:
         Seeds the one host generator that draws initial weights and shuffles.
     init : {"he", "glorot", "normal"}, default "glorot"
         Weight initialization; ``"normal"`` is the tutorial's N(0, 0.1).
+    weights : sequence of array-like, optional
+        Initial ``[W1, b1, W2, b2, ...]`` (as :meth:`get_weights`) instead of drawn ones; the
+        generator is then not advanced.
 
     Examples
     --------
@@ -120,6 +135,7 @@ class MLP:
         dtype: str = "float32",
         seed: Any = None,
         init: str = "glorot",
+        weights: Sequence[Any] | None = None,
     ) -> None:
         self.layers, self.activations, self.loss = check_layer_spec(layers, activations, loss)
         self.dtype = check_dtype(dtype)
@@ -143,7 +159,10 @@ class MLP:
         self._loss_fn = get_loss(self.loss)
         self._fused: Any = None
         self._fused_checked = False
-        host = initial_weights(self.layers, init, self.rng)
+        if weights is None:
+            host = initial_weights(self.layers, init, self.rng)
+        else:
+            host = check_weights(weights, self.weight_shapes, self.dtype)
         self._params = [self.backend.asarray(w, self.dtype) for w in host]
 
     # -- description ---------------------------------------------------------------------
@@ -193,6 +212,13 @@ class MLP:
         """
         checked = check_weights(weights, self.weight_shapes, self.dtype)
         self._params = [self.backend.asarray(w, self.dtype) for w in checked]
+
+    def weight_total(self, sample_weight: Array) -> Array:
+        """The sum of a device weight vector as a device scalar; 1 where it is 0 (the gradient
+        of a batch whose weights are all zero is zero, not NaN)."""
+        xp = self.backend.xp
+        total = xp.sum(sample_weight)
+        return total + xp.astype(total == 0, total.dtype)
 
     def set_params(self, params: list[Array]) -> None:
         """Replace the parameters with device arrays (no validation; used by training)."""
@@ -263,43 +289,64 @@ class MLP:
         return self._forward_trace(X)[-1][1]
 
     def loss_and_gradients(
-        self, X: Array, y: Array, denom: Any = None, sample_weight: Array | None = None
+        self, X: Array, y: Array, *, denom: Any = None, sample_weight: Array | None = None
     ) -> tuple[Array, list[Array]]:
         """Loss summed over the batch and gradients of ``loss_sum / denom``, on the device.
 
-        ``denom`` defaults to the number of rows (the sum of ``sample_weight`` if given);
-        gradient accumulation passes the size of the whole batch so that micro-batch
-        gradients add up to the batch's. With ``sample_weight`` (a device vector, one weight
-        per row) the loss is ``sum_i w_i * loss_i``.
-        """
-        if sample_weight is not None:
-            return self._weighted_loss_and_gradients(X, y, denom, sample_weight)
-        n = X.shape[0]
-        denom = float(n if denom is None else denom)
-        fused = self._fused_network()
-        if fused is not None:
-            return fused.loss_and_gradients(self._params, X, y, denom)
-        rows = self.backend.max_batch_rows(self.spec)
-        if rows is not None and n > rows:
-            return self._accumulated_loss_and_gradients(X, y, denom, max(int(rows), 1))
-        trace = self._forward_trace(X)
-        z_out, yhat = trace[-1]
-        loss_sum, grad = self.backend.output_loss_gradient(
-            z_out, yhat, y, self._loss_fn, self._activation_fns[-1], denom
-        )
-        return loss_sum, self._backward(X, trace, grad)
+        Parameters
+        ----------
+        X, y : device arrays
+            The batch (see :meth:`prepare`).
+        denom : float or device scalar, optional
+            What the summed loss is divided by: the number of rows, or the sum of
+            ``sample_weight`` if given. Gradient accumulation passes the whole batch's, so
+            that micro-batch gradients add up to the batch's.
+        sample_weight : device array, optional
+            One weight per row: the loss is ``sum_i w_i * loss_i``.
 
-    def _weighted_loss_and_gradients(
-        self, X: Array, y: Array, denom: Any, sample_weight: Array
+        Notes
+        -----
+        A batch larger than the backend's :meth:`~Backend.max_batch_rows` is run that many
+        rows at a time and summed (weighted or not), so one call never exceeds device memory.
+        """
+        n = X.shape[0]
+        if sample_weight is None:
+            denom = float(n if denom is None else denom)
+            fused = self._fused_network()
+            if fused is not None:
+                return fused.loss_and_gradients(self._params, X, y, denom)
+        elif denom is None:
+            denom = self.weight_total(sample_weight)
+        rows = self.backend.max_batch_rows(self.spec)
+        if rows is None or n <= rows:
+            return self._batch_loss_and_gradients(X, y, denom, sample_weight)
+        rows = max(int(rows), 1)
+        parts = (
+            self._batch_loss_and_gradients(
+                X[start : min(start + rows, n), :],
+                y[start : min(start + rows, n), :],
+                denom,
+                None if sample_weight is None else sample_weight[start : min(start + rows, n)],
+            )
+            for start in range(0, n, rows)
+        )
+        return sum_loss_and_gradients(self.backend, parts)
+
+    def _batch_loss_and_gradients(
+        self, X: Array, y: Array, denom: Any, sample_weight: Array | None
     ) -> tuple[Array, list[Array]]:
-        # Always the generic path (a fused kernel knows no weights). dL/dz of a row is linear in
-        # the row's upstream gradient, so the unweighted hook with denom 1 scaled row by row by
-        # w_i / denom is the weighted gradient, on every backend.
-        xp = self.backend.xp
-        if denom is None:
-            denom = _weight_total(sample_weight, xp)
+        """:meth:`loss_and_gradients` of rows that fit the device at once, generic hooks."""
         trace = self._forward_trace(X)
         z_out, yhat = trace[-1]
+        if sample_weight is None:
+            loss_sum, grad = self.backend.output_loss_gradient(
+                z_out, yhat, y, self._loss_fn, self._activation_fns[-1], denom
+            )
+            return loss_sum, self._backward(X, trace, grad)
+        # A fused kernel knows no weights. dL/dz of a row is linear in the row's upstream
+        # gradient, so the unweighted hook with denom 1 scaled row by row by w_i / denom is
+        # the weighted gradient, on every backend.
+        xp = self.backend.xp
         _, grad = self.backend.output_loss_gradient(
             z_out, yhat, y, self._loss_fn, self._activation_fns[-1], 1.0
         )
@@ -321,41 +368,11 @@ class MLP:
             act = self._activation_fns[k - 1] if k > 0 else act
         return grads
 
-    def _accumulated_loss_and_gradients(
-        self,
-        X: Array,
-        y: Array,
-        denom: Any,
-        rows: int,
-        sample_weight: Array | None = None,
-    ) -> tuple[Array, list[Array]]:
-        """:meth:`loss_and_gradients` of a batch ``rows`` at a time (gradient accumulation, or
-        a batch too big for the device).
-
-        Every micro-batch divides by the whole batch's ``denom``, so the summed gradients are
-        the big batch's (to float rounding), and the caller makes one update from them.
-        """
-        loss_sum, grads = None, None
-        for start in range(0, X.shape[0], rows):
-            stop = min(start + rows, X.shape[0])
-            part_weight = None if sample_weight is None else sample_weight[start:stop]
-            part_loss, part = self.loss_and_gradients(
-                X[start:stop, :], y[start:stop, :], denom, sample_weight=part_weight
-            )
-            if grads is None:
-                # A backend may hand back reused buffers: the sum must own its arrays.
-                loss_sum = self.backend.copy(part_loss)
-                grads = [self.backend.copy(g) for g in part]
-            else:
-                loss_sum = loss_sum + part_loss
-                grads = [g + p for g, p in zip(grads, part)]
-        return loss_sum, grads
-
     def train_step(
         self,
         X: Array,
         y: Array,
-        optimizer: Optimizer,
+        optimizer: Any,
         *,
         accumulate: int = 1,
         alpha: float = 0.0,
@@ -364,71 +381,18 @@ class MLP:
     ) -> Array:
         """One optimizer step on a device batch; returns the batch's loss sum (device scalar).
 
-        Parameters
-        ----------
-        X, y : device arrays
-            The batch (see :meth:`prepare`).
-        optimizer : Optimizer
-        accumulate : int, default 1
-            Split the batch into this many micro-batches and sum their gradients before the
-            one update: the same step as the whole batch, in less memory.
-        alpha : float, default 0
-            L2 penalty ``0.5 * alpha * sum(W**2) / n`` added to the mean loss (weights only,
-            not biases), as scikit-learn's MLP.
-        clip_norm : float, optional
-            Rescale the gradients so their global L2 norm is at most this (``inf``: never).
-        sample_weight : device array, optional
-            One weight per row: the step minimizes ``sum_i w_i loss_i / sum_i w_i`` (and the
-            penalty is divided by ``sum_i w_i`` instead of ``n``), as scikit-learn's MLP.
-            The returned loss sum is then ``sum_i w_i loss_i``.
+        A convenience for ``TrainingStep(model, optimizer, accumulate=..., alpha=...,
+        clip_norm=...)(X, y, sample_weight=...)`` (:class:`mlp_accel.training.TrainingStep`,
+        where the options are described): how a model is trained lives on the training side,
+        and :func:`~mlp_accel.fit` uses that object directly.
         """
-        if accumulate == 1 and not alpha and clip_norm is None and sample_weight is None:
-            loss_sum, grads = self.loss_and_gradients(X, y)
-        else:
-            loss_sum, grads = self._regularized_gradients(
-                X, y, accumulate, alpha, clip_norm, sample_weight
-            )
-        self._params = optimizer.step(self._params, grads, self.backend)
-        return loss_sum
+        # Imported here: training sits above the model, which must not depend on it.
+        from .training.step import TrainingStep
 
-    def _regularized_gradients(
-        self,
-        X: Array,
-        y: Array,
-        accumulate: int,
-        alpha: float,
-        clip_norm: float | None,
-        sample_weight: Array | None = None,
-    ) -> tuple[Array, list[Array]]:
-        xp = self.backend.xp
-        n = X.shape[0]
-        # The mean is over the rows, or over the weights with sample weights.
-        denom = n if sample_weight is None else _weight_total(sample_weight, xp)
-        if accumulate > 1 and n > 1:
-            rows = -(-n // min(accumulate, n))
-            loss_sum, grads = self._accumulated_loss_and_gradients(X, y, denom, rows, sample_weight)
-        else:
-            loss_sum, grads = self.loss_and_gradients(X, y, sample_weight=sample_weight)
-        return self._penalize_and_clip(loss_sum, grads, denom, alpha, clip_norm)
-
-    def _penalize_and_clip(
-        self, loss_sum: Any, grads: list[Array], denom: Any, alpha: float, clip_norm: float | None
-    ) -> tuple[Any, list[Array]]:
-        """Add the L2 penalty to a batch's loss sum and mean gradients, then clip the
-        gradients' global norm (shared with the distributed step)."""
-        xp = self.backend.xp
-        if alpha:
-            weights = self._params[0::2]
-            penalty = sum(xp.sum(W * W) for W in weights)
-            loss_sum = loss_sum + 0.5 * alpha * penalty
-            for k, W in enumerate(weights):
-                grads[2 * k] = grads[2 * k] + (alpha / denom) * W
-        # An infinite bound never clips (and inf / inf would make every gradient NaN).
-        if clip_norm is not None and clip_norm != float("inf"):
-            norm = xp.sqrt(sum(xp.sum(g * g) for g in grads))
-            scale = clip_norm / xp.maximum(norm, clip_norm)
-            grads = [g * scale for g in grads]
-        return loss_sum, grads
+        step = TrainingStep(
+            self, optimizer, accumulate=accumulate, alpha=alpha, clip_norm=clip_norm
+        )
+        return step(X, y, sample_weight=sample_weight)
 
     def loss_sum(self, X: Array, y: Array, sample_weight: Array | None = None) -> Array:
         """The loss summed over a device batch (weighted by ``sample_weight``, a device vector,
@@ -500,21 +464,21 @@ class MLP:
 
     # -- copies and files -----------------------------------------------------------------------
     def to(self, backend: BackendLike) -> MLP:
-        """A copy of this model on another backend, with the same weights."""
-        target = get_backend(backend)
-        clone = MLP.__new__(MLP)
-        clone.layers, clone.activations, clone.loss = self.layers, self.activations, self.loss
-        clone.dtype, clone.init = self.dtype, self.init
-        clone.rng = make_rng(None)
-        clone.rng.bit_generator.state = self.rng.bit_generator.state
-        clone.backend = target
-        clone.backend_choice, clone._auto_pending, clone._backend_options = None, False, {}
-        clone._activation_fns, clone._loss_fn = self._activation_fns, self._loss_fn
-        clone._fused, clone._fused_checked = None, False
-        clone._params = [target.asarray(w, self.dtype) for w in self.get_weights()]
-        return clone
+        """A copy of this model on another backend, with the same weights and generator state."""
+        rng = make_rng(None)
+        rng.bit_generator.state = self.rng.bit_generator.state
+        return MLP(
+            self.layers,
+            self.activations,
+            self.loss,
+            backend=get_backend(backend),
+            dtype=self.dtype,
+            seed=rng,
+            init=self.init,
+            weights=self.get_weights(),
+        )
 
-    def _choose_backend_for(self, rows: int | None, epochs: int, batch_size: int | None) -> None:
+    def settle_backend(self, rows: int | None, epochs: int, batch_size: int | None) -> None:
         """Settle ``backend="auto"`` for a fit of ``rows`` x ``epochs``: move this model, in
         place, to the backend the cost model picks (once; see :mod:`.backends._auto`)."""
         if not self._auto_pending:

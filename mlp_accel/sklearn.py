@@ -47,6 +47,7 @@ from .callbacks import Callback
 from .model import MLP
 from .optim import SGD, Adam, Optimizer
 from .train import TrainingDivergedError, fit
+from .training.step import TrainingStep
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -107,28 +108,38 @@ class _SklearnStopping(Callback):
     without improvement by ``tol`` (training loss, or validation score with early stopping);
     then divides an adaptive SGD learning rate by 5 or stops. Keeps a device copy of the best
     parameters by validation score.
+
+    It owns the learning rate it adapts (``lr``) and the count of epochs without improvement
+    (``no_improvement_count``); the estimator reads both back after :func:`fit`. It is also the
+    fit's schedule: :func:`fit`'s training step, the one writer of the optimizer's rate, sets
+    ``base_lr * (lr / base_lr)`` before every step.
     """
 
     def __init__(
         self,
         estimator: _BaseMLP,
-        optimizer: Optimizer,
+        base_lr: float,
+        lr: float,
         n_train: int,
         validation: tuple[Any, Any, Any, Any, Any] | None,
-        incremental: bool,
+        no_improvement_count: int,
     ) -> None:
         self.est = estimator
-        self.optimizer = optimizer
+        self.base_lr = base_lr
+        self.lr = lr
         self.n_train = n_train
         self.validation = validation
-        self.incremental = incremental
-        self.lr = optimizer.lr
+        self.no_improvement_count = no_improvement_count
         self.stopped = False
         self.best_params: list[Any] | None = None
         self._model: MLP | None = None
 
     def on_train_begin(self, model: MLP) -> None:
         self._model = model
+
+    def __call__(self, step: int, epoch: float) -> float:
+        """The schedule's factor: the adapted rate over the optimizer's base rate."""
+        return self.lr / self.base_lr
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> bool:
         est, model = self.est, self._model
@@ -141,23 +152,22 @@ class _SklearnStopping(Callback):
         if self.validation is not None:
             score = self._validate(model)
             if score < est.best_validation_score_ + est.tol:
-                est._no_improvement_count += 1
+                self.no_improvement_count += 1
             else:
-                est._no_improvement_count = 0
+                self.no_improvement_count = 0
             if score > est.best_validation_score_:
                 est.best_validation_score_ = score
                 self.best_params = [model.backend.copy(p) for p in model.params]
         else:
             if est.loss_curve_[-1] > est.best_loss_ - est.tol:
-                est._no_improvement_count += 1
+                self.no_improvement_count += 1
             else:
-                est._no_improvement_count = 0
+                self.no_improvement_count = 0
             est.best_loss_ = min(est.best_loss_, est.loss_curve_[-1])
         adaptive = est.solver == "sgd" and est.learning_rate == "adaptive"
         if est.solver == "sgd" and est.learning_rate == "invscaling":
             self.lr = est.learning_rate_init / (est.t_ + 1) ** est.power_t
-            self.optimizer.lr = self.lr
-        if est._no_improvement_count > est.n_iter_no_change:
+        if self.no_improvement_count > est.n_iter_no_change:
             what = "Validation score" if self.validation is not None else "Training loss"
             msg = (
                 f"{what} did not improve more than tol={est.tol:f} for "
@@ -165,8 +175,7 @@ class _SklearnStopping(Callback):
             )
             if adaptive and self.lr > 1e-6:
                 self.lr /= 5.0
-                self.optimizer.lr = self.lr
-                est._no_improvement_count = 0
+                self.no_improvement_count = 0
                 if est.verbose:
                     print(f"{msg} Setting learning rate to {self.lr:f}")
             else:
@@ -468,6 +477,37 @@ class _BaseMLP(BaseEstimator):
             )
         return Adam(self.learning_rate_init, self.beta_1, self.beta_2, self.epsilon)
 
+    def _split_validation(
+        self, model: MLP, X: np.ndarray, y: np.ndarray, sample_weight: Any
+    ) -> tuple[np.ndarray, np.ndarray, Any, tuple[Any, Any, Any, Any, Any]]:
+        """Hold out ``validation_fraction`` for early stopping; the validation rows go to the
+        device once."""
+        # Stratified for single-output classification, as scikit-learn. On the user's
+        # labels rather than the encoded floats: the same split, but an error about a
+        # class too small to split names the label the user knows (True, not 1.0).
+        single = is_classifier(self) and self.n_outputs_ == 1
+        stratify = self._decode(y) if single else None
+        arrays = [X, y] if sample_weight is None else [X, y, sample_weight]
+        parts = train_test_split(
+            *arrays,
+            random_state=self._random_state,
+            test_size=self.validation_fraction,
+            stratify=stratify,
+        )
+        X, X_val, y, y_val = parts[:4]
+        sample_weight, w_val = (None, None) if sample_weight is None else parts[4:]
+        if X_val.shape[0] < 2:
+            raise ValueError(
+                "The validation set is too small. Increase 'validation_fraction' or the "
+                "size of your dataset."
+            )
+        backend = model.backend
+        X_val_device, y_val_device = model.prepare(X_val, y_val)
+        w_val_device = None if w_val is None else backend.asarray(w_val, self._dtype)
+        y_val_host = self._decode(y_val) if is_classifier(self) else self._squeeze(y_val)
+        validation = (X_val_device, y_val_device, w_val_device, y_val_host, w_val)
+        return X, y, sample_weight, validation
+
     def _fit_stochastic(
         self, model: MLP, X: np.ndarray, y: np.ndarray, sample_weight: Any, incremental: bool
     ) -> None:
@@ -477,54 +517,29 @@ class _BaseMLP(BaseEstimator):
             saved = self.__dict__.pop("_optimizer_state", None)
             if incremental and saved is not None:
                 optimizer.load_state_dict(saved, model.backend)
-                optimizer.lr = self._learning_rate
             else:
                 self._learning_rate = optimizer.lr
+        # The optimizer keeps learning_rate_init as its base rate; the adapted rate
+        # (self._learning_rate) reaches it through the monitor, fit's schedule.
         self._optimizer = optimizer
-        optimizer.lr = self._learning_rate
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         validation = None
         if self.early_stopping:
-            # Stratified for single-output classification, as scikit-learn. On the user's
-            # labels rather than the encoded floats: the same split, but an error about a
-            # class too small to split names the label the user knows (True, not 1.0).
-            single = is_classifier(self) and self.n_outputs_ == 1
-            stratify = self._decode(y) if single else None
-            arrays = [X, y] if sample_weight is None else [X, y, sample_weight]
-            parts = train_test_split(
-                *arrays,
-                random_state=self._random_state,
-                test_size=self.validation_fraction,
-                stratify=stratify,
-            )
-            X, X_val, y, y_val = parts[:4]
-            sample_weight, w_val = (None, None) if sample_weight is None else parts[4:]
-            if X_val.shape[0] < 2:
-                raise ValueError(
-                    "The validation set is too small. Increase 'validation_fraction' or the "
-                    "size of your dataset."
-                )
-            backend = model.backend
-            X_val_device, y_val_device = model.prepare(X_val, y_val)
-            w_val_device = None if w_val is None else backend.asarray(w_val, self._dtype)
-            y_val_host = self._decode(y_val) if is_classifier(self) else self._squeeze(y_val)
-            validation = (X_val_device, y_val_device, w_val_device, y_val_host, w_val)
+            X, y, sample_weight, validation = self._split_validation(model, X, y, sample_weight)
         # One shuffling seed per call from random_state, drawn after the split so that the
         # split is scikit-learn's for the same random_state.
         model.rng = np.random.default_rng(self._random_state.randint(np.iinfo(np.int32).max))
         n_samples = X.shape[0]
-        if self.batch_size == "auto":
-            batch_size = min(200, n_samples)
-        else:
-            if self.batch_size > n_samples:
-                warnings.warn(
-                    "Got `batch_size` less than 1 or larger than sample size. It is going to "
-                    "be clipped",
-                    stacklevel=3,
-                )
-            batch_size = int(np.clip(self.batch_size, 1, n_samples))
-        monitor = _SklearnStopping(self, optimizer, n_samples, validation, incremental)
+        batch_size = self._batch_rows(n_samples)
+        monitor = _SklearnStopping(
+            self,
+            optimizer.lr,
+            self._learning_rate,
+            n_samples,
+            validation,
+            self._no_improvement_count,
+        )
         self.n_iter_ = 0
         diverged = None
         try:
@@ -537,6 +552,7 @@ class _BaseMLP(BaseEstimator):
                 optimizer=optimizer,
                 shuffle=self.shuffle,
                 callbacks=[monitor],
+                schedule=monitor,
                 alpha=self.alpha,
                 sample_weight=sample_weight,
             )
@@ -551,9 +567,9 @@ class _BaseMLP(BaseEstimator):
             diverged = exc
             self._record_diverged_epoch(n_samples)
         finally:
-            # fit restores the optimizer's base rate; keep the adapted one for the next call.
+            # The adapted rate and the count carry over to the next partial_fit.
             self._learning_rate = monitor.lr
-            optimizer.lr = monitor.lr
+            self._no_improvement_count = monitor.no_improvement_count
         if diverged is not None:
             warnings.warn(
                 f"Training diverged in epoch {self.n_iter_} ({diverged.args[0]}); keeping the "
@@ -568,6 +584,21 @@ class _BaseMLP(BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=3,
             )
+        self._keep_final_weights(model, monitor)
+
+    def _batch_rows(self, n_samples: int) -> int:
+        if self.batch_size == "auto":
+            return min(200, n_samples)
+        if self.batch_size > n_samples:
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than sample size. It is going to "
+                "be clipped",
+                stacklevel=4,
+            )
+        return int(np.clip(self.batch_size, 1, n_samples))
+
+    def _keep_final_weights(self, model: MLP, monitor: _SklearnStopping) -> None:
+        """Store the trained weights; with early stopping, the best by validation score."""
         if self.early_stopping:
             if monitor.best_params is not None:
                 best = [model.backend.to_numpy(p).copy() for p in monitor.best_params]
@@ -600,15 +631,15 @@ class _BaseMLP(BaseEstimator):
         shapes = model.weight_shapes
         sizes = [int(np.prod(s)) for s in shapes]
         splits = np.cumsum(sizes)[:-1]
+        # Only the gradients are used: L-BFGS makes its own updates.
+        step = TrainingStep(model, SGD(1.0), alpha=self.alpha)
 
         def objective(packed: np.ndarray) -> tuple[float, np.ndarray]:
             pieces = np.split(packed, splits)
             model.set_params(
                 [backend.asarray(p.reshape(s), self._dtype) for p, s in zip(pieces, shapes)]
             )
-            loss_sum, grads = model._regularized_gradients(
-                X_device, y_device, 1, self.alpha, None, w_device
-            )
+            loss_sum, grads = step.gradients(X_device, y_device, sample_weight=w_device)
             grad = np.concatenate([backend.to_numpy(g).ravel() for g in grads])
             return float(backend.to_numpy(loss_sum)) / denom, grad.astype(np.float64)
 

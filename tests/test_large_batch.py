@@ -8,6 +8,8 @@ import pytest
 
 import mlp_accel as ma
 from mlp_accel import schedules
+from mlp_accel.optim import SGD
+from mlp_accel.training import TrainingStep
 
 from .helpers import make_data
 
@@ -157,7 +159,7 @@ def test_l2_penalty_matches_scikit_learns_definition(backend_name):
     plain_loss, plain = model.loss_and_gradients(Xd, yd)
     plain = [model.backend.to_numpy(g).copy() for g in plain]
     plain_loss = float(model.backend.to_numpy(plain_loss))
-    loss, grads = model._regularized_gradients(Xd, yd, 1, alpha, None)
+    loss, grads = TrainingStep(model, SGD(0.1), alpha=alpha).gradients(Xd, yd)
     W = model.get_weights()[0::2]
     expected = plain_loss + 0.5 * alpha * sum(float((w * w).sum()) for w in W)
     assert float(model.backend.to_numpy(loss)) == pytest.approx(expected, rel=1e-12)
@@ -172,10 +174,10 @@ def test_gradient_clipping(backend_name):
     X, y = make_data(np.random.default_rng(7), 30, WIDTHS, LOSS)
     model = _model(backend_name)
     Xd, yd = model.prepare(X, y)
-    _, grads = model._regularized_gradients(Xd, yd, 1, 0.0, 1e-3)
+    _, grads = TrainingStep(model, SGD(0.1), clip_norm=1e-3).gradients(Xd, yd)
     norm = np.sqrt(sum(float((model.backend.to_numpy(g) ** 2).sum()) for g in grads))
     assert norm == pytest.approx(1e-3, rel=1e-9)
-    _, unclipped = model._regularized_gradients(Xd, yd, 1, 0.0, 1e6)
+    _, unclipped = TrainingStep(model, SGD(0.1), clip_norm=1e6).gradients(Xd, yd)
     _, reference = model.loss_and_gradients(Xd, yd)
     for a, b in zip(unclipped, reference, strict=True):
         np.testing.assert_allclose(model.backend.to_numpy(a), model.backend.to_numpy(b), rtol=1e-12)
@@ -297,3 +299,60 @@ def test_cli_large_batch_options(tmp_path):
         )
         == 0
     )
+
+
+def test_weighted_gradients_are_micro_batched_to_the_backends_row_limit(monkeypatch):
+    # The weighted path used to ignore max_batch_rows and run the whole batch at once.
+    X, y = make_data(np.random.default_rng(8), 23, WIDTHS, LOSS)
+    w = np.random.default_rng(9).uniform(0.0, 2.0, 23)
+    model = _model("numpy")
+    Xd, yd = model.prepare(X, y)
+    wd = model.backend.asarray(w, model.dtype)
+    whole_loss, whole = model.loss_and_gradients(Xd, yd, sample_weight=wd)
+    whole = [g.copy() for g in whole]
+    seen = []
+    forward = model.backend.dense_forward
+
+    def spy(a, *args, **kwargs):
+        seen.append(a.shape[0])
+        return forward(a, *args, **kwargs)
+
+    monkeypatch.setattr(model.backend, "max_batch_rows", lambda spec: 5)
+    monkeypatch.setattr(model.backend, "dense_forward", spy)
+    loss, grads = model.loss_and_gradients(Xd, yd, sample_weight=wd)
+    assert seen and max(seen) <= 5
+    assert float(loss) == pytest.approx(float(whole_loss), rel=1e-12)
+    for a, b in zip(grads, whole, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+
+
+def test_train_step_is_the_training_step_object(backend_name):
+    X, y = make_data(np.random.default_rng(10), 30, WIDTHS, LOSS)
+    a, b = _model(backend_name), _model(backend_name)
+    Xa, ya = a.prepare(X, y)
+    Xb, yb = b.prepare(X, y)
+    options = {"accumulate": 3, "alpha": 0.1, "clip_norm": 0.5}
+    loss_a = a.train_step(Xa, ya, SGD(0.1, momentum=0.9), **options)
+    loss_b = TrainingStep(b, SGD(0.1, momentum=0.9), **options)(Xb, yb)
+    assert float(a.backend.to_numpy(loss_a)) == float(b.backend.to_numpy(loss_b))
+    _assert_same_weights(a, b, rtol=0)
+
+
+def test_to_builds_a_model_with_the_same_weights_and_generator(backend_name):
+    model = _model("numpy", seed=4)
+    model.rng.random(3)
+    moved = model.to(backend_name)
+    assert moved.backend.name == backend_name and moved.backend_choice is None
+    _assert_same_weights(model, moved, rtol=0)
+    assert moved.rng.random() == model.rng.random()
+    moved.set_weights([np.zeros_like(w) for w in moved.get_weights()])
+    assert np.any(model.get_weights()[0] != 0)  # a copy, not shared arrays
+
+
+def test_constructor_takes_weights_and_validates_them():
+    weights = _model("numpy", seed=1).get_weights()
+    built = ma.MLP(WIDTHS, ACTS, LOSS, backend="numpy", dtype="float64", weights=weights)
+    for a, b in zip(built.get_weights(), weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError):
+        ma.MLP(WIDTHS, ACTS, LOSS, backend="numpy", weights=weights[:-1])

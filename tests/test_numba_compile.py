@@ -165,7 +165,7 @@ def test_sync_mode_and_a_bad_mode(monkeypatch):
 def test_progress_bar_says_compiling_and_forgets_that_rate(monkeypatch, capsys, rng):
     from tqdm import tqdm
 
-    from mlp_accel import train
+    from mlp_accel.training.hooks import ProgressBar
 
     answers = iter([True, True, False])
     monkeypatch.setattr(C, "compiling", lambda: next(answers, False))
@@ -175,16 +175,21 @@ def test_progress_bar_says_compiling_and_forgets_that_rate(monkeypatch, capsys, 
     ma.fit(model, X, y, epochs=4, progress=True, callbacks=slow)
     assert "compiling kernels" in capsys.readouterr().err
 
-    bar = tqdm(total=10, file=io.StringIO(), mininterval=0)
+    progress = ProgressBar(1, 10)
+    progress.bar.close()
+    bar = progress.bar = tqdm(total=10, file=io.StringIO(), mininterval=0)
     bar._ema_dn(1)
     bar._ema_dt(5.0)  # an epoch slowed by compilation
+    logs = {"loss": 0.5, "samples_per_sec": 100.0}
     monkeypatch.setattr(C, "compiling", lambda: True)
-    assert train._bar_postfix(bar, 0.5, 100.0, False)
+    progress.on_epoch_end(1, logs, False)
+    assert progress.compiling
     assert "compiling kernels" in str(bar.postfix) and bar._ema_dt() == pytest.approx(5.0)
     monkeypatch.setattr(C, "compiling", lambda: False)
-    assert not train._bar_postfix(bar, 0.5, 100.0, True)
+    progress.on_epoch_end(2, logs, False)
+    assert not progress.compiling
     assert "compiling" not in str(bar.postfix) and bar._ema_dt() == 0  # rate forgotten
-    bar.close()
+    progress.close()
 
 
 def test_warmup_command_compiles_and_says_where(tmp_path):

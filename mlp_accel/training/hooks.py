@@ -1,0 +1,83 @@
+"""The training loop's own callbacks: checkpoints and the progress bar, each owning its state.
+
+They follow :class:`~mlp_accel.callbacks.Callback`, with two differences the loop needs: the
+epoch hook also learns whether training stops after this epoch (a checkpoint is then written
+whatever the interval), and :meth:`close` runs even when training fails.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+__all__ = ["CheckpointWriter", "ProgressBar"]
+
+
+class CheckpointWriter:
+    """Write weights, optimizer state, epoch, RNG state and history to ``path`` (atomically)
+    every ``every`` epochs, after the last epoch, and when training stops early."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        every: int,
+        last_epoch: int,
+        step: Any,
+        history: dict[str, list[float]],
+    ) -> None:
+        self.path, self.every, self.last_epoch = path, every, last_epoch
+        self.step, self.history = step, history
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float], stopping: bool) -> None:
+        if stopping or epoch % self.every == 0 or epoch == self.last_epoch:
+            from ..io import save_checkpoint
+
+            model = self.step.model
+            state = {
+                "epoch": epoch,
+                "rng_state": model.rng.bit_generator.state,
+                "base_lr": self.step.base_lr,
+                "history": dict(self.history),
+            }
+            save_checkpoint(self.path, model, self.step.optimizer, state)
+
+    def close(self) -> None:
+        """Nothing to release: every write is complete when it returns."""
+        return None
+
+
+class ProgressBar:
+    """A tqdm bar over the epochs with the loss and samples/s of the last one, and "compiling
+    kernels" while Numba compiles in the background.
+
+    When compilation ends the bar forgets the rate it measured meanwhile, so that its ETA
+    leaves the compile time out.
+    """
+
+    def __init__(self, first_epoch: int, last_epoch: int) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(
+            total=max(last_epoch - first_epoch + 1, 0),
+            unit="epoch",
+            dynamic_ncols=True,
+            leave=False,
+        )
+        self.compiling = False
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float], stopping: bool) -> None:
+        from ..backends._numba_compile import compiling
+
+        bar, now = self.bar, compiling()
+        note = ", compiling kernels" if now else ""
+        postfix = f"loss={logs['loss']:.4g}, samples_s={logs['samples_per_sec']:.3g}{note}"
+        bar.set_postfix_str(postfix, refresh=False)
+        if self.compiling and not now and hasattr(bar, "_ema_dt"):
+            # tqdm's ETA is the epochs left over a smoothed rate (private EMAs since 4.56)
+            bar._ema_dn = type(bar._ema_dn)(bar.smoothing)
+            bar._ema_dt = type(bar._ema_dt)(bar.smoothing)
+        self.compiling = now
+        bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()

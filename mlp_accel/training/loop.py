@@ -1,0 +1,398 @@
+"""The minibatch training loop (:func:`fit`): batches, schedules, divergence checks,
+validation, history, callbacks and checkpoints.
+
+Losses stay on the device until the end of the epoch, so a GPU is synchronized once per
+epoch, not once per step.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .._validation import check_count, check_real
+from ..backends import _threads
+from ..batches import BatchSource, make_source
+from ..model import MLP
+from ..optim import Adam, Optimizer, get_optimizer
+from ..schedules import Schedule
+from .hooks import CheckpointWriter, ProgressBar
+from .step import TrainingStep
+
+__all__ = ["fit", "History", "TrainingDivergedError", "accuracy_device"]
+
+Array = Any
+CallbackLike = Callable[[int, dict[str, float]], Any] | Any
+
+
+class TrainingDivergedError(RuntimeError):
+    """The training loss became NaN or infinite; the model keeps its last finite weights."""
+
+
+class History(dict):
+    """Per-epoch records of a :func:`fit` run, as lists keyed by metric name.
+
+    Keys: ``epoch``, ``loss`` (mean training loss of the epoch's steps, with the L2 penalty if
+    any), ``lr`` (at the end of the epoch), ``time`` (seconds), ``samples_per_sec``, and with
+    validation data ``val_loss`` and, for classification, ``val_accuracy``.
+    """
+
+    @property
+    def n_epochs(self) -> int:
+        """Number of completed epochs."""
+        return len(self.get("loss", []))
+
+    @property
+    def wall_time(self) -> float:
+        """Seconds spent in the epochs, summed."""
+        return float(sum(self.get("time", [])))
+
+    def append(self, **logs: float) -> None:
+        """Record one epoch."""
+        for key, value in logs.items():
+            self.setdefault(key, []).append(value)
+
+
+def accuracy_device(model: MLP, X: Array, y: Array) -> float:
+    """Classification accuracy on device data (one-hot or 0/1 targets)."""
+    xp = model.backend.xp
+    out = model.forward_device(X)
+    if model.activations[-1] == "softmax":
+        hits = xp.argmax(out, axis=1) == xp.argmax(y, axis=1)
+    else:
+        hits = (out > 0.5) == (y > 0.5)
+    return float(model.backend.to_numpy(xp.mean(xp.astype(hits, out.dtype))))
+
+
+def _all_finite(model: MLP) -> bool:
+    """Whether every parameter is finite: one reduction per array and one device sync."""
+    xp = model.backend.xp
+    flag = None
+    for p in model.params:
+        ok = xp.all(xp.isfinite(p))
+        flag = ok if flag is None else xp.logical_and(flag, ok)
+    return bool(model.backend.to_numpy(flag))
+
+
+def _optimizer_snapshot(optimizer: Optimizer, backend: Any) -> tuple[int, dict[str, Any]]:
+    """Copies of the optimizer's step count and state arrays (a backend may update them in
+    place), so that a diverged epoch can be undone whole."""
+    state = {}
+    for name in optimizer.state_names:
+        arrays = getattr(optimizer, name)
+        state[name] = None if arrays is None else [backend.copy(a) for a in arrays]
+    return optimizer.t, state
+
+
+def _restore_optimizer(optimizer: Optimizer, snapshot: tuple[int, dict[str, Any]]) -> None:
+    optimizer.t, state = snapshot
+    for name, arrays in state.items():
+        setattr(optimizer, name, arrays)
+
+
+def _row_count(X: Any, y: Any) -> int | None:
+    """Training rows of in-memory or memory-mapped data; ``None`` for a stream of batches."""
+    shape = getattr(X, "shape", None)
+    if shape is not None and len(shape) >= 1:
+        try:
+            return int(shape[0])
+        except TypeError:  # a lazy array whose length is not known yet
+            return None
+    if y is not None and hasattr(X, "__len__"):
+        return len(X)
+    return None
+
+
+def _hooks(callbacks: Sequence[CallbackLike]) -> tuple[list, list, list]:
+    begin, epoch_end, end = [], [], []
+    for cb in callbacks:
+        if hasattr(cb, "on_epoch_end"):
+            begin.append(getattr(cb, "on_train_begin", None))
+            epoch_end.append(cb.on_epoch_end)
+            end.append(getattr(cb, "on_train_end", None))
+        elif callable(cb):
+            epoch_end.append(cb)
+        else:
+            raise TypeError(f"a callback must be callable or have on_epoch_end, got {cb!r}")
+    return [b for b in begin if b], epoch_end, [e for e in end if e]
+
+
+def _resume(model: MLP, optimizer: Optimizer | None, path: Any) -> tuple[Optimizer, dict[str, Any]]:
+    from ..io import load_checkpoint
+
+    ck = load_checkpoint(path)
+    meta = ck["model_meta"]
+    mine = (list(model.layers), list(model.activations), model.loss)
+    theirs = (meta["layers"], meta["activations"], meta["loss"])
+    if mine != theirs:
+        raise ValueError(f"checkpoint {os.fspath(path)} is for a model {theirs}, not {mine}")
+    model.set_weights(ck["weights"])
+    opt_state = ck["optimizer"]
+    if optimizer is None:
+        optimizer = get_optimizer(opt_state["name"], **opt_state["hyperparameters"])
+    optimizer.load_state_dict(opt_state, model.backend)
+    state = ck["state"]
+    model.rng.bit_generator.state = state["rng_state"]
+    # The saved rate may be a scheduled one; the base rate is the state's, and the training
+    # step (the one writer of the rate) puts it back before the first step.
+    return optimizer, state
+
+
+def _checked_optimizer(optimizer: Optimizer | str | None) -> Optimizer | None:
+    if isinstance(optimizer, str):
+        return get_optimizer(optimizer)
+    if optimizer is not None and not isinstance(optimizer, Optimizer):
+        raise TypeError(
+            "optimizer must be an mlp_accel.optim.Optimizer or a name, got "
+            f"{type(optimizer).__name__}"
+        )
+    return optimizer
+
+
+def _checked_clip_norm(clip_norm: float | None) -> float | None:
+    if clip_norm is None:
+        return None
+    clip_norm = check_real(clip_norm, "clip_norm", 0.0, low_open=True, allow_inf=True)
+    # An infinite bound never clips; dividing by it would make every gradient NaN.
+    return None if math.isinf(clip_norm) else clip_norm
+
+
+def _open_source(
+    model: MLP, X: Any, y: Any, epochs: int, sample_weight: Any, client: Any, local_steps: int
+) -> BatchSource:
+    if client is not None:
+        # Imported only here: dask is an optional dependency.
+        from ..distributed import DaskSource
+
+        return DaskSource(client, model, X, y, local_steps, sample_weight)
+    if local_steps != 1:
+        raise ValueError("local_steps needs a Dask client")
+    return make_source(model, X, y, epochs, sample_weight)
+
+
+def _run_epoch(
+    source: BatchSource,
+    run: Callable[..., Any],
+    step: TrainingStep,
+    schedule: Any,
+    epoch: int,
+    steps_done: int,
+    batch_size: int | None,
+    shuffle: bool,
+) -> tuple[Any, int, int]:
+    """One pass over the source; returns the summed loss (a device scalar), rows, steps."""
+    total: Any = 0.0
+    rows = 0
+    n_batches = None
+    if source.n_rows is not None and schedule is not None:
+        n_batches = -(-source.n_rows // (source.n_rows if batch_size is None else batch_size))
+    for i, batch in enumerate(source.epoch(step.model.rng, batch_size, shuffle)):
+        if schedule is not None:
+            fraction = i / n_batches if n_batches else 0.0
+            step.set_lr_factor(schedule(steps_done, epoch - 1 + fraction))
+        total = total + run(batch.X, batch.y, sample_weight=batch.sample_weight)
+        rows += batch.rows
+        steps_done += 1
+    return total, rows, steps_done
+
+
+def _check_finite(loss: float, epoch: int, step: TrainingStep, snapshot: Any) -> None:
+    """Raise :class:`TrainingDivergedError`, with the epoch undone, if it diverged."""
+    model = step.model
+    # A step's loss comes from the weights before it, so a finite loss does not vouch for
+    # the weights the epoch's last step left: they get their own check.
+    what = f"the loss became {loss}" if not math.isfinite(loss) else None
+    if what is None and not _all_finite(model):
+        what = "the weights became NaN or infinite"
+    if what is None:
+        return
+    lr_now = step.optimizer.lr
+    params, opt_snapshot = snapshot
+    model.set_params(params)
+    _restore_optimizer(step.optimizer, opt_snapshot)
+    raise TrainingDivergedError(
+        f"training diverged: {what} in epoch {epoch}; the model keeps its weights "
+        f"from before that epoch. Lower the learning rate (now {lr_now:g}), scale "
+        "the inputs, or use float64."
+    )
+
+
+def _validation_logs(model: MLP, val: tuple[Array, Array] | None) -> dict[str, float]:
+    if val is None:
+        return {}
+    logs = {"val_loss": float(model.backend.to_numpy(model.loss_sum(*val))) / val[0].shape[0]}
+    if model.loss != "squared_error":
+        logs["val_accuracy"] = accuracy_device(model, *val)
+    return logs
+
+
+def fit(
+    model: MLP,
+    X: Any,
+    y: Any = None,
+    *,
+    epochs: int = 100,
+    batch_size: int | None = None,
+    optimizer: Optimizer | str | None = None,
+    shuffle: bool = True,
+    validation_data: tuple[Any, Any] | None = None,
+    progress: bool = False,
+    callbacks: Sequence[CallbackLike] = (),
+    accumulate: int = 1,
+    schedule: Schedule | Callable[[int, float], float] | None = None,
+    alpha: float = 0.0,
+    clip_norm: float | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 1,
+    resume_from: str | os.PathLike | None = None,
+    sample_weight: Any = None,
+    client: Any = None,
+    local_steps: int = 1,
+) -> History:
+    """Train ``model`` in place with minibatch gradient descent.
+
+    Parameters
+    ----------
+    model : MLP
+        The model; its backend runs every step.
+    X, y : array-like
+        Training data. Host arrays are validated and moved to the device once. A memory-mapped
+        array (``np.load(path, mmap_mode="r")``) is read in shuffled blocks of ``batch_size``
+        rows, never whole. With ``y=None``, ``X`` may be a re-iterable of ``(X, y)`` batches.
+    epochs : int, default 100
+        Total passes over the data (with ``resume_from``, counted from the first run).
+    batch_size : int, optional
+        Rows per optimizer step; ``None`` trains on the full batch.
+    optimizer : Optimizer or str, optional
+        An optimizer, or a name (``"adam"``, ``"sgd"``) for one with default hyperparameters.
+        Default ``Adam(lr=1e-3)``. Its state carries over between calls.
+    shuffle : bool, default True
+        Reshuffle every epoch (with the model's generator).
+    validation_data : (X_val, y_val), optional
+        Evaluated after every epoch (``val_loss``, ``val_accuracy``).
+    progress : bool, default False
+        Show a progress bar (tqdm) with the loss and samples/s.
+    callbacks : sequence
+        Callables ``cb(epoch, logs)`` or :class:`~mlp_accel.callbacks.Callback` objects;
+        returning True from an epoch hook stops training.
+    accumulate : int, default 1
+        Split each batch into this many micro-batches and make one update from their summed
+        gradients: the same result as the whole batch, in less memory.
+    schedule : Schedule or callable, optional
+        ``factor = schedule(step, epoch)`` multiplies the optimizer's learning rate before
+        each step (see :mod:`mlp_accel.schedules`); the base rate is restored at the end.
+    alpha : float, default 0
+        L2 penalty on the weights (scikit-learn's ``alpha``).
+    clip_norm : float, optional
+        Clip the global gradient norm to this value; ``None`` or ``inf``: no clipping.
+    checkpoint : path, optional
+        Write weights, optimizer state, epoch, RNG state and history here (atomically) every
+        ``checkpoint_every`` epochs and at the end.
+    resume_from : path, optional
+        Continue from a checkpoint: weights, optimizer state, shuffling RNG and history are
+        restored and training runs from the saved epoch up to ``epochs``.
+    sample_weight : array-like of shape (n_samples,), optional
+        Non-negative weight per row of in-memory ``X``: each step minimizes the weighted mean
+        loss of its batch (the L2 penalty divided by the batch's weight sum), as
+        scikit-learn's MLP, and the epoch's ``loss`` is the weighted mean.
+    client : dask.distributed.Client, optional
+        Train data-parallel on this Dask cluster (needs ``mlp-accel[dask]``): ``X`` and ``y``
+        are dask arrays chunked by rows, or NumPy arrays split over the workers. Each
+        step's gradient is summed over the workers' shares of the global batch and the update
+        is made here: the same result as without a client (see :mod:`mlp_accel.distributed`).
+        The history gains ``compute_time``, ``comm_time`` and ``bytes_sent`` per epoch.
+    local_steps : int, default 1
+        With ``client``: local SGD, each worker takes this many steps on its own rows before
+        weights and optimizer state are averaged. Fewer messages, but **not** the same result
+        as single-process training.
+
+    Returns
+    -------
+    History
+        Per-epoch loss, learning rate, time, samples/s and validation metrics.
+
+    Raises
+    ------
+    TrainingDivergedError
+        If the loss or the weights become NaN or infinite (checked after every epoch, so also
+        after the last step); the model and the optimizer's state are put back as they were
+        at the start of that epoch.
+    TypeError, ValueError
+        A count that is not an integer of at least 1 (integral NumPy scalars are fine), a
+        negative or non-finite ``alpha``, a ``clip_norm`` that is not positive, or an unknown
+        optimizer name.
+    """
+    epochs = check_count(epochs, "epochs")
+    batch_size = check_count(batch_size, "batch_size", allow_none=True)
+    accumulate = check_count(accumulate, "accumulate")
+    checkpoint_every = check_count(checkpoint_every, "checkpoint_every")
+    local_steps = check_count(local_steps, "local_steps")
+    alpha = check_real(alpha, "alpha", 0.0)
+    clip_norm = _checked_clip_norm(clip_norm)
+    optimizer = _checked_optimizer(optimizer)
+    begin_hooks, epoch_hooks, end_hooks = _hooks(callbacks)
+
+    # backend="auto" is settled here, where the rows and epochs are known (once per model).
+    model.settle_backend(_row_count(X, y), epochs, batch_size)
+    history = History()
+    first_epoch, base_lr = 1, None
+    if resume_from is not None:
+        optimizer, state = _resume(model, optimizer, resume_from)
+        first_epoch, base_lr = int(state["epoch"]) + 1, state["base_lr"]
+        history.update({key: list(values) for key, values in state["history"].items()})
+    optimizer = Adam(1e-3) if optimizer is None else optimizer
+    # The rate is a plain attribute that callers may have set after construction.
+    base_lr = optimizer.lr if base_lr is None else base_lr
+    base_lr = check_real(base_lr, "the optimizer's learning rate", 0.0, low_open=True)
+    steps_done = optimizer.t
+
+    source = _open_source(model, X, y, epochs - first_epoch + 1, sample_weight, client, local_steps)
+    options = {"accumulate": accumulate, "alpha": alpha, "clip_norm": clip_norm}
+    step = source.make_step(model, optimizer, base_lr=base_lr, **options)
+    step.restore_lr()
+    val = model.prepare(*validation_data) if validation_data is not None else None
+    own: list[Any] = []
+    tuner = _threads.tuner_for(model) if client is None else None
+    # Serial or parallel, measured per batch size from the steps' own times.
+    run = step if tuner is None else tuner.wrap(step)
+    try:
+        if progress:
+            own.append(ProgressBar(first_epoch, epochs))
+        if checkpoint is not None:
+            own.append(CheckpointWriter(checkpoint, checkpoint_every, epochs, step, history))
+        for hook in begin_hooks:
+            hook(model)
+        for epoch in range(first_epoch, epochs + 1):
+            t0 = time.perf_counter()
+            snapshot = (
+                [model.backend.copy(p) for p in model.params],
+                _optimizer_snapshot(optimizer, model.backend),
+            )
+            total, rows, steps_done = _run_epoch(
+                source, run, step, schedule, epoch, steps_done, batch_size, shuffle
+            )
+            # The epoch loss is a mean over rows, or over the weights with sample weights.
+            loss = float(model.backend.to_numpy(total)) / (source.weight_total or rows)
+            elapsed = time.perf_counter() - t0
+            _check_finite(loss, epoch, step, snapshot)
+            logs = {"epoch": epoch, "loss": loss, "lr": optimizer.lr, "time": elapsed}
+            logs["samples_per_sec"] = rows / elapsed
+            logs.update(source.epoch_stats())
+            logs.update(_validation_logs(model, val))
+            history.append(**logs)
+            stop = any([bool(hook(epoch, logs)) for hook in epoch_hooks])
+            for hook in own:
+                hook.on_epoch_end(epoch, logs, stop)
+            if stop:
+                break
+    finally:
+        step.restore_lr()
+        for closing in (tuner, *own, source):
+            if closing is not None:
+                closing.close()
+    for hook in end_hooks:
+        hook()
+    return history
