@@ -502,7 +502,8 @@ def import_source(source: str, prefix: str = "mlp_accel_fused") -> ModuleType:
             fh.write(source)
         os.replace(tmp, path)
     module_spec = importlib.util.spec_from_file_location(name, path)
-    assert module_spec is not None and module_spec.loader is not None
+    if module_spec is None or module_spec.loader is None:
+        raise ImportError(f"cannot import the generated kernel module {path}")
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module  # numba's cache locates functions through their module
     module_spec.loader.exec_module(module)
