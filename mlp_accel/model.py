@@ -505,6 +505,10 @@ class MLP:
                 continue
             break
         self.backend_choice = choice
+        if choice.compile_numba:
+            from .backends._numba_compile import compile_for_next_run
+
+            compile_for_next_run(self.spec)
         if target is not self.backend:
             weights = self.get_weights()
             self.backend = target

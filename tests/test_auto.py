@@ -157,3 +157,16 @@ def test_backends_command_explains_the_rule():
     assert out.returncode == 0, out.stderr
     assert "models on auto" in out.stdout and "start-up + steps x step time" in out.stdout
     assert "usable CPUs" in out.stdout
+
+
+def test_auto_compiles_for_the_next_run_only_where_numba_would_win():
+    # Cold caches: numba loses this run (NumPy-speed steps while compiling), but would win it
+    # once compiled, so the choice asks for a compile for the next run; a small job does not.
+    long_job = Job(CIRCLES_BIG.widths, "float32", CIRCLES_BIG.rows, 150)
+    cold = dict(numba_fused_cached=False, numba_generic_cached=False)
+    choice = choose_backend(long_job, CPU, **cold)
+    assert choice.name == "numpy" and choice.compile_numba
+    assert "compiling for the next run" in choice.reason
+    assert not choose_backend(TUTORIAL, CPU, **cold).compile_numba
+    warm = choose_backend(long_job, CPU)
+    assert warm.name == "numba" and not warm.compile_numba

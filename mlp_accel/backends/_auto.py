@@ -136,6 +136,9 @@ class BackendChoice:
     name: str
     reason: str
     estimates: dict[str, float] = field(default_factory=dict)
+    #: Numba lost only for want of compiled kernels: once compiled it would win this job, so
+    #: the caller may compile them in the background for the next run.
+    compile_numba: bool = False
 
     def __str__(self) -> str:
         return f"{self.name}: {self.reason}"
@@ -246,6 +249,11 @@ def choose_backend(
         saving = base - estimates[best]
         if saving < MIN_GAIN * base or saving < MIN_SAVING_S:
             best = "numpy"
+    compile_numba = False
+    if best == "numpy" and "numba" in names and not (numba_fused_cached and numba_generic_cached):
+        warm = estimate_seconds("numba", job)
+        saving = estimates["numpy"] - warm
+        compile_numba = saving >= MIN_GAIN * estimates["numpy"] and saving >= MIN_SAVING_S
     compiled = ""
     if "numba" in names:
         if job.narrow:
@@ -260,8 +268,9 @@ def choose_backend(
         f"estimated {shown} for {'-'.join(map(str, job.widths))} {job.dtype}, "
         f"{rows} rows x {job.epochs} epochs ({job.steps:,} steps)"
         + (f"; {compiled}" if compiled else "")
+        + ("; numba would win once compiled: compiling for the next run" if compile_numba else "")
     )
-    return BackendChoice(best, reason, estimates)
+    return BackendChoice(best, reason, estimates, compile_numba)
 
 
 # -- what Numba has compiled ----------------------------------------------------------------

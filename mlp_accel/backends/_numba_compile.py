@@ -48,6 +48,7 @@ __all__ = [
     "TaskFailed",
     "compiling",
     "is_compiled",
+    "compile_for_next_run",
     "submit",
     "state",
     "error",
@@ -447,6 +448,36 @@ def tasks_for(spec: Any, parallel: bool = True) -> list[Task]:
     if _numba_fused.supports(spec):
         tasks += [fused_task(spec, p) for p in variants]
     return tasks
+
+
+def compile_for_next_run(spec: Any) -> bool:
+    """Start compiling the serial kernels of ``spec`` into the disk cache, off this thread.
+
+    Used by ``backend="auto"`` when NumPy runs this job only because Numba's kernels are not
+    compiled yet, and Numba would win it once they are: the next run finds them cached. The
+    child process finishes writing the cache even if this process exits first. Nothing is
+    started with fewer than 2 usable CPUs (the compile would slow this run) or with
+    ``MLP_ACCEL_NUMBA_COMPILE=sync``. Returns whether a compile was started.
+    """
+    from ._threads import usable_cpus
+
+    if os.environ.get("MLP_ACCEL_NUMBA_COMPILE", "").strip().lower() == "sync":
+        return False
+    if usable_cpus() < 2:
+        return False
+
+    def submit_all() -> None:
+        try:  # importing Numba here, not in the training thread
+            tasks = tasks_for(spec, parallel=False)
+            # The fused kernel first: it is what wins the next run, and a task still queued
+            # when this process exits is never started.
+            for task in sorted(tasks, key=lambda t: t["kind"] != "fused"):
+                submit(task)
+        except Exception:  # a cache warm-up must never disturb the run
+            return
+
+    threading.Thread(target=submit_all, name="mlp_accel-precompile", daemon=True).start()
+    return True
 
 
 def is_compiled(spec: Any) -> bool:
