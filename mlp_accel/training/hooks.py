@@ -69,6 +69,7 @@ class ProgressBar:
         from ..backends._numba_compile import compiling
 
         bar, now = self.bar, compiling()
+        bar.update(1)
         note = ", compiling kernels" if now else ""
         postfix = f"loss={logs['loss']:.4g}, samples_s={logs['samples_per_sec']:.3g}{note}"
         bar.set_postfix_str(postfix, refresh=False)
@@ -77,7 +78,6 @@ class ProgressBar:
             bar._ema_dn = type(bar._ema_dn)(bar.smoothing)
             bar._ema_dt = type(bar._ema_dt)(bar.smoothing)
         self.compiling = now
-        bar.update(1)
 
     def close(self) -> None:
         self.bar.close()
