@@ -316,13 +316,13 @@ def _cross_entropy_rows(z: Array, yhat: Array, y: Array, xp: Any) -> Array:
 def _activation_view(row: ActivationRow) -> Activation:
     if not row.elementwise:  # softmax
         return Activation(row.name, _softmax, None, row.output_only, _softmax_vjp, row)
-    fwd, der = row.forward_tree, row.derivative_tree
+    fwd, der = E.compile_xp(row.forward_tree), E.compile_xp(row.derivative_tree)
 
     def forward(z: Array, xp: Any) -> Array:
-        return E.evaluate(fwd, {"z": z}, xp)
+        return fwd({"z": z}, xp)
 
     def derivative(z: Array, a: Array, xp: Any) -> Array:
-        return E.evaluate(der, {"z": z, "a": a}, xp)
+        return der({"z": z, "a": a}, xp)
 
     vjp = _identity_vjp if row.name == "identity" else None
     if row.name == "identity":  # no copy: the identity's output is its input
@@ -334,17 +334,18 @@ def _activation_view(row: ActivationRow) -> Activation:
 
 
 def _loss_view(row: LossRow) -> Loss:
-    grad_tree, value_tree = row.grad_tree, row.value_tree
+    grad = E.compile_xp(row.grad_tree)
 
     def output_grad(yhat: Array, y: Array, xp: Any) -> Array:
-        return E.evaluate(grad_tree, {"a": yhat, "y": y}, xp)
+        return grad({"a": yhat, "y": y}, xp)
 
-    if value_tree is None:
+    if row.value_tree is None:
         rows = _cross_entropy_rows
     else:
+        value = E.compile_xp(row.value_tree)
 
         def rows(z: Array, yhat: Array, y: Array, xp: Any) -> Array:
-            return xp.sum(E.evaluate(value_tree, {"z": z, "a": yhat, "y": y}, xp), axis=1)
+            return xp.sum(value({"z": z, "a": yhat, "y": y}, xp), axis=1)
 
     def value_sum(z: Array, yhat: Array, y: Array, xp: Any) -> Array:
         return xp.sum(rows(z, yhat, y, xp))
