@@ -451,32 +451,38 @@ def tasks_for(spec: Any, parallel: bool = True) -> list[Task]:
 
 
 def compile_for_next_run(spec: Any) -> bool:
-    """Start compiling the serial kernels of ``spec`` into the disk cache, off this thread.
+    """Start a detached child process that compiles the serial kernels of ``spec`` into the
+    disk cache.
 
     Used by ``backend="auto"`` when NumPy runs this job only because Numba's kernels are not
-    compiled yet, and Numba would win it once they are: the next run finds them cached. The
-    child process finishes writing the cache even if this process exits first. Nothing is
-    started with fewer than 2 usable CPUs (the compile would slow this run) or with
-    ``MLP_ACCEL_NUMBA_COMPILE=sync``. Returns whether a compile was started.
+    compiled yet, and Numba would win it once they are: the next run finds them cached. This
+    process imports nothing of Numba for it (an import in a second thread would race the
+    training thread's), and the child outlives it. Nothing is started with fewer than 2
+    usable CPUs (the compile would slow this run) or with ``MLP_ACCEL_NUMBA_COMPILE=sync``.
+    Returns whether a child was started.
     """
+    from ._auto import NARROW_MAX_WIDTH
     from ._threads import usable_cpus
 
     if os.environ.get("MLP_ACCEL_NUMBA_COMPILE", "").strip().lower() == "sync":
         return False
     if usable_cpus() < 2:
         return False
-
-    def submit_all() -> None:
-        try:  # importing Numba here, not in the training thread
-            tasks = tasks_for(spec, parallel=False)
-            # The fused kernel first: it is what wins the next run, and a task still queued
-            # when this process exits is never started.
-            for task in sorted(tasks, key=lambda t: t["kind"] != "fused"):
-                submit(task)
-        except Exception:  # a cache warm-up must never disturb the run
-            return
-
-    threading.Thread(target=submit_all, name="mlp_accel-precompile", daemon=True).start()
+    activations, outputs = layer_items(spec)
+    tasks = [layer_task(spec.dtype, False, activations, outputs)]
+    if max(spec.widths) <= NARROW_MAX_WIDTH:
+        tasks.insert(0, fused_task(spec))  # first: it is what wins the next run
+    command = [sys.executable, "-m", __name__, *(json.dumps(t) for t in tasks)]
+    try:
+        subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError:  # a cache warm-up must never disturb the run
+        return False
     return True
 
 
@@ -520,13 +526,26 @@ def cache_location() -> str:
 
 
 def _child_main(argv: list[str]) -> int:
-    """Entry point of a compiling child: ``python -m ...._numba_compile '<task json>'``."""
-    task = json.loads(argv[0])
+    """Entry point of a compiling child: ``python -m ...._numba_compile '<task json>' ...``.
+
+    Runs every task given, in order; exits non-zero if any failed (after trying the rest).
+    """
+    status = 0
+    for arg in argv:
+        try:
+            _run_locked(json.loads(arg))
+        except Exception as exc:
+            print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def _run_locked(task: Task) -> None:
     try:
         import fcntl
     except ImportError:  # no advisory locks here: compile, at worst twice
         run_task(task)
-        return 0
+        return
     from . import _numba_fused
 
     # One compile per task at a time across processes (a second run started while the first
@@ -536,7 +555,6 @@ def _child_main(argv: list[str]) -> int:
     with open(_numba_fused.cache_dir() / f"compile-{digest}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         run_task(task)
-    return 0
 
 
 if __name__ == "__main__":
