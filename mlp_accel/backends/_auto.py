@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._numba_paths import MAX_WIDTH, cache_dir_candidate
 from .base import NetworkSpec
 
 __all__ = [
@@ -40,9 +41,8 @@ __all__ = [
     "RULE",
 ]
 
-#: Widest layer of the Numba backend's fused whole-network kernel (mirrors
-#: ``_numba_fused.MAX_WIDTH``, which cannot be imported without importing numba).
-NARROW_MAX_WIDTH = 64
+#: Widest layer of the Numba backend's fused whole-network kernel.
+NARROW_MAX_WIDTH = MAX_WIDTH
 #: Seconds to import Numba and load cached kernels.
 NUMBA_IMPORT_S = 0.35
 #: Seconds to compile the per-layer kernels a network runs, in a background child process
@@ -276,16 +276,6 @@ def choose_backend(
 # -- what Numba has compiled ----------------------------------------------------------------
 
 
-def _fused_cache_dirs() -> list[Path]:
-    # Mirrors _numba_fused.cache_dir() (read-only: nothing is created here).
-    if os.environ.get("MLP_ACCEL_CACHE_DIR"):
-        return [Path(os.environ["MLP_ACCEL_CACHE_DIR"])]
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return [Path(os.environ["NUMBA_CACHE_DIR"]) / "mlp_accel"]
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return [Path(base) / "mlp_accel" / "numba"]
-
-
 def numba_kernels_cached(spec: NetworkSpec) -> tuple[bool, bool]:
     """``(fused, generic)``: whether the Numba kernels a model of ``spec`` runs are compiled,
     in this process or in the on-disk cache. Never imports numba.
@@ -327,40 +317,30 @@ def _generic_on_disk(spec: NetworkSpec) -> bool:
 def _layer_module_on_disk(activation: str, dtype: str) -> bool:
     # A generated layer module names its activation in its first line and its dtype after.
     marker, dtype_line = f"for the {activation!r} layer kernels", f"DT = np.{dtype}"
-    for directory in _fused_cache_dirs():
-        try:
-            candidates = list(directory.glob("mlp_accel_layer_*.py"))
-        except OSError:
-            continue
-        for path in candidates:
-            try:
-                head = path.read_text().split("\n", 8)
-            except OSError:
-                continue
-            if (
-                marker in head[0]
-                and dtype_line in head
-                and any((directory / "__pycache__").glob(f"{path.stem}.dense_forward-*.nbi"))
-            ):
-                return True
-    return False
+    return _generated_on_disk(
+        "mlp_accel_layer_", lambda head: marker in head[0] and dtype_line in head, "dense_forward"
+    )
 
 
 def _fused_on_disk(spec: NetworkSpec) -> bool:
+    # A generated network module names its spec in its first line.
     header = repr(spec)
-    for directory in _fused_cache_dirs():
+    return _generated_on_disk("mlp_accel_fused_", lambda head: header in head[0], "train_")
+
+
+def _generated_on_disk(prefix: str, matches: Callable[[list[str]], bool], kernel: str) -> bool:
+    """Whether a generated module ``prefix*.py`` whose first lines ``matches`` has Numba's
+    cache of a ``kernel*`` function beside it (read-only: nothing is created or imported)."""
+    directory = cache_dir_candidate()
+    try:
+        candidates = list(directory.glob(f"{prefix}*.py"))
+    except OSError:
+        return False
+    for path in candidates:
         try:
-            candidates = list(directory.glob("mlp_accel_fused_*.py"))
+            head = path.read_text().split("\n", 8)
         except OSError:
             continue
-        for path in candidates:
-            try:
-                with path.open() as fh:
-                    first = fh.readline()
-            except OSError:
-                continue
-            if header in first and any(
-                (directory / "__pycache__").glob(f"{path.stem}.train_*.nbi")
-            ):
-                return True
+        if matches(head) and any((directory / "__pycache__").glob(f"{path.stem}.{kernel}*.nbi")):
+            return True
     return False

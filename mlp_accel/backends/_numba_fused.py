@@ -49,8 +49,7 @@ from .base import NetworkSpec
 
 __all__ = ["MAX_WIDTH", "supports", "generate_source", "load_module", "cache_dir"]
 
-#: Widest layer the fused small-network kernel is generated for.
-MAX_WIDTH = 64
+from ._numba_paths import MAX_WIDTH
 
 #: Lane accumulators (one gradient copy per lane) are kept while they stay this small
 #: (elements); beyond it each block's lanes are summed into one gradient copy.

@@ -39,6 +39,7 @@ from numba import njit, prange
 
 from ..ops import expr as E
 from ..ops.table import ActivationRow, LossRow, activation_row, loss_row
+from ._numba_paths import cache_dir_candidate
 
 __all__ = [
     "FASTMATH",
@@ -463,22 +464,14 @@ def cache_dir() -> Path:
     ``$XDG_CACHE_HOME/mlp_accel/numba`` (``~/.cache`` by default); a fresh temporary
     directory where none of these can be written.
     """
-    if os.environ.get("MLP_ACCEL_CACHE_DIR"):
-        candidates = [Path(os.environ["MLP_ACCEL_CACHE_DIR"])]
-    elif os.environ.get("NUMBA_CACHE_DIR"):
-        candidates = [Path(os.environ["NUMBA_CACHE_DIR"]) / "mlp_accel"]
-    else:
-        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-        candidates = [Path(base) / "mlp_accel" / "numba"]
-    for path in candidates:
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            probe = tempfile.NamedTemporaryFile(dir=path, delete=True)
-            probe.close()
-            return path
-        except OSError:
-            continue
-    return Path(tempfile.mkdtemp(prefix="mlp_accel_numba_"))
+    path = cache_dir_candidate()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, delete=True)
+        probe.close()
+        return path
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix="mlp_accel_numba_"))
 
 
 def import_source(source: str, prefix: str = "mlp_accel_fused") -> ModuleType:
