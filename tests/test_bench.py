@@ -335,11 +335,11 @@ def test_ratio_marked_when_ranges_overlap(report):
     lean = next(r for r in rows if r["impl"] == "lean-numpy")
     lean["train_samples_per_sec_range"] = list(numpy_row["train_samples_per_sec_range"])
     lean["ratio_to_numpy_overlaps"] = None
-    bench.runner._add_ratios(rows, {})
+    bench.rows.add_ratios(rows, {})
     assert lean["ratio_to_numpy_overlaps"] is True
     assert numpy_row["ratio_to_numpy_overlaps"] is None  # not compared with itself
     lean["train_samples_per_sec_range"] = [x * 10 for x in numpy_row["train_samples_per_sec_range"]]
-    bench.runner._add_ratios(rows, {})
+    bench.rows.add_ratios(rows, {})
     assert lean["ratio_to_numpy_overlaps"] is False
     assert bench.ranges_overlap([1, 2], [2, 3]) and not bench.ranges_overlap([1, 2], [3, 4])
     assert not bench.ranges_overlap(None, [1, 2])

@@ -28,8 +28,10 @@ scikit-learn, PyTorch and matplotlib only when a peer or a plot asks for them.
 
 Modules: :mod:`.cases` (shapes, data, the library's steps), :mod:`.peers` (reference and
 peers), :mod:`.machine` (memory, threads, versions, GEMM rate), :mod:`.contention` (the busy
-process), :mod:`.firstrun` (first runs on empty caches), :mod:`.runner` (timing, the whole run,
-sweep and crossovers), :mod:`.report` (table, markdown, JSON, plot).
+process), :mod:`.firstrun` (first runs on empty caches), :mod:`.config` (what a run measures),
+:mod:`.timing` (interleaved rounds, median and spread), :mod:`.rows` (the main table's rows and
+ratios), :mod:`.sweep` (batch-size sweep and crossovers), :mod:`.runner` (the whole run),
+:mod:`.report` (table, markdown, JSON, plot).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from .cases import (
     with_generic_hooks,
     write_table,
 )
+from .config import BenchConfig
 from .contention import busy_process
 from .firstrun import FIRST_RUN_NOTE, first_run
 from .machine import (
@@ -71,18 +74,9 @@ from .machine import (
 )
 from .peers import LeanNumpyMLP, Peer, PeerUnavailable, sklearn_peer, torch_peer
 from .report import format_markdown, format_table, plot_report, write_json
-from .runner import (
-    SCHEMA,
-    SPREAD,
-    BenchConfig,
-    Timing,
-    compare_sweep,
-    crossovers,
-    ranges_overlap,
-    run_bench,
-    time_interleaved,
-    time_interleaved_stats,
-)
+from .runner import SCHEMA, run_bench
+from .sweep import compare_sweep, crossovers
+from .timing import SPREAD, Timing, ranges_overlap, time_interleaved, time_interleaved_stats
 
 __all__ = [
     "DTYPES",

@@ -2,7 +2,7 @@
 
 A case is a network shape at a batch size. Each measured step is a zero-argument callable
 built here once and timed by pytest-benchmark (``benchmarks/``) or by
-:func:`mlp_accel.bench.runner.time_interleaved` (``mlp-accel bench``). Every backend runs the
+:func:`mlp_accel.bench.timing.time_interleaved` (``mlp-accel bench``). Every backend runs the
 one :class:`~mlp_accel.model.MLP` class; only the backend differs. Data goes to the device
 before timing, and every call synchronizes the device before it returns.
 """

@@ -155,14 +155,7 @@ def first_run(
         "lr": LEARNING_RATE,
     }
     with tempfile.TemporaryDirectory(prefix="mlp-accel-firstrun-") as cache:
-        env = dict(os.environ)
-        # Every JIT cache the child could find warm points to the empty directory instead.
-        env["NUMBA_CACHE_DIR"] = os.path.join(cache, "numba")
-        env["MLP_ACCEL_CACHE_DIR"] = os.path.join(cache, "mlp_accel")
-        env["CUPY_CACHE_DIR"] = os.path.join(cache, "cupy")
-        if threads is not None:
-            for name in (*_THREAD_VARIABLES, "NUMBA_NUM_THREADS"):
-                env[name] = str(threads)
+        env = _child_environment(cache, threads)
         spawn = time.time()
         try:
             proc = subprocess.run(
@@ -174,6 +167,26 @@ def first_run(
             )
         except subprocess.TimeoutExpired:
             raise RuntimeError(f"first run of {impl} took over {timeout:.0f} s") from None
+    return _child_times(proc, spawn)
+
+
+def _child_environment(cache: str, threads: int | None) -> dict[str, str]:
+    """This process's environment with every JIT cache the child could find warm pointed
+    into the empty directory ``cache``, and the thread limit, if any, in the variables the
+    libraries read when they load."""
+    env = dict(os.environ)
+    env["NUMBA_CACHE_DIR"] = os.path.join(cache, "numba")
+    env["MLP_ACCEL_CACHE_DIR"] = os.path.join(cache, "mlp_accel")
+    env["CUPY_CACHE_DIR"] = os.path.join(cache, "cupy")
+    if threads is not None:
+        for name in (*_THREAD_VARIABLES, "NUMBA_NUM_THREADS"):
+            env[name] = str(threads)
+    return env
+
+
+def _child_times(proc: subprocess.CompletedProcess, spawn: float) -> dict[str, Any]:
+    """The result of :func:`first_run` from the finished child, spawned at ``spawn`` (wall
+    clock); a failed child raises ``RuntimeError`` with its last error line."""
     if proc.returncode != 0:
         lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
         raise RuntimeError(lines[-1] if lines else f"exit status {proc.returncode}")
