@@ -144,6 +144,58 @@ def test_cli_bench_unknown_names(args, valid, capsys):
     assert valid in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--threads", "0"], "--threads: must be a positive integer, got '0'"),
+        (["--threads", "-2"], "--threads: must be a positive integer, got '-2'"),
+        (["--seed", "-1"], "--seed: must be a non-negative integer, got '-1'"),
+    ],
+)
+def test_cli_bench_bad_threads_or_seed_is_a_usage_error(args, message, capsys):
+    # --backends nope: were the value accepted, the run would stop at once, exit 1.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--quick", "--quiet", "--backends", "nope", *args])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("threads", 0, "threads must be a positive integer, got 0"),
+        ("threads", True, "threads must be a positive integer, got True"),
+        ("seed", -1, "seed must be a non-negative integer, got -1"),
+        ("seed", 1.5, "seed must be a non-negative integer, got 1.5"),
+    ],
+)
+def test_bench_config_refuses_bad_threads_and_seed_before_running(field, value, message):
+    config = bench.BenchConfig(**{**TINY, field: value})
+    with pytest.raises(ValueError, match=message):
+        config.validate()
+    with pytest.raises(ValueError, match=message):  # before any backend starts or GEMM runs
+        bench.run_bench(config)
+
+
+def test_bench_modules_stay_small():
+    """Issue #13: no module of the bench package over 500 lines, no function over 80."""
+    import ast
+    from pathlib import Path
+
+    too_long = []
+    for path in sorted(Path(bench.__file__).parent.glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if len(text.splitlines()) > 500:
+            too_long.append(f"{path.name}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > 80:
+                    too_long.append(f"{path.name}:{node.lineno} {node.name}: {length} lines")
+    assert too_long == []
+
+
 def test_cli_bench_bad_output_dir_fails_before_measuring(tmp_path, capsys):
     code = main(["bench", "--quick", "--json", str(tmp_path / "missing" / "b.json")])
     assert code != 0 and "does not exist" in capsys.readouterr().err
@@ -531,6 +583,25 @@ def test_time_interleaved_stats_syncs_around_blocks():
     )
     assert synced["a"].rounds == 3 and synced["a"].low >= 0.0019
     assert not queued
+
+
+def test_time_interleaved_passes_its_options_on():
+    """``time_interleaved`` takes every keyword of ``time_interleaved_stats``, syncs too."""
+    queued: list[float] = []
+
+    def launch() -> None:
+        queued.append(0.002)
+
+    def synchronize() -> None:
+        time.sleep(sum(queued))
+        queued.clear()
+
+    medians = bench.time_interleaved(
+        {"a": launch}, syncs={"a": synchronize}, min_rounds=2, max_rounds=2, min_time=0.0
+    )
+    assert medians["a"] >= 0.0019 and not queued
+    with pytest.raises(TypeError):
+        bench.time_interleaved({"a": launch}, min_round=2)
 
 
 def test_train_call_without_synchronize(monkeypatch):

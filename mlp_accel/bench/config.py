@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -66,7 +67,8 @@ class BenchConfig:
     log: Callable[[str], None] | None = None
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the valid choices for any unknown name."""
+        """Raise ``ValueError`` naming the valid choices for any unknown name, or the field
+        holding a bad number: before anything is started or measured."""
         for name in self.backends or []:
             if name not in BACKENDS:
                 raise ValueError(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}")
@@ -81,6 +83,12 @@ class BenchConfig:
         for b in self.sweep_batch_sizes or []:
             if isinstance(b, bool) or not isinstance(b, int) or b < 1:
                 raise ValueError(f"sweep batch sizes must be positive integers, got {b!r}")
+        # Both would otherwise fail only once measuring began: the thread limit when it is
+        # applied, the seed when the first case's data is drawn.
+        if self.threads is not None and not _is_integer(self.threads, minimum=1):
+            raise ValueError(f"threads must be a positive integer, got {self.threads!r}")
+        if not _is_integer(self.seed, minimum=0):
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
 
     @property
     def measure_first_run(self) -> bool:
@@ -93,3 +101,8 @@ class BenchConfig:
         if self.quick:
             return {"min_rounds": 3, "min_time": 0.4}
         return {"min_rounds": 5, "min_time": 2.0}
+
+
+def _is_integer(value: object, *, minimum: int) -> bool:
+    """Whether ``value`` is an integer (not a bool) of at least ``minimum``."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum

@@ -9,7 +9,13 @@ import argparse
 import sys
 from typing import Any
 
-from ._options import _check_output_path, _int_list, _name_list
+from ._options import (
+    _add_seed_option,
+    _add_threads_option,
+    _check_output_path,
+    _int_list,
+    _name_list,
+)
 
 __all__ = ["add_arguments", "run"]
 
@@ -45,10 +51,8 @@ def add_arguments(bench: argparse.ArgumentParser, backend_option: dict[str, Any]
     bench.add_argument(
         "--markdown", action="store_true", help="print the table as markdown (for the README)"
     )
-    bench.add_argument(
-        "--threads",
-        type=int,
-        help="limit BLAS, Numba and PyTorch threads (default: each library's own setting)",
+    _add_threads_option(
+        bench, "limit BLAS, Numba and PyTorch threads (default: each library's own setting)"
     )
     bench.add_argument(
         "--no-peers",
@@ -76,7 +80,7 @@ def add_arguments(bench: argparse.ArgumentParser, backend_option: dict[str, Any]
         metavar="N,N,...",
         help="batch sizes of the sweep (default 2^6..2^17; 2^6..2^15 with --quick)",
     )
-    bench.add_argument("--seed", type=int, default=0, help="seeds data and weights (default 0)")
+    _add_seed_option(bench, "seeds data and weights (default 0)")
     bench.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 

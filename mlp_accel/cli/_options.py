@@ -121,6 +121,20 @@ _open_fraction = _float_in(0.0, 1.0, True, True, "a fraction strictly between 0 
 _momentum = _float_in(0.0, 1.0, False, True, "in [0, 1)")
 
 
+def _add_threads_option(parser: Any, help: str) -> None:
+    """``--threads N``, a positive thread count, for every subcommand that limits threads.
+
+    One definition, so that a count of 0 or less is a usage error everywhere and not, in one
+    subcommand, an error raised after minutes of measuring.
+    """
+    parser.add_argument("--threads", type=_positive_int, metavar="N", help=help)
+
+
+def _add_seed_option(parser: Any, help: str) -> None:
+    """``--seed N`` (default 0), the non-negative seed NumPy's generators take."""
+    parser.add_argument("--seed", type=_non_negative_int, default=0, metavar="N", help=help)
+
+
 def _add_gpu_options(parser: Any) -> None:
     parser.add_argument(
         "--device",

@@ -7,11 +7,12 @@ from typing import Any
 
 from ._options import (
     _add_gpu_options,
+    _add_seed_option,
+    _add_threads_option,
     _int_list,
     _momentum,
     _name_list,
     _non_negative_float,
-    _non_negative_int,
     _open_fraction,
     _positive_float,
     _positive_int,
@@ -55,13 +56,7 @@ def _add_data_options(t: argparse.ArgumentParser) -> None:
         metavar="FRACTION",
         help="held-out fraction (default 0.25)",
     )
-    data.add_argument(
-        "--seed",
-        type=_non_negative_int,
-        default=0,
-        metavar="N",
-        help="seeds data, split, initial weights and shuffles (default 0)",
-    )
+    _add_seed_option(data, "seeds data, split, initial weights and shuffles (default 0)")
 
 
 def _add_model_options(t: argparse.ArgumentParser, backend_option: dict[str, Any]) -> None:
@@ -172,11 +167,9 @@ def _add_large_run_options(t: argparse.ArgumentParser) -> None:
         metavar="K",
         help="micro-batches per step (gradient accumulation; default 1)",
     )
-    large.add_argument(
-        "--threads",
-        type=_positive_int,
-        metavar="N",
-        help="BLAS and Numba threads, fixed (default: the usable CPUs, serial or parallel "
+    _add_threads_option(
+        large,
+        "BLAS and Numba threads, fixed (default: the usable CPUs, serial or parallel "
         "measured per shape)",
     )
 
