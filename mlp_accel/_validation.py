@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .ops.layout import param_name
+
 __all__ = [
     "check_count",
     "check_real",
@@ -272,15 +274,15 @@ def check_weights(weights: Any, shapes: list[tuple[int, ...]], dtype: str) -> li
         raise ValueError(f"expected {len(shapes)} weight arrays [W1, b1, ...], got {len(weights)}")
     out = []
     for i, (w, shape) in enumerate(zip(weights, shapes)):
-        kind = "W" if i % 2 == 0 else "b"
+        name = param_name(i)
         arr = np.asarray(w)
         if arr.shape != shape:
-            raise ValueError(f"{kind}{i // 2 + 1} has shape {arr.shape}, expected {shape}")
+            raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
         if not np.issubdtype(arr.dtype, np.number):
-            raise TypeError(f"{kind}{i // 2 + 1} must be numeric, got dtype {arr.dtype}")
+            raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
         arr = np.ascontiguousarray(arr, dtype=dtype)
         bad = nonfinite_kind(arr)
         if bad is not None:
-            raise ValueError(f"{kind}{i // 2 + 1} contains {bad}")
+            raise ValueError(f"{name} contains {bad}")
         out.append(arr)
     return out

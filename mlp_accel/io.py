@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ._atomic import atomic_write
+from .ops.layout import param_layout, param_name
 from .ops.table import custom_activations, register_activation
 
 __all__ = [
@@ -45,10 +46,6 @@ _OPT_PREFIX = _EXTRA_PREFIX + "opt__"
 # Deflate cannot expand more than about 1032:1, so a compressed member declaring more than
 # this over its compressed size lies about its size.
 _MAX_DEFLATE_RATIO = 1032
-
-
-def _weight_name(i: int) -> str:
-    return f"{'Wb'[i % 2]}{i // 2 + 1}"
 
 
 def _encode_json(obj: Any) -> np.ndarray:
@@ -107,7 +104,7 @@ def save(
     custom = custom_activations(model.activations)
     if custom:
         meta["custom_activations"] = custom
-    weights = {_weight_name(i): w for i, w in enumerate(model.get_weights())}
+    weights = {param_name(i): w for i, w in enumerate(model.get_weights())}
     _check_finite_for_save(path, weights)
     arrays: dict[str, np.ndarray] = {_META_KEY: _encode_json(meta), **weights}
     for key, value in (extras or {}).items():
@@ -262,13 +259,6 @@ def _check_meta(path: str, meta: dict[str, Any]) -> None:
         raise ValueError(f"{path} has invalid metadata: user metadata must be a mapping")
 
 
-def _shapes(layers: list[int]) -> list[tuple[int, ...]]:
-    shapes: list[tuple[int, ...]] = []
-    for n_in, n_out in zip(layers[:-1], layers[1:]):
-        shapes += [(n_in, n_out), (n_out,)]
-    return shapes
-
-
 def _check_array(path: str, name: str, arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if arr.dtype.kind != "f":
         raise ValueError(f"{path}: {name} has dtype {arr.dtype}; expected real floating point")
@@ -282,11 +272,10 @@ def _check_array(path: str, name: str, arr: np.ndarray, shape: tuple[int, ...]) 
 def _weights(path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
     """``[W1, b1, ...]`` checked against the metadata's layer widths."""
     weights = []
-    for i, shape in enumerate(_shapes(meta["layers"])):
-        name = _weight_name(i)
-        if name not in arrays:
-            raise ValueError(f"{path} is missing {name}")
-        weights.append(_check_array(path, name, arrays[name], shape))
+    for slot in param_layout(meta["layers"]):
+        if slot.name not in arrays:
+            raise ValueError(f"{path} is missing {slot.name}")
+        weights.append(_check_array(path, slot.name, arrays[slot.name], slot.shape))
     return weights
 
 

@@ -325,3 +325,64 @@ def test_load_falls_back_to_auto_when_the_saved_backend_is_unknown_here(tmp_path
     assert ma.load(_write(tmp_path / "tpu.npz", meta, arrays)).backend.name == auto
     del meta["backend"]  # a file from before the backend was recorded
     assert ma.load(_write(tmp_path / "old.npz", meta, arrays)).backend.name == auto
+
+
+# -- parameter names: one rule, in ops/layout (issue #12) ---------------------------------------
+def test_param_name_is_the_layouts_name():
+    from mlp_accel.ops.layout import param_layout, param_name
+
+    slots = param_layout([4, 6, 5, 3, 2])
+    assert [slot.name for slot in slots] == ["W1", "b1", "W2", "b2", "W3", "b3", "W4", "b4"]
+    assert [param_name(i) for i in range(len(slots))] == [slot.name for slot in slots]
+    assert param_name(np.int64(21)) == "b11"
+    with pytest.raises(ValueError, match="parameter index must be >= 0, got -1"):
+        param_name(-1)
+    with pytest.raises(TypeError):
+        param_name(1.0)
+
+
+def test_files_and_errors_name_parameters_as_the_layout_does(tmp_path):
+    from mlp_accel.ops.layout import param_layout
+
+    model = ma.MLP([3, 4, 4, 2], backend="numpy", dtype="float64", seed=0)
+    path = tmp_path / "m.npz"
+    model.save(path)
+    with zipfile.ZipFile(path) as zf:
+        members = {name.removesuffix(".npy") for name in zf.namelist()}
+    names = [slot.name for slot in param_layout(model.layers)]
+    assert set(names) <= members
+    weights = model.get_weights()
+    with pytest.raises(ValueError, match=r"^b3 has shape \(3,\), expected \(2,\)$"):
+        model.set_weights([*weights[:-1], np.zeros(3)])
+    with pytest.raises(ValueError, match=r"^W2 contains NaN$"):
+        model.set_weights([weights[0], weights[1], np.full((4, 4), np.nan), *weights[3:]])
+    with pytest.raises(TypeError, match=r"^b1 must be numeric, got dtype <U1$"):
+        model.set_weights([weights[0], np.array(["a"] * 4), *weights[2:]])
+
+
+def test_io_and_validation_take_parameter_names_from_the_layout():
+    """io.py and _validation.py hold no rule of their own for the names (``i % 2``, ``i // 2``)."""
+    import ast
+    from pathlib import Path
+
+    import mlp_accel
+
+    package = Path(mlp_accel.__file__).parent
+    for module in ("io.py", "_validation.py"):
+        tree = ast.parse((package / module).read_text(encoding="utf-8"))
+        halves = [
+            node.lineno
+            for node in ast.walk(tree)
+            if isinstance(node, ast.BinOp)
+            and isinstance(node.op, (ast.Mod, ast.FloorDiv))
+            and isinstance(node.right, ast.Constant)
+            and node.right.value == 2
+        ]
+        assert halves == [], f"{module} derives parameter names at lines {halves}"
+        imported = {
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module == "ops.layout"
+            for alias in node.names
+        }
+        assert imported & {"param_name", "param_layout"}, module

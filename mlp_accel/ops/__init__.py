@@ -6,7 +6,7 @@ Nothing here imports the rest of the package; every backend renders its kernels 
 
 from __future__ import annotations
 
-from .layout import Slot, n_parameters, param_layout, param_shapes
+from .layout import Slot, n_parameters, param_layout, param_name, param_shapes
 from .table import (
     ACTIVATION_ROWS,
     ACTIVATIONS,
@@ -45,6 +45,7 @@ __all__ = [
     "loss_row",
     "n_parameters",
     "param_layout",
+    "param_name",
     "param_shapes",
     "register_activation",
 ]

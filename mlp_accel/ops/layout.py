@@ -7,10 +7,11 @@ network with layer widths ``(d0, d1, ..., dL)`` the same way: ``W_k`` of shape
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Slot", "param_layout", "param_shapes", "n_parameters"]
+__all__ = ["Slot", "param_name", "param_layout", "param_shapes", "n_parameters"]
 
 
 @dataclass(frozen=True)
@@ -36,12 +37,32 @@ class Slot:
         return self.offset + self.size
 
 
+def param_name(i: int) -> str:
+    """The name of parameter ``i`` (from 0) of ``[W1, b1, W2, b2, ...]``: ``W1``, ``b1``, ...
+
+    Model files store the arrays under these names and error messages use them.
+
+    Raises
+    ------
+    TypeError
+        ``i`` is not an integer.
+    ValueError
+        ``i`` is negative.
+    """
+    index = operator.index(i)
+    if index < 0:
+        raise ValueError(f"parameter index must be >= 0, got {i!r}")
+    layer, is_bias = divmod(index, 2)
+    return f"{'b' if is_bias else 'W'}{layer + 1}"
+
+
 def param_layout(widths: Sequence[int]) -> list[Slot]:
     """Slots of ``[W1, b1, ..., WL, bL]`` for layer widths ``(d0, ..., dL)``."""
-    slots, offset = [], 0
+    slots: list[Slot] = []
+    offset = 0
     for k, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:]), start=1):
-        for name, shape in ((f"W{k}", (int(n_in), int(n_out))), (f"b{k}", (int(n_out),))):
-            slot = Slot(name, k, shape, offset)
+        for shape in ((int(n_in), int(n_out)), (int(n_out),)):
+            slot = Slot(param_name(len(slots)), k, shape, offset)
             slots.append(slot)
             offset = slot.end
     return slots
