@@ -312,7 +312,7 @@ class NumbaBackend(NumpyBackend):
         # (dtype, parallel, item) of the per-layer kernels loaded (the hot-path test), and the
         # compile task that covers each item asked for; an item is ("act", name),
         # ("out", loss, activation) or ("optim",).
-        self._loaded: set[tuple] = set()
+        self._loaded: set[tuple] = set()  # (np.dtype, parallel, item)
         self._covering: dict[tuple, str] = {}
         self._asked: set[NetworkSpec] = set()
         self._warned: set[str] = set()
@@ -340,14 +340,14 @@ class NumbaBackend(NumpyBackend):
         In the background mode a first call asks for them and answers False until they are
         loaded; a failed compile is reported once and leaves NumPy's hooks in place.
         """
-        name = dtype.name
-        slot = (name, parallel, item)
-        if slot in self._loaded:
+        slot = (dtype, parallel, item)
+        if slot in self._loaded:  # keyed by the dtype object: its .name costs microseconds
             return True
+        name = dtype.name
         if not (self.background and self.background_layers):
             self._loaded.add(slot)
             return True
-        key = self._covering.get(slot)
+        key = self._covering.get((name, parallel, item))
         if key is None:
             self._submit_layers(name, parallel, [item])
             return False
