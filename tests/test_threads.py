@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -343,3 +344,13 @@ def test_train_threads_flag(tmp_path):
     lines = bad.stderr.strip().splitlines()
     assert lines[0].startswith("usage:")
     assert "--threads" in lines[-1] and "positive" in lines[-1]
+
+
+def test_blas_controllers_are_found_once_until_a_module_is_imported(monkeypatch):
+    # Finding them walks every loaded library: milliseconds that every fit paid.
+    first = _threads._blas_controllers()
+    assert _threads._blas_controllers() is first
+    monkeypatch.setitem(sys.modules, "a_module_with_its_own_blas", types.ModuleType("x"))
+    again = _threads._blas_controllers()
+    assert again is not first
+    assert [c.filepath for c in again] == [c.filepath for c in first]

@@ -184,9 +184,23 @@ def pinned_threads() -> int | None:
 
 
 def _blas_controllers() -> list[Any]:
-    from threadpoolctl import ThreadpoolController
+    """threadpoolctl's controllers of the BLAS libraries loaded in this process.
 
-    return list(ThreadpoolController().select(user_api="blas").lib_controllers)
+    Finding them walks every loaded shared library (milliseconds, paid by every ``fit``
+    before this was kept), so they are kept until the count of imported modules changes:
+    a new BLAS arrives with a new extension module (torch, scipy's own build).
+    """
+    global _controllers
+    loaded = len(sys.modules)
+    if _controllers is None or _controllers[0] != loaded:
+        from threadpoolctl import ThreadpoolController
+
+        found = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+        _controllers = (len(sys.modules), found)
+    return _controllers[1]
+
+
+_controllers: tuple[int, list[Any]] | None = None
 
 
 def _set_blas(count: int, controllers: list[Any] | None = None) -> None:
