@@ -298,7 +298,7 @@ def test_plain_arrays_are_checked_like_scikit_learn_does(monkeypatch):
     for bad in (np.nan, np.inf, -np.inf):
         X = np.ones((5, 3))
         X[2, 1] = bad
-        for data, name in ((X, "X"), (X[:, 0], "y")):
+        for data, name in ((X, "X"), (X[:, 1].copy(), "y")):
             with pytest.raises(ValueError) as ours:
                 if name == "X":
                     check_inputs(data, 3, "float64")
