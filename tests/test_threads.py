@@ -13,13 +13,9 @@ import pytest
 from threadpoolctl import threadpool_info
 
 import mlp_accel as ma
-from mlp_accel.backends import _threads
-from mlp_accel.backends._threads import (
-    SerialParallelChooser,
-    StepTuner,
-    cgroup_cpu_limit,
-    usable_cpus,
-)
+from mlp_accel.backends import _step_tuner, _threads
+from mlp_accel.backends._step_tuner import SerialParallelChooser, StepTuner
+from mlp_accel.backends._threads import cgroup_cpu_limit, usable_cpus
 
 
 def _write(root: Path, files: dict[str, str]) -> Path:
@@ -258,7 +254,7 @@ def test_threads_context_pins_blas_and_restores():
     with ma.threads(1):
         assert _blas_threads() == {1}
         assert _threads.pinned_threads() == 1
-        assert _threads.tuner_for(ma.MLP([2, 3, 1], backend="numpy")) is None
+        assert _step_tuner.tuner_for(ma.MLP([2, 3, 1], backend="numpy")) is None
     assert _threads.pinned_threads() is None
     assert _blas_threads() == {_threads.pool_size()}
 
@@ -269,7 +265,7 @@ def test_a_second_fit_of_the_same_shape_starts_decided(rng):
     y = (X[:, 0] > 0).astype(float)
     model = ma.MLP([4, 8, 1], backend="numpy", seed=0)
     ma.fit(model, X, y, epochs=12)
-    tuner = _threads.tuner_for(ma.MLP([4, 8, 1], backend="numpy", seed=1))
+    tuner = _step_tuner.tuner_for(ma.MLP([4, 8, 1], backend="numpy", seed=1))
     try:
         chooser = tuner.choosers[(300).bit_length()]
         assert chooser.choice is not None and not chooser.probing
@@ -286,7 +282,7 @@ def test_an_outside_blas_limit_is_kept_during_fit(rng):
     with threadpool_limits(limits=1, user_api="blas"):
         model = ma.MLP([4, 8, 1], backend="numpy", seed=0)
         ma.fit(model, X, y, epochs=12, callbacks=[lambda e, logs: seen.append(_blas_threads())])
-        assert _threads.tuner_for(model) is None
+        assert _step_tuner.tuner_for(model) is None
     assert seen and all(s == {1} for s in seen)
 
 
@@ -348,9 +344,9 @@ def test_train_threads_flag(tmp_path):
 
 def test_blas_controllers_are_found_once_until_a_module_is_imported(monkeypatch):
     # Finding them walks every loaded library: milliseconds that every fit paid.
-    first = _threads._blas_controllers()
-    assert _threads._blas_controllers() is first
+    first = _threads.blas_controllers()
+    assert _threads.blas_controllers() is first
     monkeypatch.setitem(sys.modules, "a_module_with_its_own_blas", types.ModuleType("x"))
-    again = _threads._blas_controllers()
+    again = _threads.blas_controllers()
     assert again is not first
     assert [c.filepath for c in again] == [c.filepath for c in first]

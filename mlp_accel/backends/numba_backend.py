@@ -16,7 +16,7 @@ owns the cores during a step) unless the elementwise work alone is very large
 (:attr:`NumbaBackend.parallel_min_elements`); the fused small-network kernel never calls BLAS
 and runs its parallel twin once the batch is large enough
 (:attr:`NumbaBackend.parallel_min_rows`). During training, whether that twin gets the pool or
-one thread, and how many threads BLAS gets, is measured per shape (:mod:`._threads`).
+one thread, and how many threads BLAS gets, is measured per shape (:mod:`._step_tuner`).
 
 Compilation never stalls a step (:mod:`._numba_compile`): kernels are compiled in the
 background and cached on disk (``cache=True``); until they are loaded a hook runs NumPy's
@@ -97,7 +97,7 @@ class _SmallNetwork:
         if self._parallel_ready is not None and not self._parallel_ready():
             return False, 1
         # As many chunks as the pool may have threads, whatever the threads now active: the
-        # step tuner (``_threads``) runs this kernel on one thread or on the pool, and the
+        # step tuner (``_step_tuner``) runs this kernel on one thread or on the pool, and the
         # same chunks summed in the same order give the same numbers either way.
         return True, _threads.pool_size()
 

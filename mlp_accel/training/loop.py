@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_count, check_real
-from ..backends import _threads
+from ..backends import _step_tuner
 from ..batches import BatchSource, make_source
 from ..model import MLP
 from ..optim import Adam, Optimizer, get_optimizer
@@ -448,7 +448,7 @@ def fit(
     step.restore_lr()
     val = model.prepare(*validation_data) if validation_data is not None else None
     # Serial or parallel, measured per batch size from the steps' own times.
-    tuner = _threads.tuner_for(model) if client is None else None
+    tuner = _step_tuner.tuner_for(model) if client is None else None
     own: list[Any] = []
     try:
         if progress:
