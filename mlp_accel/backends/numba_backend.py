@@ -39,9 +39,10 @@ import numpy as np
 
 from ..ops.layout import param_layout
 from ..ops.table import Activation, Loss, get_activation, get_loss
+from . import _layer_loop as layer_loop
 from . import _numba_compile as C
 from . import _threads
-from .base import IDENTITY, BackendUnavailableError, FusedNetwork, NetworkSpec
+from .base import BackendUnavailableError, FusedNetwork, NetworkSpec
 from .numpy_backend import NumpyBackend
 
 __all__ = ["NumbaBackend"]
@@ -216,7 +217,9 @@ class _StagedNetwork:
         if fused is not None:
             return fused.loss_and_gradients(params, X, y, denom)
         start = time.perf_counter()
-        result = self._layer_loss_and_gradients(params, X, y, denom)
+        result = layer_loop.loss_and_gradients(
+            self._backend, params, self._acts, self._loss, X, y, denom
+        )
         self._spent += time.perf_counter() - start
         after = self._backend.specialize_after
         if not self._wanted and after is not None and self._spent >= min(after, NEXT_RUN_AFTER):
@@ -231,32 +234,7 @@ class _StagedNetwork:
         fused = self._current()
         if fused is not None:
             return fused.forward(params, X)
-        a = X
-        for k, act in enumerate(self._acts):
-            _, a = self._backend.dense_forward(a, params[2 * k], params[2 * k + 1], act)
-        return a
-
-    def _layer_loss_and_gradients(
-        self, params: list[Any], X: Any, y: Any, denom: float
-    ) -> tuple[Any, list[Any]]:
-        # The equations of MLP.loss_and_gradients' generic path, on this backend's hooks.
-        backend, acts = self._backend, self._acts
-        trace = []
-        a = X
-        for k, act in enumerate(acts):
-            z, a = backend.dense_forward(a, params[2 * k], params[2 * k + 1], act)
-            trace.append((z, a))
-        z_out, yhat = trace[-1]
-        loss_sum, grad = backend.output_loss_gradient(z_out, yhat, y, self._loss, acts[-1], denom)
-        grads: list[Any] = [None] * len(params)
-        act = IDENTITY  # the output layer's dL/dz is already known
-        for k in range(len(acts) - 1, -1, -1):
-            z, a = trace[k]
-            a_prev = X if k == 0 else trace[k - 1][1]
-            dW, db, grad = backend.dense_backward(grad, z, a, a_prev, params[2 * k], act, k > 0)
-            grads[2 * k], grads[2 * k + 1] = dW, db
-            act = acts[k - 1] if k > 0 else act
-        return loss_sum, grads
+        return layer_loop.forward_trace(self._backend, params, self._acts, X)[-1][1]
 
 
 class NumbaBackend(NumpyBackend):
