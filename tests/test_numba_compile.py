@@ -25,6 +25,7 @@ from .helpers import make_data
 
 numba = pytest.importorskip("numba")
 
+from mlp_accel.backends import _layer_loop as layer_loop  # noqa: E402
 from mlp_accel.backends import _numba_fused  # noqa: E402
 from mlp_accel.backends.base import NetworkSpec  # noqa: E402
 from mlp_accel.backends.numba_backend import NumbaBackend, _StagedNetwork  # noqa: E402
@@ -64,7 +65,9 @@ def test_background_compile_swaps_in_and_gives_the_same_gradients(rng):
     X, y = make_data(rng, 37, WIDTHS, LOSS)
     Xd, yd = model.prepare(X, y)
     # the path that runs before the swap: per-layer hooks (NumPy's until their kernels load)
-    layer_loss, layer_grads = network._layer_loss_and_gradients(model.params, Xd, yd, 37.0)
+    layer_loss, layer_grads = layer_loop.loss_and_gradients(
+        backend, model.params, network._acts, network._loss, Xd, yd, 37.0
+    )
     model.gradients(X, y)  # a step on the staged network asks for the fused kernel
     key = C.task_key(C.fused_task(SPEC))
     assert C.state(key) is not None
