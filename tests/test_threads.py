@@ -169,6 +169,23 @@ def test_chooser_probes_again_when_steps_degrade_and_switches_to_serial():
     assert _drive(chooser, 2.2, 24.0, 10) == [False] * 10
 
 
+def test_chooser_probes_again_when_the_choice_stops_paying_before_steps_double():
+    # Parallel at 1.0 against 2.0 serial; a neighbour slows parallel steps to 1.8: less than
+    # the 2x "degrade" rule, but now slower than what parallel needed to be chosen (2/1.15).
+    chooser = SerialParallelChooser(probe_steps=3, warmup=1, window=5, degrade=2.0, recheck=10**6)
+    _drive(chooser, serial=2.0, parallel=1.0, steps=8)
+    assert chooser.choice is True
+    _drive(chooser, serial=2.0, parallel=1.6, steps=10)  # still pays: no probe
+    assert not chooser.probing and chooser.probes == 1
+    _drive(chooser, serial=2.0, parallel=1.8, steps=5)
+    assert chooser.probing and chooser.probes == 2
+    _drive(chooser, serial=1.5, parallel=1.8, steps=8)
+    assert chooser.choice is False
+    # Serial steps of 1.6 stay under 1.8 * 1.15, where parallel as measured would win.
+    _drive(chooser, serial=1.6, parallel=1.8, steps=20)
+    assert not chooser.probing and chooser.probes == 2
+
+
 def test_chooser_ignores_a_single_slow_step():
     chooser = SerialParallelChooser(window=5, degrade=2.0, recheck=10**6)
     _drive(chooser, serial=2.0, parallel=1.0, steps=8)

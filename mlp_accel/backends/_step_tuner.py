@@ -27,7 +27,8 @@ class SerialParallelChooser:
     ``min_gain`` to be kept, so that a tie goes to serial, which no neighbour can stall.
     While running, the median of the last ``window`` steps is compared with the chosen
     mode's probe median: ``degrade`` times slower (a neighbour arrived, the cores are
-    throttled) starts a new probe. The same happens every ``recheck`` steps, doubled after
+    throttled), or slower than the time at which the other mode would have been chosen,
+    starts a new probe. The same happens every ``recheck`` steps, doubled after
     every probe that confirms the choice (hysteresis: a stable machine is probed ever more
     rarely, and a machine that became quiet can win parallel back).
 
@@ -58,6 +59,7 @@ class SerialParallelChooser:
         self._plan: list[bool] = []
         self._samples: dict[bool, list[float]] = {False: [], True: []}
         self._baseline = math.inf
+        self._flip = math.inf
         self._recent: deque[float] = deque(maxlen=window)
         self._since_probe = 0
         self._next_recheck = recheck
@@ -102,7 +104,7 @@ class SerialParallelChooser:
         self._recent.append(seconds)
         self._since_probe += 1
         if len(self._recent) == self.window and (
-            statistics.median(self._recent) > self.degrade * self._baseline
+            statistics.median(self._recent) > min(self.degrade * self._baseline, self._flip)
         ):
             self._next_recheck = self.recheck  # the machine changed: probe again soon after
             self._start_probe()
@@ -118,6 +120,11 @@ class SerialParallelChooser:
             self._next_recheck *= 2
         self.choice = choice
         self._baseline = parallel if choice else serial
+        # The step time at which the other mode, as last measured, would have been chosen:
+        # steps slower than that mean the choice may be wrong now, even when they are not
+        # ``degrade`` times slower (parallel at 2 ms against 3 ms serial, slowed to 2.8 ms
+        # by a busy neighbour, loses to serial but is only 1.4 times slower).
+        self._flip = serial / self.min_gain if choice else parallel * self.min_gain
         self._recent.clear()
         self._since_probe = 0
         self.reason = (
