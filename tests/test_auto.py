@@ -102,6 +102,7 @@ def test_narrow_limit_mirrors_the_fused_kernel():
 
 def test_kernel_cache_check_reads_the_cache_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("MLP_ACCEL_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
     spec = NetworkSpec((3, 5, 1), ("relu", "sigmoid"), "binary_cross_entropy", "float32")
     other = NetworkSpec((3, 6, 1), ("relu", "sigmoid"), "binary_cross_entropy", "float32")
     assert numba_kernels_cached(spec)[0] is False
@@ -113,6 +114,26 @@ def test_kernel_cache_check_reads_the_cache_folder(tmp_path, monkeypatch):
     assert numba_kernels_cached(other)[0] is False
     wide = NetworkSpec((3, 100, 1), ("relu", "sigmoid"), "binary_cross_entropy", "float32")
     assert numba_kernels_cached(wide)[0] is True  # no fused kernel to compile
+
+
+def test_kernel_cache_check_follows_numba_cache_dir(tmp_path, monkeypatch):
+    # With NUMBA_CACHE_DIR set, Numba keeps the index of a generated module's kernels there,
+    # in a folder named for the module's directory and the SHA-1 of its path, not beside it.
+    import hashlib
+
+    kernels, numba_dir = tmp_path / "kernels", tmp_path / "numba"
+    kernels.mkdir()
+    monkeypatch.setenv("MLP_ACCEL_CACHE_DIR", str(kernels))
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(numba_dir))
+    spec = NetworkSpec((3, 5, 1), ("relu", "sigmoid"), "binary_cross_entropy", "float32")
+    (kernels / "mlp_accel_fused_abc.py").write_text(f'"""Generated for {spec!r}."""\n')
+    index = numba_dir / f"kernels_{hashlib.sha1(str(kernels.resolve()).encode()).hexdigest()}"
+    (kernels / "__pycache__").mkdir()
+    (kernels / "__pycache__" / "mlp_accel_fused_abc.train_chunk-12.py311.nbi").write_text("")
+    assert numba_kernels_cached(spec)[0] is False  # Numba does not look beside the file now
+    index.mkdir(parents=True)
+    (index / "mlp_accel_fused_abc.train_chunk-12.py311.nbi").write_text("")
+    assert numba_kernels_cached(spec)[0] is True
 
 
 def test_model_on_auto_records_its_choice_and_moves_at_fit(monkeypatch, rng):

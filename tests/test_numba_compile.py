@@ -25,6 +25,7 @@ from .helpers import make_data
 
 numba = pytest.importorskip("numba")
 
+from mlp_accel.backends import _layer_loop as layer_loop  # noqa: E402
 from mlp_accel.backends import _numba_fused  # noqa: E402
 from mlp_accel.backends.base import NetworkSpec  # noqa: E402
 from mlp_accel.backends.numba_backend import NumbaBackend, _StagedNetwork  # noqa: E402
@@ -64,7 +65,9 @@ def test_background_compile_swaps_in_and_gives_the_same_gradients(rng):
     X, y = make_data(rng, 37, WIDTHS, LOSS)
     Xd, yd = model.prepare(X, y)
     # the path that runs before the swap: per-layer hooks (NumPy's until their kernels load)
-    layer_loss, layer_grads = network._layer_loss_and_gradients(model.params, Xd, yd, 37.0)
+    layer_loss, layer_grads = layer_loop.loss_and_gradients(
+        backend, model.params, network._acts, network._loss, Xd, yd, 37.0
+    )
     model.gradients(X, y)  # a step on the staged network asks for the fused kernel
     key = C.task_key(C.fused_task(SPEC))
     assert C.state(key) is not None
@@ -223,3 +226,53 @@ def test_warmup_command_compiles_and_says_where(tmp_path):
     done = cli("--layers", "2,3,1", "--activations", "tanh")
     assert done.returncode != 0
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_exit_leaves_wanted_and_queued_tasks_to_a_detached_child(private_compiler, monkeypatch):
+    started = []
+    monkeypatch.setattr(C, "_next_run", {})
+    monkeypatch.setattr(C, "_start_detached", lambda tasks: started.append(tasks) or True)
+    monkeypatch.delenv("MLP_ACCEL_NUMBA_COMPILE", raising=False)
+    wanted = C.fused_task(NetworkSpec((4, 3, 2), ("relu", "softmax"), "cross_entropy", "float32"))
+    done = C.fused_task(SPEC)
+    private_compiler._state[C.task_key(done)] = "ready"
+    C.want_for_next_run(wanted)
+    C.want_for_next_run(done)  # compiled in this run already: nothing left to do
+    C._exit()
+    assert started == [[wanted]]
+    started.clear()
+    monkeypatch.setenv("MLP_ACCEL_NUMBA_COMPILE", "sync")  # no background work at all
+    C._exit()
+    assert started == []
+
+
+def test_a_run_too_short_for_its_fused_kernel_leaves_it_to_the_next(tmp_path):
+    from mlp_accel.backends import _auto
+
+    spec = NetworkSpec((3, 5, 2), ("relu", "softmax"), "cross_entropy", "float32")
+    code = (
+        "import numpy as np, mlp_accel as ma\n"
+        "from mlp_accel.backends import numba_backend as nb\n"
+        "nb.NEXT_RUN_AFTER = 0.0\n"
+        "backend = ma.get_backend('numba')\n"
+        "backend.specialize_after = 1e9\n"
+        "rng = np.random.default_rng(0)\n"
+        "X = rng.standard_normal((40, 3)).astype('float32')\n"
+        "model = ma.MLP([3, 5, 2], ['relu', 'softmax'], 'cross_entropy', backend=backend,\n"
+        "               dtype='float32', seed=0)\n"
+        "ma.fit(model, X, rng.integers(0, 2, 40), epochs=2, batch_size=20)\n"
+        "from mlp_accel.backends import _numba_compile as C\n"
+        "assert C.state(C.task_key(C.fused_task(model.spec))) is None\n"
+    )
+    env = {**os.environ, "MLP_ACCEL_CACHE_DIR": str(tmp_path / "kernels")}
+    env.pop("MLP_ACCEL_NUMBA_COMPILE", None)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    deadline = time.monotonic() + 240
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLP_ACCEL_CACHE_DIR", str(tmp_path / "kernels"))
+        while not _auto._fused_on_disk(spec) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _auto._fused_on_disk(spec), "the detached child did not compile the fused kernel"

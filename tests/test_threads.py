@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +13,9 @@ import pytest
 from threadpoolctl import threadpool_info
 
 import mlp_accel as ma
-from mlp_accel.backends import _threads
-from mlp_accel.backends._threads import (
-    SerialParallelChooser,
-    StepTuner,
-    cgroup_cpu_limit,
-    usable_cpus,
-)
+from mlp_accel.backends import _step_tuner, _threads
+from mlp_accel.backends._step_tuner import SerialParallelChooser, StepTuner
+from mlp_accel.backends._threads import cgroup_cpu_limit, usable_cpus
 
 
 def _write(root: Path, files: dict[str, str]) -> Path:
@@ -172,6 +169,23 @@ def test_chooser_probes_again_when_steps_degrade_and_switches_to_serial():
     assert _drive(chooser, 2.2, 24.0, 10) == [False] * 10
 
 
+def test_chooser_probes_again_when_the_choice_stops_paying_before_steps_double():
+    # Parallel at 1.0 against 2.0 serial; a neighbour slows parallel steps to 1.8: less than
+    # the 2x "degrade" rule, but now slower than what parallel needed to be chosen (2/1.15).
+    chooser = SerialParallelChooser(probe_steps=3, warmup=1, window=5, degrade=2.0, recheck=10**6)
+    _drive(chooser, serial=2.0, parallel=1.0, steps=8)
+    assert chooser.choice is True
+    _drive(chooser, serial=2.0, parallel=1.6, steps=10)  # still pays: no probe
+    assert not chooser.probing and chooser.probes == 1
+    _drive(chooser, serial=2.0, parallel=1.8, steps=5)
+    assert chooser.probing and chooser.probes == 2
+    _drive(chooser, serial=1.5, parallel=1.8, steps=8)
+    assert chooser.choice is False
+    # Serial steps of 1.6 stay under 1.8 * 1.15, where parallel as measured would win.
+    _drive(chooser, serial=1.6, parallel=1.8, steps=20)
+    assert not chooser.probing and chooser.probes == 2
+
+
 def test_chooser_ignores_a_single_slow_step():
     chooser = SerialParallelChooser(window=5, degrade=2.0, recheck=10**6)
     _drive(chooser, serial=2.0, parallel=1.0, steps=8)
@@ -257,7 +271,7 @@ def test_threads_context_pins_blas_and_restores():
     with ma.threads(1):
         assert _blas_threads() == {1}
         assert _threads.pinned_threads() == 1
-        assert _threads.tuner_for(ma.MLP([2, 3, 1], backend="numpy")) is None
+        assert _step_tuner.tuner_for(ma.MLP([2, 3, 1], backend="numpy")) is None
     assert _threads.pinned_threads() is None
     assert _blas_threads() == {_threads.pool_size()}
 
@@ -268,7 +282,7 @@ def test_a_second_fit_of_the_same_shape_starts_decided(rng):
     y = (X[:, 0] > 0).astype(float)
     model = ma.MLP([4, 8, 1], backend="numpy", seed=0)
     ma.fit(model, X, y, epochs=12)
-    tuner = _threads.tuner_for(ma.MLP([4, 8, 1], backend="numpy", seed=1))
+    tuner = _step_tuner.tuner_for(ma.MLP([4, 8, 1], backend="numpy", seed=1))
     try:
         chooser = tuner.choosers[(300).bit_length()]
         assert chooser.choice is not None and not chooser.probing
@@ -285,7 +299,7 @@ def test_an_outside_blas_limit_is_kept_during_fit(rng):
     with threadpool_limits(limits=1, user_api="blas"):
         model = ma.MLP([4, 8, 1], backend="numpy", seed=0)
         ma.fit(model, X, y, epochs=12, callbacks=[lambda e, logs: seen.append(_blas_threads())])
-        assert _threads.tuner_for(model) is None
+        assert _step_tuner.tuner_for(model) is None
     assert seen and all(s == {1} for s in seen)
 
 
@@ -343,3 +357,13 @@ def test_train_threads_flag(tmp_path):
     lines = bad.stderr.strip().splitlines()
     assert lines[0].startswith("usage:")
     assert "--threads" in lines[-1] and "positive" in lines[-1]
+
+
+def test_blas_controllers_are_found_once_until_a_module_is_imported(monkeypatch):
+    # Finding them walks every loaded library: milliseconds that every fit paid.
+    first = _threads.blas_controllers()
+    assert _threads.blas_controllers() is first
+    monkeypatch.setitem(sys.modules, "a_module_with_its_own_blas", types.ModuleType("x"))
+    again = _threads.blas_controllers()
+    assert again is not first
+    assert [c.filepath for c in again] == [c.filepath for c in first]

@@ -48,6 +48,34 @@ def test_divergence_in_the_last_step_is_caught(backend_name):
     assert _same(model.get_weights(), before)
 
 
+@pytest.mark.parametrize("budget", [1e-12, 1e9])
+def test_short_epochs_roll_back_to_the_last_state_checked_finite(monkeypatch, budget):
+    # Epochs too short to be worth a copy each are checked (and copied) every few epochs; a
+    # divergence goes back to the last copy, and the error names the epoch it is from.
+    from mlp_accel.training import loop
+
+    monkeypatch.setattr(loop._Rollback, "BUDGET", budget)
+    X, y = _data()
+    model, optimizer = _model(), ma.optim.SGD(0.1)
+    blow_up = lambda step, epoch: 1.0 if epoch < 30 else math.inf  # noqa: E731
+    with pytest.raises(ma.TrainingDivergedError) as caught:
+        ma.fit(model, X, y, epochs=60, optimizer=optimizer, schedule=blow_up)
+    message = str(caught.value)
+    diverged = int(message.split(" in epoch ")[1].split(";")[0])
+    assert diverged in (31, 32)  # weights NaN after epoch 31's step, its loss finite
+    if budget > 1:  # every epoch is checked: the diverging epoch is undone, no more
+        assert "from before that epoch" in message
+        kept = diverged
+    else:  # nothing checked since the start
+        assert "from before epoch 1." in message
+        kept = 1
+    twin = _model()
+    if kept > 1:
+        ma.fit(twin, X, y, epochs=kept - 1, optimizer=ma.optim.SGD(0.1), schedule=blow_up)
+    assert _same(model.get_weights(), twin.get_weights())
+    assert optimizer.t == kept - 1
+
+
 def test_clip_norm_inf_means_no_clipping(backend_name):
     X, y = _data()
     clipped, plain = _model(backend_name), _model(backend_name)
@@ -258,3 +286,29 @@ def test_weight_and_sample_weight_messages_name_what_is_wrong():
         model.set_weights(weights)
     with pytest.raises(ValueError, match=r"sample_weight contains NaN and inf"):
         check_sample_weight([1.0, np.nan, np.inf], 3)
+
+
+def test_plain_arrays_are_checked_like_scikit_learn_does(monkeypatch):
+    # NumPy arrays skip scikit-learn's check_array (a millisecond per call, twice per fit):
+    # the same messages, and finite values whose sum overflows are still accepted.
+    from sklearn.utils import check_array
+
+    from mlp_accel._validation import check_inputs, check_targets
+
+    for bad in (np.nan, np.inf, -np.inf):
+        X = np.ones((5, 3))
+        X[2, 1] = bad
+        for data, name in ((X, "X"), (X[:, 1].copy(), "y")):
+            with pytest.raises(ValueError) as ours:
+                if name == "X":
+                    check_inputs(data, 3, "float64")
+                else:
+                    check_targets(data, 5, 1, "squared_error", "float64")
+            with pytest.raises(ValueError) as theirs:
+                check_array(data, ensure_2d=False, input_name=name)
+            assert str(ours.value) == str(theirs.value)
+    huge = np.full((4, 2), 3e38, dtype=np.float32)  # finite; the sum overflows float32
+    assert check_inputs(huge, 2, "float32") is not None
+    too_big = np.array([[1e39, 0.0]])  # finite in float64, inf in float32
+    with pytest.raises(ValueError, match="infinity or a value too large"):
+        check_inputs(too_big, 2, "float32")

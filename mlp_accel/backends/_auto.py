@@ -24,12 +24,11 @@ close, the backend with no start-up cost and no compile stall is the safer choic
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._numba_paths import MAX_WIDTH, cache_dir_candidate
+from ._numba_paths import MAX_WIDTH, cache_dir_candidate, numba_index_dirs
 from .base import NetworkSpec
 
 __all__ = [
@@ -306,10 +305,7 @@ def numba_kernels_cached(spec: NetworkSpec) -> tuple[bool, bool]:
 def _generic_on_disk(spec: NetworkSpec) -> bool:
     """The optimizer kernels in Numba's cache, and the layer kernels of every activation of
     ``spec`` in the generated-module cache (read-only: nothing is created or imported)."""
-    pattern = "_numba_kernels.adam_update-*.nbi"
-    here = Path(__file__).resolve().parent / "__pycache__"
-    user = os.environ.get("NUMBA_CACHE_DIR")
-    if not any(here.glob(pattern)) and not (user and any(Path(user).glob(f"**/{pattern}"))):
+    if not _indexed(Path(__file__).resolve().parent, "_numba_kernels.adam_update"):
         return False
     return all(_layer_module_on_disk(name, spec.dtype) for name in set(spec.activations))
 
@@ -341,6 +337,18 @@ def _generated_on_disk(prefix: str, matches: Callable[[list[str]], bool], kernel
             head = path.read_text().split("\n", 8)
         except OSError:
             continue
-        if matches(head) and any((directory / "__pycache__").glob(f"{path.stem}.{kernel}*.nbi")):
+        if matches(head) and _indexed(directory, f"{path.stem}.{kernel}"):
             return True
+    return False
+
+
+def _indexed(source_dir: Path, stem: str) -> bool:
+    """Whether Numba's cache holds an index file ``stem*.nbi`` for a function of a file in
+    ``source_dir``, wherever Numba put it (``$NUMBA_CACHE_DIR`` or beside the file)."""
+    for directory in numba_index_dirs(source_dir):
+        try:
+            if any(directory.glob(f"{stem}*.nbi")):
+                return True
+        except OSError:
+            continue
     return False

@@ -49,6 +49,7 @@ __all__ = [
     "compiling",
     "is_compiled",
     "compile_for_next_run",
+    "want_for_next_run",
     "submit",
     "state",
     "error",
@@ -289,10 +290,9 @@ class _Compiler:
     def _compile_in_child(self, task: Task) -> None:
         from . import _numba_fused
 
-        package_root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (package_root, env.get("PYTHONPATH", "")) if p
+            p for p in (_package_root(), env.get("PYTHONPATH")) if p
         )
         # The same directory for the generated modules, even where it was a fresh temp dir.
         env["MLP_ACCEL_CACHE_DIR"] = str(_numba_fused.cache_dir())
@@ -312,14 +312,16 @@ class _Compiler:
                     + " | ".join(tail)
                 )
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> list[Task]:
         """Drop queued tasks; wait only for Numba's work inside this process to end.
 
         A compiling child is left to finish: it is a separate process (an exit leaves nothing
-        half-done here), and the next run finds its kernels in the disk cache.
+        half-done here), and the next run finds its kernels in the disk cache. Returns the
+        tasks dropped from the queue (asked for, never started).
         """
         with self._cond:
             self._stopping = True
+            dropped = [task for _, task in self._queue]
             self._queue.clear()
             in_process = self._in_process
             self._cond.notify_all()
@@ -327,13 +329,34 @@ class _Compiler:
         if in_process and thread is not None and thread is not threading.current_thread():
             # An exit in the middle of a load, inside LLVM, would abort the process.
             thread.join()
+        return dropped
 
 
 _compiler = _Compiler()
+#: Tasks this run found worth compiling for the next run (see :func:`want_for_next_run`).
+_next_run: dict[str, Task] = {}
+_next_run_lock = threading.Lock()
+
+
+def want_for_next_run(task: Task) -> None:
+    """Ask for ``task`` to be compiled for the next run if this run ends before it is.
+
+    At exit, every such task not yet compiled or compiling here, and every task still queued,
+    goes to one detached child process (:func:`_start_detached`): this run pays nothing for
+    it, and the next run of the same shape starts on its kernels. This is what lets a job
+    too short to pay for its fused kernel get it from its second run on.
+    """
+    with _next_run_lock:
+        _next_run.setdefault(task_key(task), task)
 
 
 def _exit() -> None:
-    _compiler.shutdown()
+    dropped = _compiler.shutdown()
+    with _next_run_lock:
+        wanted = [t for k, t in _next_run.items() if _compiler._state.get(k) in (None, "queued")]
+    tasks = {task_key(t): t for t in [*wanted, *dropped]}
+    if tasks and os.environ.get("MLP_ACCEL_NUMBA_COMPILE", "").strip().lower() != "sync":
+        _start_detached(list(tasks.values()))
 
 
 def _after_fork() -> None:
@@ -472,10 +495,23 @@ def compile_for_next_run(spec: Any) -> bool:
     tasks = [layer_task(spec.dtype, False, activations, outputs)]
     if max(spec.widths) <= NARROW_MAX_WIDTH:
         tasks.insert(0, fused_task(spec))  # first: it is what wins the next run
+    return _start_detached(tasks)
+
+
+def _start_detached(tasks: list[Task]) -> bool:
+    """Start a child process, in a session of its own and at a lower priority, that compiles
+    ``tasks`` into the disk cache and outlives this process. Returns whether it started."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_package_root(), env.get("PYTHONPATH")) if p)
+    kernels = sys.modules.get(f"{__package__}._numba_kernels")
+    if kernels is not None:  # the same directory, even where it is a fresh temporary one
+        env["MLP_ACCEL_CACHE_DIR"] = str(kernels.cache_dir())
+    env[_DETACHED] = "1"
     command = [sys.executable, "-m", __name__, *(json.dumps(t) for t in tasks)]
     try:
         subprocess.Popen(
             command,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -484,6 +520,14 @@ def compile_for_next_run(spec: Any) -> bool:
     except OSError:  # a cache warm-up must never disturb the run
         return False
     return True
+
+
+#: Set in the environment of a detached child: it lowers its own priority.
+_DETACHED = "MLP_ACCEL_COMPILE_DETACHED"
+
+
+def _package_root() -> str:
+    return str(Path(__file__).resolve().parents[2])
 
 
 def is_compiled(spec: Any) -> bool:
@@ -530,6 +574,11 @@ def _child_main(argv: list[str]) -> int:
 
     Runs every task given, in order; exits non-zero if any failed (after trying the rest).
     """
+    if os.environ.get(_DETACHED) and hasattr(os, "nice"):
+        try:
+            os.nice(10)  # compiling for a later run: yield the CPU to whatever runs now
+        except OSError:
+            pass
     status = 0
     for arg in argv:
         try:

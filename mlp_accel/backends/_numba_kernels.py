@@ -465,13 +465,18 @@ def cache_dir() -> Path:
     directory where none of these can be written.
     """
     path = cache_dir_candidate()
+    if path in _fallback_dirs:  # one temporary directory per process, not one per call
+        return _fallback_dirs[path]
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=path, delete=True)
         probe.close()
         return path
     except OSError:
-        return Path(tempfile.mkdtemp(prefix="mlp_accel_numba_"))
+        return _fallback_dirs.setdefault(path, Path(tempfile.mkdtemp(prefix="mlp_accel_numba_")))
+
+
+_fallback_dirs: dict[Path, Path] = {}
 
 
 def import_source(source: str, prefix: str = "mlp_accel_fused") -> ModuleType:

@@ -16,7 +16,7 @@ owns the cores during a step) unless the elementwise work alone is very large
 (:attr:`NumbaBackend.parallel_min_elements`); the fused small-network kernel never calls BLAS
 and runs its parallel twin once the batch is large enough
 (:attr:`NumbaBackend.parallel_min_rows`). During training, whether that twin gets the pool or
-one thread, and how many threads BLAS gets, is measured per shape (:mod:`._threads`).
+one thread, and how many threads BLAS gets, is measured per shape (:mod:`._step_tuner`).
 
 Compilation never stalls a step (:mod:`._numba_compile`): kernels are compiled in the
 background and cached on disk (``cache=True``); until they are loaded a hook runs NumPy's
@@ -39,9 +39,10 @@ import numpy as np
 
 from ..ops.layout import param_layout
 from ..ops.table import Activation, Loss, get_activation, get_loss
+from . import _layer_loop as layer_loop
 from . import _numba_compile as C
 from . import _threads
-from .base import IDENTITY, BackendUnavailableError, FusedNetwork, NetworkSpec
+from .base import BackendUnavailableError, FusedNetwork, NetworkSpec
 from .numpy_backend import NumpyBackend
 
 __all__ = ["NumbaBackend"]
@@ -97,7 +98,7 @@ class _SmallNetwork:
         if self._parallel_ready is not None and not self._parallel_ready():
             return False, 1
         # As many chunks as the pool may have threads, whatever the threads now active: the
-        # step tuner (``_threads``) runs this kernel on one thread or on the pool, and the
+        # step tuner (``_step_tuner``) runs this kernel on one thread or on the pool, and the
         # same chunks summed in the same order give the same numbers either way.
         return True, _threads.pool_size()
 
@@ -133,6 +134,12 @@ class _SmallNetwork:
             forward(X, *params, 2, self._block)
 
 
+#: Seconds on the per-layer path after which a network's fused kernel is compiled for the
+#: next run, in a detached child at exit, if this run has not compiled it (a run of a
+#: quarter second gains about half of that from the fused kernel next time).
+NEXT_RUN_AFTER = 0.25
+
+
 class _StagedNetwork:
     """A narrow network's kernels while its fused kernel may still be compiling.
 
@@ -141,7 +148,9 @@ class _StagedNetwork:
     seconds of this network (at once when it is in the disk cache): a job shorter than that
     costs no compilation at all, and a longer one has spent at most that much before the
     background compile starts (the rent-or-buy rule; the compile itself runs beside the
-    training, in a child process).
+    training, in a child process). A job that ends before its fused kernel is compiled but
+    after :data:`NEXT_RUN_AFTER` seconds on the per-layer path leaves it to be compiled after
+    the process exits, so the next run of the shape starts on it.
     """
 
     def __init__(self, backend: NumbaBackend, spec: NetworkSpec) -> None:
@@ -157,6 +166,7 @@ class _StagedNetwork:
         self._failed = False
         self._parallel_ok = False
         self._spent = 0.0
+        self._wanted = False
         if (
             backend.specialize_after is not None
             and C.state(self._serial_key) is None
@@ -207,8 +217,16 @@ class _StagedNetwork:
         if fused is not None:
             return fused.loss_and_gradients(params, X, y, denom)
         start = time.perf_counter()
-        result = self._layer_loss_and_gradients(params, X, y, denom)
+        result = layer_loop.loss_and_gradients(
+            self._backend, params, self._acts, self._loss, X, y, denom
+        )
         self._spent += time.perf_counter() - start
+        after = self._backend.specialize_after
+        if not self._wanted and after is not None and self._spent >= min(after, NEXT_RUN_AFTER):
+            # Too short a run to pay for the compile now, long enough that the next run of
+            # this shape gains from it: compiled after this process exits, if not before.
+            self._wanted = True
+            C.want_for_next_run(self._serial)
         return result
 
     def forward(self, params: list[Any], X: Any) -> Any:
@@ -216,32 +234,7 @@ class _StagedNetwork:
         fused = self._current()
         if fused is not None:
             return fused.forward(params, X)
-        a = X
-        for k, act in enumerate(self._acts):
-            _, a = self._backend.dense_forward(a, params[2 * k], params[2 * k + 1], act)
-        return a
-
-    def _layer_loss_and_gradients(
-        self, params: list[Any], X: Any, y: Any, denom: float
-    ) -> tuple[Any, list[Any]]:
-        # The equations of MLP.loss_and_gradients' generic path, on this backend's hooks.
-        backend, acts = self._backend, self._acts
-        trace = []
-        a = X
-        for k, act in enumerate(acts):
-            z, a = backend.dense_forward(a, params[2 * k], params[2 * k + 1], act)
-            trace.append((z, a))
-        z_out, yhat = trace[-1]
-        loss_sum, grad = backend.output_loss_gradient(z_out, yhat, y, self._loss, acts[-1], denom)
-        grads: list[Any] = [None] * len(params)
-        act = IDENTITY  # the output layer's dL/dz is already known
-        for k in range(len(acts) - 1, -1, -1):
-            z, a = trace[k]
-            a_prev = X if k == 0 else trace[k - 1][1]
-            dW, db, grad = backend.dense_backward(grad, z, a, a_prev, params[2 * k], act, k > 0)
-            grads[2 * k], grads[2 * k + 1] = dW, db
-            act = acts[k - 1] if k > 0 else act
-        return loss_sum, grads
+        return layer_loop.forward_trace(self._backend, params, self._acts, X)[-1][1]
 
 
 class NumbaBackend(NumpyBackend):
@@ -297,7 +290,7 @@ class NumbaBackend(NumpyBackend):
         # (dtype, parallel, item) of the per-layer kernels loaded (the hot-path test), and the
         # compile task that covers each item asked for; an item is ("act", name),
         # ("out", loss, activation) or ("optim",).
-        self._loaded: set[tuple] = set()
+        self._loaded: set[tuple] = set()  # (np.dtype, parallel, item)
         self._covering: dict[tuple, str] = {}
         self._asked: set[NetworkSpec] = set()
         self._warned: set[str] = set()
@@ -325,14 +318,14 @@ class NumbaBackend(NumpyBackend):
         In the background mode a first call asks for them and answers False until they are
         loaded; a failed compile is reported once and leaves NumPy's hooks in place.
         """
-        name = dtype.name
-        slot = (name, parallel, item)
-        if slot in self._loaded:
+        slot = (dtype, parallel, item)
+        if slot in self._loaded:  # keyed by the dtype object: its .name costs microseconds
             return True
+        name = dtype.name
         if not (self.background and self.background_layers):
             self._loaded.add(slot)
             return True
-        key = self._covering.get(slot)
+        key = self._covering.get((name, parallel, item))
         if key is None:
             self._submit_layers(name, parallel, [item])
             return False

@@ -13,8 +13,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from .._validation import check_count, check_real
-from ..backends import _threads
+from ..backends import _step_tuner
 from ..batches import BatchSource, make_source
 from ..model import MLP
 from ..optim import Adam, Optimizer, get_optimizer
@@ -75,9 +77,15 @@ def _all_finite(model: MLP) -> bool:
     diverged too. Cheaper than an ``isfinite`` mask per array, which matters when an epoch
     is one step of a small network.
     """
+    params = model.params
+    if all(type(p) is np.ndarray for p in params):
+        # Host arrays: the ufunc's reduce directly, without np.sum's dispatch (which cost
+        # more than the whole step of a 1,000-row epoch of a small network).
+        with np.errstate(over="ignore", invalid="ignore"):  # inf + -inf: a NaN, no warning
+            return math.isfinite(sum(float(np.add.reduce(p, axis=None)) for p in params))
     xp = model.backend.xp
     total = None
-    for p in model.params:
+    for p in params:
         part = xp.sum(p)
         total = part if total is None else total + part
     return math.isfinite(float(model.backend.to_numpy(total)))
@@ -179,51 +187,62 @@ def _open_source(
     return make_source(model, X, y, epochs, sample_weight)
 
 
-def _run_epoch(
-    source: BatchSource,
-    run: Callable[..., Any],
-    step: TrainingStep,
-    schedule: Any,
-    epoch: int,
-    steps_done: int,
-    batch_size: int | None,
-    shuffle: bool,
-) -> tuple[Any, int, int]:
-    """One pass over the source; returns the summed loss (a device scalar), rows, steps."""
-    total: Any = 0.0
-    rows = 0
-    n_batches = None
-    if source.n_rows is not None and schedule is not None:
-        n_batches = -(-source.n_rows // (source.n_rows if batch_size is None else batch_size))
-    for i, batch in enumerate(source.epoch(step.model.rng, batch_size, shuffle)):
-        if schedule is not None:
-            fraction = i / n_batches if n_batches else 0.0
-            step.set_lr_factor(schedule(steps_done, epoch - 1 + fraction))
-        total = total + run(batch.X, batch.y, sample_weight=batch.sample_weight)
-        rows += batch.rows
-        steps_done += 1
-    return total, rows, steps_done
+class _Rollback:
+    """What a diverging epoch is undone to: copies of the weights and the optimizer's state,
+    taken when the weights were last checked finite.
 
+    The loss is checked after every epoch. Checking the weights and copying them with the
+    optimizer's state costs about as much as a 1,000-row full-batch step of a small network,
+    so a new copy is taken once the epochs since the last one have taken ``1 / BUDGET``
+    times what it costs: after every epoch longer than a millisecond or so, every few epochs
+    of a tiny one. It is always taken after the last epoch and after any epoch that
+    callbacks or a checkpoint will see, so nothing outside ``fit`` sees unchecked weights.
+    """
 
-def _check_finite(loss: float, epoch: int, step: TrainingStep, snapshot: Any) -> None:
-    """Raise :class:`TrainingDivergedError`, with the epoch undone, if it diverged."""
-    model = step.model
-    # A step's loss comes from the weights before it, so a finite loss does not vouch for
-    # the weights the epoch's last step left: they get their own check.
-    what = f"the loss became {loss}" if not math.isfinite(loss) else None
-    if what is None and not _all_finite(model):
-        what = "the weights became NaN or infinite"
-    if what is None:
-        return
-    lr_now = step.optimizer.lr
-    params, opt_snapshot = snapshot
-    model.set_params(params)
-    _restore_optimizer(step.optimizer, opt_snapshot)
-    raise TrainingDivergedError(
-        f"training diverged: {what} in epoch {epoch}; the model keeps its weights "
-        f"from before that epoch. Lower the learning rate (now {lr_now:g}), scale "
-        "the inputs, or use float64."
-    )
+    #: The fraction of the training time that checks and copies may take.
+    BUDGET = 0.02
+
+    def __init__(self, step: TrainingStep, epoch: int) -> None:
+        self.step = step
+        self._take(epoch)
+
+    def _take(self, epoch: int) -> None:
+        start = time.perf_counter()
+        model = self.step.model
+        self._params = [model.backend.copy(p) for p in model.params]
+        self._optimizer = _optimizer_snapshot(self.step.optimizer, model.backend)
+        self.epoch = epoch  # the first epoch the copies do not include
+        self._cost = time.perf_counter() - start
+        self._since = 0.0
+
+    def check(self, epoch: int, loss: float, seconds: float, *, force: bool = False) -> None:
+        """After ``epoch`` (its mean ``loss``, its ``seconds``): raise
+        :class:`TrainingDivergedError`, with the model and optimizer put back, if it diverged."""
+        self._since += seconds
+        # A step's loss comes from the weights before it, so a finite loss does not vouch for
+        # the weights the epoch's last step left: they get their own check.
+        what = f"the loss became {loss}" if not math.isfinite(loss) else None
+        if what is None:
+            if not force and self._since * self.BUDGET < self._cost:
+                return
+            start = time.perf_counter()
+            if _all_finite(self.step.model):
+                self._take(epoch + 1)
+                self._cost += time.perf_counter() - start
+                return
+            what = "the weights became NaN or infinite"
+        self._undo(what, epoch)
+
+    def _undo(self, what: str, epoch: int) -> None:
+        lr_now = self.step.optimizer.lr
+        self.step.model.set_params(self._params)
+        _restore_optimizer(self.step.optimizer, self._optimizer)
+        since = "that epoch" if self.epoch == epoch else f"epoch {self.epoch}"
+        raise TrainingDivergedError(
+            f"training diverged: {what} in epoch {epoch}; the model keeps its weights "
+            f"from before {since}. Lower the learning rate (now {lr_now:g}), scale "
+            "the inputs, or use float64."
+        )
 
 
 def _validation_logs(model: MLP, val: tuple[Array, Array] | None) -> dict[str, float]:
@@ -233,6 +252,83 @@ def _validation_logs(model: MLP, val: tuple[Array, Array] | None) -> dict[str, f
     if model.loss != "squared_error":
         logs["val_accuracy"] = accuracy_device(model, *val)
     return logs
+
+
+def _start(
+    model: MLP, optimizer: Optimizer | None, resume_from: Any
+) -> tuple[Optimizer, int, float, History]:
+    """The optimizer, the first epoch, the base learning rate and the history: fresh, or as a
+    checkpoint left them."""
+    history = History()
+    first_epoch, base_lr = 1, None
+    if resume_from is not None:
+        optimizer, state = _resume(model, optimizer, resume_from)
+        first_epoch, base_lr = int(state["epoch"]) + 1, state["base_lr"]
+        history.update({key: list(values) for key, values in state["history"].items()})
+    optimizer = Adam(1e-3) if optimizer is None else optimizer
+    # The rate is a plain attribute that callers may have set after construction.
+    base_lr = optimizer.lr if base_lr is None else base_lr
+    base_lr = check_real(base_lr, "the optimizer's learning rate", 0.0, low_open=True)
+    return optimizer, first_epoch, base_lr, history
+
+
+class _Epochs:
+    """Runs one epoch of a :func:`fit` and returns its logs: the steps, the divergence check
+    (:class:`_Rollback`), the epoch's loss, rate, time, throughput and validation metrics."""
+
+    def __init__(
+        self,
+        source: BatchSource,
+        step: TrainingStep,
+        tuner: Any,
+        schedule: Any,
+        batch_size: int | None,
+        shuffle: bool,
+        val: tuple[Array, Array] | None,
+        last_epoch: int,
+    ) -> None:
+        self.source, self.step, self.schedule = source, step, schedule
+        self.run = step if tuner is None else tuner.wrap(step)
+        self.batch_size, self.shuffle, self.val = batch_size, shuffle, val
+        self.last_epoch = last_epoch
+        self.steps_done = step.optimizer.t
+        self.check_every = False  # check the weights after every epoch, whatever it costs
+        self.rollback: _Rollback | None = None
+
+    def __call__(self, epoch: int) -> dict[str, float]:
+        step, source = self.step, self.source
+        if self.rollback is None:
+            self.rollback = _Rollback(step, epoch)
+        t0 = time.perf_counter()
+        total, rows = self._steps(epoch)
+        # The epoch loss is a mean over rows, or over the weights with sample weights.
+        loss = float(step.model.backend.to_numpy(total)) / (source.weight_total or rows)
+        elapsed = time.perf_counter() - t0
+        force = self.check_every or epoch == self.last_epoch
+        self.rollback.check(epoch, loss, elapsed, force=force)
+        logs = {"epoch": epoch, "loss": loss, "lr": step.optimizer.lr, "time": elapsed}
+        logs["samples_per_sec"] = rows / elapsed
+        logs.update(source.epoch_stats())
+        logs.update(_validation_logs(step.model, self.val))
+        return logs
+
+    def _steps(self, epoch: int) -> tuple[Any, int]:
+        """One pass over the source; returns the summed loss (a device scalar) and the rows."""
+        source, step, schedule = self.source, self.step, self.schedule
+        total: Any = 0.0
+        rows = 0
+        n_batches = None
+        if source.n_rows is not None and schedule is not None:
+            size = source.n_rows if self.batch_size is None else self.batch_size
+            n_batches = -(-source.n_rows // size)
+        for i, batch in enumerate(source.epoch(step.model.rng, self.batch_size, self.shuffle)):
+            if schedule is not None:
+                fraction = i / n_batches if n_batches else 0.0
+                step.set_lr_factor(schedule(self.steps_done, epoch - 1 + fraction))
+            total = total + self.run(batch.X, batch.y, sample_weight=batch.sample_weight)
+            rows += batch.rows
+            self.steps_done += 1
+        return total, rows
 
 
 def fit(
@@ -323,9 +419,11 @@ def fit(
     Raises
     ------
     TrainingDivergedError
-        If the loss or the weights become NaN or infinite (checked after every epoch, so also
+        If the loss or the weights become NaN or infinite (the loss checked after every
+        epoch, the weights after every epoch that takes over a millisecond or so, and always
         after the last step); the model and the optimizer's state are put back as they were
-        at the start of that epoch.
+        at the start of that epoch (of an earlier one after epochs too short to be worth a
+        copy each: the error names it).
     TypeError, ValueError
         A count that is not an integer of at least 1 (integral NumPy scalars are fine), a
         negative or non-finite ``alpha``, a ``clip_norm`` that is not positive, or an unknown
@@ -343,27 +441,15 @@ def fit(
 
     # backend="auto" is settled here, where the rows and epochs are known (once per model).
     model.settle_backend(_row_count(X, y), epochs, batch_size)
-    history = History()
-    first_epoch, base_lr = 1, None
-    if resume_from is not None:
-        optimizer, state = _resume(model, optimizer, resume_from)
-        first_epoch, base_lr = int(state["epoch"]) + 1, state["base_lr"]
-        history.update({key: list(values) for key, values in state["history"].items()})
-    optimizer = Adam(1e-3) if optimizer is None else optimizer
-    # The rate is a plain attribute that callers may have set after construction.
-    base_lr = optimizer.lr if base_lr is None else base_lr
-    base_lr = check_real(base_lr, "the optimizer's learning rate", 0.0, low_open=True)
-    steps_done = optimizer.t
-
+    optimizer, first_epoch, base_lr, history = _start(model, optimizer, resume_from)
     source = _open_source(model, X, y, epochs - first_epoch + 1, sample_weight, client, local_steps)
     options = {"accumulate": accumulate, "alpha": alpha, "clip_norm": clip_norm}
     step = source.make_step(model, optimizer, base_lr=base_lr, **options)
     step.restore_lr()
     val = model.prepare(*validation_data) if validation_data is not None else None
-    own: list[Any] = []
-    tuner = _threads.tuner_for(model) if client is None else None
     # Serial or parallel, measured per batch size from the steps' own times.
-    run = step if tuner is None else tuner.wrap(step)
+    tuner = _step_tuner.tuner_for(model) if client is None else None
+    own: list[Any] = []
     try:
         if progress:
             own.append(ProgressBar(first_epoch, epochs))
@@ -371,23 +457,11 @@ def fit(
             own.append(CheckpointWriter(checkpoint, checkpoint_every, epochs, step, history))
         for hook in begin_hooks:
             hook(model)
+        run_epoch = _Epochs(source, step, tuner, schedule, batch_size, shuffle, val, epochs)
+        # Callbacks and checkpoints see every epoch's weights: those epochs are checked.
+        run_epoch.check_every = bool(epoch_hooks) or checkpoint is not None
         for epoch in range(first_epoch, epochs + 1):
-            t0 = time.perf_counter()
-            snapshot = (
-                [model.backend.copy(p) for p in model.params],
-                _optimizer_snapshot(optimizer, model.backend),
-            )
-            total, rows, steps_done = _run_epoch(
-                source, run, step, schedule, epoch, steps_done, batch_size, shuffle
-            )
-            # The epoch loss is a mean over rows, or over the weights with sample weights.
-            loss = float(model.backend.to_numpy(total)) / (source.weight_total or rows)
-            elapsed = time.perf_counter() - t0
-            _check_finite(loss, epoch, step, snapshot)
-            logs = {"epoch": epoch, "loss": loss, "lr": optimizer.lr, "time": elapsed}
-            logs["samples_per_sec"] = rows / elapsed
-            logs.update(source.epoch_stats())
-            logs.update(_validation_logs(model, val))
+            logs = run_epoch(epoch)
             history.append(**logs)
             stop = any([bool(hook(epoch, logs)) for hook in epoch_hooks])
             for hook in own:
