@@ -20,7 +20,7 @@ from ..train import TrainingDivergedError
 from ._docs import fill_doc
 from ._lbfgs import LbfgsSolverMixin
 from ._params import HIDDEN_ACTIVATIONS, OUTPUTS, PARAMETER_CONSTRAINTS, STOCHASTIC_SOLVERS
-from ._stochastic import StochasticSolverMixin, interleave
+from ._stochastic import StochasticSolverMixin
 
 __all__: list[str] = []
 
@@ -160,7 +160,7 @@ class _BaseMLP(StochasticSolverMixin, LbfgsSolverMixin, BaseEstimator):
         self.intercepts_ = list(weights[1::2])
 
     def _flat_weights(self) -> list[np.ndarray]:
-        return interleave(self.coefs_, self.intercepts_)
+        return [w for pair in zip(self.coefs_, self.intercepts_) for w in pair]
 
     # -- prediction -----------------------------------------------------------------------
     def _to_dense(self, X: Any) -> np.ndarray:

@@ -16,13 +16,7 @@ from ..optim import SGD, Adam, Optimizer
 from ..train import TrainingDivergedError, fit
 from ._stopping import SklearnStopping, split_validation
 
-__all__ = ["StochasticSolverMixin", "interleave"]
-
-
-def interleave(coefs: list[np.ndarray], intercepts: list[np.ndarray]) -> list[np.ndarray]:
-    """``[W1, b1, W2, b2, ...]`` (the order of :meth:`mlp_accel.MLP.get_weights`) from
-    scikit-learn's ``coefs_`` and ``intercepts_``."""
-    return [w for pair in zip(coefs, intercepts) for w in pair]
+__all__ = ["StochasticSolverMixin"]
 
 
 class StochasticSolverMixin:
@@ -142,7 +136,7 @@ class StochasticSolverMixin:
                 best = [model.backend.to_numpy(p).copy() for p in monitor.best_params]
                 self._best_coefs, self._best_intercepts = best[0::2], best[1::2]
             # Restore the best weights by validation score.
-            self._store_weights(interleave(self._best_coefs, self._best_intercepts))
+            self.coefs_, self.intercepts_ = list(self._best_coefs), list(self._best_intercepts)
             model.set_weights(self._flat_weights())
         else:
             self._store_weights(model.get_weights())
