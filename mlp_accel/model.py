@@ -7,10 +7,10 @@ converted once, at the edge (:meth:`MLP.prepare`).
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._auto_request import auto_options, settle_auto
 from ._validation import (
     check_dtype,
     check_inputs,
@@ -20,8 +20,7 @@ from ._validation import (
     make_rng,
 )
 from .activations import get_activation
-from .backends import Backend, BackendLike, NetworkSpec, get_backend, has_failed, options_for
-from .backends import _check_options as check_backend_options
+from .backends import Backend, BackendLike, NetworkSpec, get_backend
 from .backends._auto import BackendChoice, choose_backend
 from .backends.base import IDENTITY
 from .initializers import initial_weights
@@ -55,33 +54,6 @@ def sum_loss_and_gradients(
             loss_sum = loss_sum + part_loss
             grads = [g + p for g, p in zip(grads, part)]
     return loss_sum, grads
-
-
-def _auto_options(backend: Any) -> dict[str, Any] | None:
-    """The backend options of a request for the per-job choice (``"auto"``, alone or as
-    ``("auto", options)``, and no override in ``MLP_ACCEL_BACKEND``); ``None`` for any other
-    request."""
-    options: dict[str, Any] = {}
-    if isinstance(backend, tuple) and len(backend) == 2 and isinstance(backend[1], Mapping):
-        backend, options = backend[0], dict(backend[1])
-    if backend is not None and not (isinstance(backend, str) and backend.strip().lower() == "auto"):
-        return None
-    env = os.environ.get("MLP_ACCEL_BACKEND", "").strip().lower()
-    if env and env != "auto":
-        return None
-    check_backend_options("auto", options)
-    return options
-
-
-def _may_start(name: str, options: Mapping[str, Any]) -> bool:
-    """Whether backend ``name`` may start here, asked without starting it: its library is
-    installed and it has not failed to start before with these options."""
-    import importlib.util
-
-    if has_failed(name, **options_for(name, options)):
-        return False
-    library = {"numba": "numba", "cupy": "cupy"}.get(name)
-    return library is None or importlib.util.find_spec(library) is not None
 
 
 class MLP:
@@ -144,10 +116,10 @@ class MLP:
         #: What ``backend="auto"`` chose and why (a :class:`BackendChoice`); ``None`` for a
         #: backend named explicitly.
         self.backend_choice: BackendChoice | None = None
-        auto_options = _auto_options(backend)
+        options = auto_options(backend)
         # Options of an "auto" request wait for fit's choice, which hands each its own.
-        self._backend_options = auto_options or {}
-        self._auto_pending = auto_options is not None
+        self._backend_options = options or {}
+        self._auto_pending = options is not None
         if self._auto_pending:
             # The job (rows, epochs) is known only at fit: NumPy starts at once and compiles
             # nothing, so it serves until then; ma.fit moves the model if another pays.
@@ -480,35 +452,12 @@ class MLP:
 
     def settle_backend(self, rows: int | None, epochs: int, batch_size: int | None) -> None:
         """Settle ``backend="auto"`` for a fit of ``rows`` x ``epochs``: move this model, in
-        place, to the backend the cost model picks (once; see :mod:`.backends._auto`)."""
+        place, to the backend the cost model picks (once; see :mod:`._auto_request`)."""
         if not self._auto_pending:
             return
-        from .backends import BACKENDS, BackendUnavailableError
-        from .backends._auto import Job, numba_kernels_cached
-
         self._auto_pending = False
-        job = Job(tuple(self.layers), self.dtype, rows, epochs, batch_size)
-        fused, generic = numba_kernels_cached(self.spec) if "numba" in BACKENDS else (True, True)
-        options = self._backend_options
-        candidates = [
-            n for n in BACKENDS if n in ("numpy", "numba", "cupy") and _may_start(n, options)
-        ]
-        while True:
-            choice = choose_backend(
-                job, candidates, numba_fused_cached=fused, numba_generic_cached=generic
-            )
-            try:
-                target = get_backend(choice.name, **options_for(choice.name, options))
-            except BackendUnavailableError:
-                # Registered but cannot start here: choose among the others.
-                candidates.remove(choice.name)
-                continue
-            break
+        choice, target = settle_auto(self.spec, rows, epochs, batch_size, self._backend_options)
         self.backend_choice = choice
-        if choice.compile_numba:
-            from .backends._numba_compile import compile_for_next_run
-
-            compile_for_next_run(self.spec)
         if target is not self.backend:
             weights = self.get_weights()
             self.backend = target

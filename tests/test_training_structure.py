@@ -145,8 +145,10 @@ def test_imports_point_down():
 
 
 def test_training_and_the_estimators_use_public_model_methods_only():
-    training_side = ["train.py", "batches.py", "distributed.py", "sklearn.py", "callbacks.py"]
-    paths = [PACKAGE / name for name in training_side] + list((PACKAGE / "training").glob("*.py"))
+    training_side = ["train.py", "batches.py", "distributed.py", "callbacks.py"]
+    paths = [PACKAGE / name for name in training_side]
+    paths += [*(PACKAGE / "training").glob("*.py"), *(PACKAGE / "sklearn").glob("*.py")]
+    assert PACKAGE / "sklearn" / "_base.py" in paths  # a glob of a moved folder finds nothing
     for path in paths:
         for node in ast.walk(ast.parse(path.read_text())):
             if (
@@ -156,6 +158,29 @@ def test_training_and_the_estimators_use_public_model_methods_only():
                 and node.attr.startswith("_")
             ):
                 pytest.fail(f"{path.name}:{node.lineno} uses model.{node.attr}")
+
+
+def _long_functions(path: Path, limit: int) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [
+        f"{path.name}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno - node.lineno + 1 > limit
+    ]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [PACKAGE / "model.py", *sorted((PACKAGE / "sklearn").glob("*.py"))],
+    ids=lambda p: f"{p.parent.name}/{p.name}",
+)
+def test_the_model_and_estimator_modules_are_short(path):
+    """No module over 500 lines, no function over 80 (issue 13): model.py had 526 lines and the
+    estimators were one module of 1066."""
+    n_lines = len(path.read_text(encoding="utf-8").splitlines())
+    assert n_lines <= 500, f"{path.name} has {n_lines} lines"
+    assert _long_functions(path, 80) == []
 
 
 def test_progress_bar_counts_the_epochs_and_changes_nothing(monkeypatch):

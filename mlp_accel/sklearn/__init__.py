@@ -1,0 +1,34 @@
+"""Drop-in replacements for ``sklearn.neural_network.MLPClassifier`` and ``MLPRegressor``.
+
+The estimators take scikit-learn's constructor parameters (names and defaults) plus
+``backend`` and ``dtype``, and train an :class:`mlp_accel.MLP` with :func:`mlp_accel.fit`:
+scikit-learn's stopping rules (``tol``, ``n_iter_no_change``, early stopping on a held-out
+split, the adaptive learning rate) are a callback of that one training loop. ``solver="lbfgs"``
+hands the model's loss and gradients to SciPy's L-BFGS-B, as scikit-learn does.
+
+Fitted parameters (``coefs_``, ``intercepts_``) are NumPy arrays; the live model and its
+device arrays are dropped when pickling and rebuilt on first use, so an estimator fitted on a
+GPU unpickles and predicts on a machine without one.
+
+This package is not imported by ``import mlp_accel``::
+
+    from mlp_accel.sklearn import MLPClassifier, MLPRegressor
+
+Its modules: ``_params`` (accepted parameter values), ``_docs`` (the shared docstring
+pieces), ``_base`` (what both estimators share: the live model, prediction, ``fit``'s checks),
+``_stochastic`` and ``_lbfgs`` (the solvers), ``_stopping`` (scikit-learn's stopping rules and
+the early-stopping split), ``_classifier`` and ``_regressor``.
+"""
+
+from __future__ import annotations
+
+from ._classifier import MLPClassifier
+from ._regressor import MLPRegressor
+
+__all__ = ["MLPClassifier", "MLPRegressor"]
+
+# Pickles and help() name the public path, as before the estimators moved into this package:
+# a pickle that says mlp_accel.sklearn.MLPClassifier loads whichever private module defines it.
+for _estimator in (MLPClassifier, MLPRegressor):
+    _estimator.__module__ = __name__
+del _estimator
