@@ -21,8 +21,8 @@ from ._validation import (
 )
 from .activations import get_activation
 from .backends import Backend, BackendLike, NetworkSpec, get_backend
+from .backends import _layer_loop as layer_loop
 from .backends._auto import BackendChoice, choose_backend
-from .backends.base import IDENTITY
 from .initializers import initial_weights
 from .losses import get_loss
 from .ops.layout import n_parameters, param_shapes
@@ -245,13 +245,7 @@ class MLP:
 
     def _forward_trace(self, X: Array) -> list[tuple[Array, Array]]:
         """``[(z_1, a_1), ..., (z_L, a_L)]`` for device inputs ``X``."""
-        trace = []
-        a = X
-        p = self._params
-        for k, act in enumerate(self._activation_fns):
-            z, a = self.backend.dense_forward(a, p[2 * k], p[2 * k + 1], act)
-            trace.append((z, a))
-        return trace
+        return layer_loop.forward_trace(self.backend, self._params, self._activation_fns, X)
 
     def forward_device(self, X: Array) -> Array:
         """Outputs (after the output activation) for device inputs, without validation."""
@@ -328,17 +322,7 @@ class MLP:
 
     def _backward(self, X: Array, trace: list[tuple[Array, Array]], grad: Array) -> list[Array]:
         """Gradients ``[dW1, db1, ...]`` from the output layer's ``dL/dz``."""
-        p = self._params
-        grads: list[Array] = [None] * len(p)
-        # The output layer's dL/dz is already known, so it goes through the identity.
-        act = IDENTITY
-        for k in range(self.n_layers - 1, -1, -1):
-            z, a = trace[k]
-            a_prev = X if k == 0 else trace[k - 1][1]
-            dW, db, grad = self.backend.dense_backward(grad, z, a, a_prev, p[2 * k], act, k > 0)
-            grads[2 * k], grads[2 * k + 1] = dW, db
-            act = self._activation_fns[k - 1] if k > 0 else act
-        return grads
+        return layer_loop.backward(self.backend, self._params, self._activation_fns, X, trace, grad)
 
     def train_step(
         self,
