@@ -621,12 +621,12 @@ def gpu_backend():
 
 
 def test_gpu_tf32_is_off_by_default(gpu_backend):
-    from mlp_accel.backends.cupy_backend import _tf32_active
+    from mlp_accel.backends._cupy_device import tf32_active
 
     if os.environ.get("MLP_ACCEL_TF32", "").strip().lower() in ("1", "true", "yes", "on"):
         pytest.skip("MLP_ACCEL_TF32 asks for TF32")
     assert gpu_backend.tf32 is False
-    assert _tf32_active() in (False, None)
+    assert tf32_active() in (False, None)
     assert gpu_backend.describe()["tf32"] == "off"
 
 

@@ -20,7 +20,10 @@ starts with), :mod:`.layers` (the per-layer hooks and the reductions), :mod:`.op
 
 from __future__ import annotations
 
+# The package's face is its modules' public names: each module's ``__all__`` says what it
+# offers, and this one adds them up rather than list them again.
 from ...ops.layout import n_parameters
+from . import layers, network, optimizers
 from .common import (
     BLOCK,
     COLSUM_BLOCK,
@@ -29,42 +32,19 @@ from .common import (
     is_elementwise,
     preamble,
 )
-from .layers import (
-    bias_activation_source,
-    bias_softmax_source,
-    colsum_source,
-    output_gradient_source,
-    softmax_cross_entropy_source,
-    sum_segments_source,
-)
-from .network import (
-    MAX_FUSED_ACCUMULATOR_BYTES,
-    MAX_FUSED_WIDTH,
-    fused_forward_source,
-    fused_supported,
-    fused_train_source,
-)
-from .optimizers import adam_source, sgd_source
+from .layers import *  # noqa: F403
+from .network import *  # noqa: F403
+from .optimizers import *  # noqa: F403
 
 __all__ = [
     "ELEMENTWISE_ACTIVATIONS",
     "BLOCK",
     "COLSUM_BLOCK",
     "MAX_SOFTMAX_WIDTH",
-    "MAX_FUSED_ACCUMULATOR_BYTES",
-    "MAX_FUSED_WIDTH",
     "preamble",
-    "bias_activation_source",
-    "bias_softmax_source",
-    "output_gradient_source",
-    "softmax_cross_entropy_source",
-    "colsum_source",
-    "sum_segments_source",
-    "adam_source",
-    "sgd_source",
-    "fused_train_source",
-    "fused_forward_source",
-    "fused_supported",
-    "n_parameters",
     "is_elementwise",
+    "n_parameters",
+    *layers.__all__,
+    *optimizers.__all__,
+    *network.__all__,
 ]
