@@ -168,10 +168,9 @@ class CupyBackend(Backend):
     ) -> Iterator[tuple[Array, Array]]:
         """Copy the next batch up while the current one computes.
 
-        Host batches go through two page-locked staging buffers and are copied on a second
-        stream into two device buffers; the compute stream waits on each copy's event (not
-        the host), and a buffer is refilled only after the step that read it has run. The
-        batches yielded are views of those buffers, valid until the next batch is requested.
+        Through two pinned staging buffers and a second stream
+        (:func:`~._cupy_staging.stream_batches`); the batches yielded are views of two device
+        buffers, valid until the next batch is requested.
         """
         self._activate()
         yield from stream_batches(self._cp, host_batches, dtype)
