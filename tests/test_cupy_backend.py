@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -608,6 +609,74 @@ def test_warmup_compiles_a_step(cupy_backend):
     cupy_backend.warmup(spec)
 
 
+class _Stream:
+    """A CUDA stream on the CPU: a queue of operations that run in order, when something
+    needs them (a synchronized or awaited event), or as soon as queued if ``eager``.
+
+    Copies read their pinned source when they run, as the GPU's do, so a schedule that runs
+    copies late shows a source refilled too early, and one that runs them early shows a
+    device buffer overwritten before the step that reads it has run.
+    """
+
+    def __init__(self, eager: bool = False) -> None:
+        self.ops: list = []
+        self.done = 0
+        self.eager = eager
+
+    def enqueue(self, op) -> None:
+        self.ops.append(op)
+        if self.eager:
+            self.run(len(self.ops))
+
+    def run(self, upto: int) -> None:
+        while self.done < upto:
+            self.done += 1
+            self.ops[self.done - 1]()
+
+    def record(self):
+        upto = len(self.ops)
+        return types.SimpleNamespace(synchronize=lambda: self.run(upto))
+
+    def wait_event(self, event) -> None:
+        self.enqueue(event.synchronize)
+
+
+class _DeviceArray(np.ndarray):
+    def set(self, host, stream):
+        stream.enqueue(lambda: np.copyto(self, host))
+
+
+def _streaming_cupy(compute: _Stream, copies_early: bool):
+    cuda = types.SimpleNamespace(
+        Stream=lambda non_blocking: _Stream(eager=copies_early),
+        get_current_stream=lambda: compute,
+        alloc_pinned_memory=bytearray,
+    )
+    empty = lambda shape, dtype: np.full(shape, np.nan, dtype).view(_DeviceArray)  # noqa: E731
+    return types.SimpleNamespace(cuda=cuda, empty=empty)
+
+
+@pytest.mark.parametrize("copies_early", [False, True], ids=["copies-late", "copies-early"])
+@pytest.mark.parametrize("rows", [[5, 7, 3, 7, 2], [4], [], [3, 3, 3]], ids=str)
+def test_streamed_batches_arrive_whole_and_in_order(rows, copies_early, rng):
+    """The double-buffered copy of host batches (CupyBackend.stream_to_device): each step,
+    queued on the compute stream, reads its own batch while the buffers grow, shrink and
+    alternate, whichever order the two streams' work runs in."""
+    from mlp_accel.backends._cupy_staging import stream_batches
+
+    batches = [(rng.standard_normal((n, 3)), rng.standard_normal((n, 2))) for n in rows]
+    compute = _Stream()
+    read: list = []
+    cp = _streaming_cupy(compute, copies_early)
+    for X, y in stream_batches(cp, iter(batches), "float64"):
+        compute.enqueue(lambda X=X, y=y: read.append((X.copy(), y.copy())))  # the step
+    compute.run(len(compute.ops))
+    assert len(read) == len(batches)
+    for (X, y), (X_want, y_want) in zip(read, batches):
+        np.testing.assert_array_equal(np.asarray(X), X_want)
+        np.testing.assert_array_equal(np.asarray(y), y_want)
+
+
 # -- GPU only ------------------------------------------------------------------------------------
 
 
@@ -621,12 +690,12 @@ def gpu_backend():
 
 
 def test_gpu_tf32_is_off_by_default(gpu_backend):
-    from mlp_accel.backends.cupy_backend import _tf32_active
+    from mlp_accel.backends._cupy_device import tf32_active
 
     if os.environ.get("MLP_ACCEL_TF32", "").strip().lower() in ("1", "true", "yes", "on"):
         pytest.skip("MLP_ACCEL_TF32 asks for TF32")
     assert gpu_backend.tf32 is False
-    assert _tf32_active() in (False, None)
+    assert tf32_active() in (False, None)
     assert gpu_backend.describe()["tf32"] == "off"
 
 

@@ -12,13 +12,21 @@ returned lists.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..ops.table import Activation, Loss, get_activation
 
-__all__ = ["Backend", "NetworkSpec", "FusedNetwork", "BackendUnavailableError", "IDENTITY"]
+__all__ = [
+    "Backend",
+    "NetworkSpec",
+    "FusedNetwork",
+    "BackendUnavailableError",
+    "IDENTITY",
+    "adam_bias_corrections",
+    "layer_loss_and_gradients",
+]
 
 Array = Any
 
@@ -47,6 +55,15 @@ class FusedNetwork(Protocol):
 
     def forward(self, params: list[Array], X: Array) -> Array:
         """Return the network's outputs after the output activation."""
+
+
+def adam_bias_corrections(beta1: float, beta2: float, step: int) -> tuple[float, float]:
+    """Adam's bias corrections ``(1 - beta1**step, 1 - beta2**step)`` for step ``step`` (from 1).
+
+    Computed in double precision on the host, once per step, by every backend's
+    ``adam_update``: the moments are divided by these, whatever the parameters' dtype.
+    """
+    return 1.0 - beta1**step, 1.0 - beta2**step
 
 
 class Backend:
@@ -201,8 +218,7 @@ class Backend:
     ) -> tuple[list[Array], list[Array], list[Array]]:
         """Adam (Kingma & Ba), bias-corrected, in PyTorch's form; ``step`` counts from 1."""
         xp = self.xp
-        c1 = 1.0 - beta1**step
-        c2 = 1.0 - beta2**step
+        c1, c2 = adam_bias_corrections(beta1, beta2, step)
         new_m = [beta1 * mi + (1.0 - beta1) * g for mi, g in zip(m, grads)]
         new_v = [beta2 * vi + (1.0 - beta2) * (g * g) for vi, g in zip(v, grads)]
         new_p = [
@@ -234,3 +250,37 @@ class Backend:
 
 #: The pass-through activation, for handing an already computed ``dL/dz`` to ``dense_backward``.
 IDENTITY = get_activation("identity")
+
+
+def layer_loss_and_gradients(
+    backend: Backend,
+    params: list[Array],
+    X: Array,
+    y: Array,
+    activations: Sequence[Activation],
+    loss: Loss,
+    denom: float,
+) -> tuple[Array, list[Array]]:
+    """The loss summed over the batch and the gradients of ``loss_sum / denom``, through
+    ``backend``'s layer hooks one layer at a time.
+
+    The equations of :meth:`mlp_accel.MLP.loss_and_gradients`' unweighted path, for code below
+    the model (a backend's warm-up, a fused network's fallback) that has only the hooks.
+    ``params`` is ``[W1, b1, W2, b2, ...]``; ``y`` is in its device form.
+    """
+    trace = []
+    a = X
+    for k, act in enumerate(activations):
+        z, a = backend.dense_forward(a, params[2 * k], params[2 * k + 1], act)
+        trace.append((z, a))
+    z_out, yhat = trace[-1]
+    loss_sum, grad = backend.output_loss_gradient(z_out, yhat, y, loss, activations[-1], denom)
+    grads: list[Array] = [None] * len(params)
+    act = IDENTITY  # the output layer's dL/dz is already known
+    for k in range(len(activations) - 1, -1, -1):
+        z, a = trace[k]
+        a_prev = X if k == 0 else trace[k - 1][1]
+        dW, db, grad = backend.dense_backward(grad, z, a, a_prev, params[2 * k], act, k > 0)
+        grads[2 * k], grads[2 * k + 1] = dW, db
+        act = activations[k - 1] if k > 0 else act
+    return loss_sum, grads

@@ -17,6 +17,11 @@ code. Data crosses between host and device only in ``asarray``/``index_array`` a
 ``to_numpy``; a training step launches kernels only, and its temporaries come from and go back
 to CuPy's memory pool, so after the first step it allocates no new device memory.
 
+This module holds the backend class and its hooks; what they use lives beside it:
+:mod:`._cupy_device` (importing CuPy, probing the GPU, the options, TF32),
+:mod:`._cupy_launch` (the kernel cache and launch sizes), :mod:`._cupy_staging` (streaming
+batches to the GPU) and :mod:`._cupy_network` (the fused whole-network object).
+
 CuPy is imported when the backend starts, never by ``import mlp_accel``.
 """
 
@@ -32,130 +37,19 @@ import numpy as np
 
 from ..ops.layout import param_layout
 from ..ops.table import Activation, Loss, get_activation, get_loss
-from . import _cupy_kernels
-from .base import IDENTITY, Backend, BackendUnavailableError, NetworkSpec
+from . import _cupy_device, _cupy_kernels
+from ._cupy_device import INSTALL_HINT
+from ._cupy_launch import Launcher, c_contiguous, ceil_div, fusable, updatable
+from ._cupy_network import CupyFusedNetwork
+from ._cupy_staging import stream_batches
+from .base import Backend, NetworkSpec, adam_bias_corrections, layer_loss_and_gradients
 
 __all__ = ["CupyBackend", "INSTALL_HINT"]
 
 Array = Any
 
-#: How to install CuPy, for the error raised where it is missing.
-INSTALL_HINT = "pip install 'mlp-accel[cuda13]' or 'mlp-accel[cuda12]'"
-_PREFIX = "backend 'cupy' is unavailable: "
-# Tensors per launch of the multi-tensor optimizer kernels (each adds 2-4 pointer arguments;
-# CUDA allows 4 KiB of kernel arguments on every architecture).
-_MAX_TENSORS_PER_LAUNCH = 64
 # Seconds a free-memory estimate of max_batch_rows stays valid.
 _MEMORY_ESTIMATE_TTL = 1.0
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _import_cupy() -> Any:
-    """Import CuPy or raise :class:`BackendUnavailableError` saying why it cannot be used."""
-    try:
-        import cupy
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").split(".")[0] == "cupy":
-            raise BackendUnavailableError(
-                f"{_PREFIX}CuPy is not installed ({INSTALL_HINT})"
-            ) from exc
-        raise BackendUnavailableError(f"{_PREFIX}CuPy failed to import: {exc}") from exc
-    except Exception as exc:  # a broken install, or a CUDA library that does not load
-        raise BackendUnavailableError(
-            f"{_PREFIX}CuPy failed to import: {type(exc).__name__}: {exc}"
-        ) from exc
-    return cupy
-
-
-def _probe_device(cupy: Any, device_id: int) -> None:
-    """Check that GPU ``device_id`` exists and runs a kernel; raise saying why not."""
-    try:
-        count = int(cupy.cuda.runtime.getDeviceCount())
-    except Exception as exc:  # no driver, driver too old for this CUDA, no device node
-        raise BackendUnavailableError(
-            f"{_PREFIX}no usable GPU: the CUDA driver or runtime failed "
-            f"({type(exc).__name__}: {exc})"
-        ) from exc
-    if count < 1:
-        raise BackendUnavailableError(f"{_PREFIX}no GPU found (CUDA reports 0 devices)")
-    if not 0 <= device_id < count:
-        raise BackendUnavailableError(
-            f"{_PREFIX}GPU {device_id} does not exist; this machine has {count} "
-            f"(use a device from 0 to {count - 1})"
-        )
-    try:
-        # A real allocation, kernel compilation (NVRTC) and launch, and a copy back: the
-        # failures a bare device count does not reveal (missing NVRTC, unsupported GPU).
-        with cupy.cuda.Device(device_id):
-            value = (cupy.arange(4, dtype=cupy.float32) * 2).sum().item()
-    except Exception as exc:
-        raise BackendUnavailableError(
-            f"{_PREFIX}GPU {device_id} does not work: {type(exc).__name__}: {exc}"
-        ) from exc
-    if value != 12.0:
-        raise BackendUnavailableError(f"{_PREFIX}GPU {device_id} computed 2*(0+1+2+3) = {value}")
-
-
-def _linalg_module() -> Any:
-    """CuPy's GEMM module, whose compute type decides TF32 (private API: may be missing)."""
-    try:
-        from cupy._core import _routines_linalg
-    except Exception:
-        return None
-    if not hasattr(_routines_linalg, "set_compute_type"):
-        return None
-    return _routines_linalg
-
-
-# The TF32 setting last applied to CuPy's GEMMs. CuPy keeps it per process, not per device or
-# backend; backends with different settings re-apply theirs as they become active.
-_tf32_applied: bool | None = None
-
-
-def _set_tf32(enabled: bool) -> bool:
-    """Let float32 GEMMs use TF32 tensor cores, or keep them in full float32.
-
-    Returns whether the setting could be applied: it goes through CuPy's compute-type switch
-    (a private API); without it CuPy follows ``CUPY_TF32``, which the user sets before
-    starting (this package never writes the environment).
-    """
-    global _tf32_applied
-    linalg = _linalg_module()
-    if linalg is None:
-        return False
-    tf32 = getattr(linalg, "COMPUTE_TYPE_TF32", 7)
-    default = getattr(linalg, "COMPUTE_TYPE_DEFAULT", 1)
-    linalg.set_compute_type(np.float32, tf32 if enabled else default)
-    _tf32_applied = enabled
-    return True
-
-
-def _tf32_active() -> bool | None:
-    """Whether CuPy's float32 GEMMs use TF32 now (``None`` if CuPy does not say)."""
-    linalg = _linalg_module()
-    if linalg is None or not hasattr(linalg, "get_compute_type"):
-        return None
-    return int(linalg.get_compute_type(np.float32)) == int(getattr(linalg, "COMPUTE_TYPE_TF32", 7))
-
-
-def _cuda_version(v: int) -> str:
-    return f"{v // 1000}.{(v % 1000) // 10}"
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def _c_contiguous(x: Any) -> bool:
-    # CuPy keeps the flag as an attribute; reading it builds no Flags object (this runs for
-    # every array of every hook call).
-    flag = getattr(x, "_c_contiguous", None)
-    return bool(x.flags.c_contiguous) if flag is None else bool(flag)
-
-
 # Below these sizes a reduction runs in one block (or one row chunk) and needs no second
 # launch: small steps are bound by launches, not by the GPU's width.
 _ONE_BLOCK_ELEMENTS = 1 << 15
@@ -193,23 +87,10 @@ class CupyBackend(Backend):
     name = "cupy"
 
     def __init__(self, device: int | None = None, tf32: bool | None = None) -> None:
-        if device is None:
-            text = os.environ.get("MLP_ACCEL_DEVICE", "0").strip() or "0"
-            try:
-                device = int(text)
-            except ValueError:
-                raise BackendUnavailableError(
-                    f"{_PREFIX}MLP_ACCEL_DEVICE must be a GPU index, got {text!r}"
-                ) from None
-        if isinstance(device, bool) or not isinstance(device, int | np.integer):
-            raise TypeError(f"device must be a GPU index, got {device!r}")
-        device = int(device)
-        if device < 0:
-            raise ValueError(f"device must be a GPU index (0, 1, ...), got {device}")
-        if tf32 is not None and not isinstance(tf32, bool | np.bool_):
-            raise TypeError(f"tf32 must be True or False, got {tf32!r}")
-        cupy = _import_cupy()
-        _probe_device(cupy, device)
+        device = _cupy_device.device_option(device)
+        tf32 = _cupy_device.tf32_option(tf32)
+        cupy = _cupy_device.import_cupy()
+        _cupy_device.probe_device(cupy, device)
         import array_api_compat.cupy as xp_cupy
 
         self._cp = cupy
@@ -222,9 +103,8 @@ class CupyBackend(Backend):
         cupy.cuda.Device(device).use()
         props = self._runtime.getDeviceProperties(device)
         self._props = props
-        self._sm_count = max(1, int(props.get("multiProcessorCount", 1)))
-        self.tf32 = _env_flag("MLP_ACCEL_TF32") if tf32 is None else bool(tf32)
-        if not _set_tf32(self.tf32) and self.tf32:
+        self.tf32 = tf32
+        if not _cupy_device.set_tf32(self.tf32) and self.tf32:
             warnings.warn(
                 "this CuPy offers no switch for TF32: float32 products follow CUPY_TF32 "
                 "(set it to 1 before starting Python)",
@@ -232,7 +112,7 @@ class CupyBackend(Backend):
                 stacklevel=3,
             )
         self._pool = cupy.get_default_memory_pool()
-        self._kernels: dict[Any, Any] = {}
+        self._launch = Launcher(cupy, max(1, int(props.get("multiProcessorCount", 1))))
         self._network_kernels: dict[NetworkSpec, Any] = {}
         self._rows_cache: dict[NetworkSpec, tuple[int | None, float]] = {}
         # Test and tuning knobs: force micro-batching at this many rows; turn the fused
@@ -248,8 +128,9 @@ class CupyBackend(Backend):
         state another backend, or another library, may have changed)."""
         if self._runtime.getDevice() != self.device_id:
             self._runtime.setDevice(self.device_id)
-        if _tf32_applied is not None and _tf32_applied is not self.tf32:
-            _set_tf32(self.tf32)
+        applied = _cupy_device.tf32_applied()
+        if applied is not None and applied is not self.tf32:
+            _cupy_device.set_tf32(self.tf32)
 
     def asarray(self, x: Any, dtype: str) -> Array:
         """Copy host data to this GPU as a C-contiguous ``dtype`` array (device data is cast)."""
@@ -287,102 +168,16 @@ class CupyBackend(Backend):
     ) -> Iterator[tuple[Array, Array]]:
         """Copy the next batch up while the current one computes.
 
-        Host batches go through two page-locked staging buffers and are copied on a second
-        stream into two device buffers; the compute stream waits on each copy's event (not
-        the host), and a buffer is refilled only after the step that read it has run. The
-        batches yielded are views of those buffers, valid until the next batch is requested.
+        Through two pinned staging buffers and a second stream
+        (:func:`~._cupy_staging.stream_batches`); the batches yielded are views of two device
+        buffers, valid until the next batch is requested.
         """
         self._activate()
-        cp = self._cp
-        copy_stream = cp.cuda.Stream(non_blocking=True)
-        compute_stream = cp.cuda.get_current_stream()
-        slots = [_StagingSlot(cp, dtype), _StagingSlot(cp, dtype)]
-
-        def start(slot: _StagingSlot, batch: tuple[Any, Any]) -> tuple[Array, Array]:
-            if slot.grow(*(np.shape(a) for a in batch)):
-                # Fresh device memory may be a pool block the compute stream still reads:
-                # copy into it only after everything queued there so far.
-                copy_stream.wait_event(compute_stream.record())
-            elif slot.consumed is not None:
-                copy_stream.wait_event(slot.consumed)
-            if slot.copied is not None:
-                slot.copied.synchronize()  # the pinned buffer is free again
-            views = []
-            for k, host in enumerate(batch):
-                host = np.ascontiguousarray(host, dtype=dtype)
-                pinned = slot.pinned[k][: host.size].reshape(host.shape)
-                pinned[...] = host
-                device = slot.device[k][: host.shape[0]]
-                device.set(pinned, stream=copy_stream)
-                views.append(device)
-            slot.copied = copy_stream.record()
-            return views[0], views[1]
-
-        batches = iter(host_batches)
-        batch = next(batches, None)
-        if batch is None:
-            return
-        index = 0
-        current = start(slots[0], batch)
-        while True:
-            batch = next(batches, None)
-            upcoming = start(slots[1 - index], batch) if batch is not None else None
-            compute_stream.wait_event(slots[index].copied)
-            yield current
-            slots[index].consumed = compute_stream.record()
-            if upcoming is None:
-                break
-            current, index = upcoming, 1 - index
+        yield from stream_batches(self._cp, host_batches, dtype)
 
     def describe(self) -> dict[str, str]:
         """GPU name, memory, compute capability, CUDA and CuPy versions, TF32 state."""
-        rt, props = self._runtime, self._props
-        name = props.get("name", b"unknown")
-        if isinstance(name, bytes):
-            name = name.decode(errors="replace")
-        free, total = self._cp.cuda.Device(self.device_id).mem_info
-        tf32 = _tf32_active()
-        tf32 = self.tf32 if tf32 is None else tf32
-        return {
-            "device": self.device,
-            "gpu": str(name),
-            "memory": f"{total / 2**30:.1f} GiB ({free / 2**30:.1f} GiB free)",
-            "compute capability": f"{props.get('major', '?')}.{props.get('minor', '?')}",
-            "cuda runtime": _cuda_version(int(rt.runtimeGetVersion())),
-            "cuda driver": _cuda_version(int(rt.driverGetVersion())),
-            "cupy": str(self._cp.__version__),
-            "tf32": "on" if tf32 else "off",
-        }
-
-    # -- kernels ------------------------------------------------------------------------------
-    def _kernel(self, key: Any, make: Any) -> Any:
-        """The compiled kernel for ``key``; ``make()`` returns its ``(source, name)``."""
-        kernel = self._kernels.get(key)
-        if kernel is None:
-            source, name = make()
-            kernel = self._cp.RawKernel(source, name)
-            self._kernels[key] = kernel
-        return kernel
-
-    def _blocks(self, work: int, per_sm: int = 8) -> int:
-        """Blocks of ``BLOCK`` threads for ``work`` items: enough to fill the GPU, no more."""
-        return max(1, min(_ceil_div(work, _cupy_kernels.BLOCK), self._sm_count * per_sm))
-
-    def _sum_segments(self, src: Array, out: Array, n_segments: int, seglen: int) -> None:
-        dtype = out.dtype.name
-        kernel = self._kernel(
-            ("sum_segments", dtype), lambda: _cupy_kernels.sum_segments_source(dtype)
-        )
-        threads = 32 if seglen <= 256 else _cupy_kernels.BLOCK
-        kernel((n_segments,), (threads,), (src, out, np.int64(seglen)))
-
-    @staticmethod
-    def _fusable(*arrays: Array) -> bool:
-        """Same float32/float64 dtype and C-contiguous: what the fused kernels assume."""
-        dtype = arrays[0].dtype
-        if dtype.char not in "fd":
-            return False
-        return all(a.dtype == dtype and _c_contiguous(a) for a in arrays)
+        return _cupy_device.describe_gpu(self._cp, self.device_id, self._props, self.tf32)
 
     # -- hot hooks ----------------------------------------------------------------------------
     def dense_forward(
@@ -396,7 +191,7 @@ class CupyBackend(Backend):
             or b.shape[0] != W.shape[1]
             or b.dtype != W.dtype
             or b.dtype.char not in "fd"
-            or not _c_contiguous(b)  # W may have any layout: cuBLAS takes it as it is
+            or not c_contiguous(b)  # W may have any layout: cuBLAS takes it as it is
         ):
             return super().dense_forward(a_prev, W, b, activation)
         self._activate()
@@ -409,34 +204,25 @@ class CupyBackend(Backend):
                 z += b
                 return z, activation.forward(z, xp=self.xp)
             a = cp.empty_like(z)
-            kernel = self._kernel(
+            kernel = self._launch.kernel(
                 ("bias_softmax", dtype), lambda: _cupy_kernels.bias_softmax_source(dtype)
             )
             kernel(
-                (self._blocks(rows),),
+                (self._launch.blocks(rows),),
                 (_cupy_kernels.BLOCK,),
                 (z, b, a, np.int64(rows), np.int64(cols)),
             )
             return z, a
-        kernel = self._kernel(
+        kernel = self._launch.kernel(
             ("bias_act", act, dtype), lambda: _cupy_kernels.bias_activation_source(act, dtype)
         )
-        grid = (self._blocks(rows * cols),)
+        grid = (self._launch.blocks(rows * cols),)
         if act == "identity":
             kernel(grid, (_cupy_kernels.BLOCK,), (z, b, np.int64(rows), np.int64(cols)))
             return z, z
         a = cp.empty_like(z)
         kernel(grid, (_cupy_kernels.BLOCK,), (z, b, a, np.int64(rows), np.int64(cols)))
         return z, a
-
-    def _colsum_grid(self, rows: int, cols: int) -> tuple[int, int]:
-        """``(rows_per_block, row_chunks)`` of the column-sum kernels: about 8 blocks per SM."""
-        if rows <= self._one_chunk_rows:
-            return max(8, _ceil_div(rows, 8) * 8), 1
-        col_tiles = _ceil_div(cols, _cupy_kernels.COLSUM_BLOCK[0])
-        chunks = max(1, min(_ceil_div(self._sm_count * 8, col_tiles), _ceil_div(rows, 64)))
-        rows_per_block = _ceil_div(_ceil_div(rows, chunks), 8) * 8
-        return rows_per_block, _ceil_div(rows, rows_per_block)
 
     def dense_backward(
         self,
@@ -452,19 +238,19 @@ class CupyBackend(Backend):
         if not _cupy_kernels.is_elementwise(act) or grad.ndim != 2:
             return super().dense_backward(grad, z, a, a_prev, W, activation, need_input_grad)
         arrays = (grad,) if act == "identity" else (grad, z, a)
-        if not self._fusable(*arrays) or grad.dtype != W.dtype or a_prev.dtype != W.dtype:
+        if not fusable(*arrays) or grad.dtype != W.dtype or a_prev.dtype != W.dtype:
             return super().dense_backward(grad, z, a, a_prev, W, activation, need_input_grad)
         self._activate()
         cp = self._cp
         rows, cols = grad.shape
         dtype = grad.dtype.name
-        rows_per_block, chunks = self._colsum_grid(rows, cols)
+        rows_per_block, chunks = self._launch.colsum_grid(rows, cols, self._one_chunk_rows)
         db = cp.empty(cols, dtype=grad.dtype)
         # With one row chunk the kernel writes the column sums straight into db.
         dst = db if chunks == 1 else cp.empty(cols * chunks, dtype=grad.dtype)
-        grid = (_ceil_div(cols, _cupy_kernels.COLSUM_BLOCK[0]), chunks)
+        grid = (ceil_div(cols, _cupy_kernels.COLSUM_BLOCK[0]), chunks)
         tail = (np.int64(rows), np.int64(cols), np.int64(rows_per_block))
-        kernel = self._kernel(
+        kernel = self._launch.kernel(
             ("colsum", act, dtype), lambda: _cupy_kernels.colsum_source(act, dtype)
         )
         if act == "identity":
@@ -474,7 +260,7 @@ class CupyBackend(Backend):
             dz = cp.empty_like(grad)
             kernel(grid, _cupy_kernels.COLSUM_BLOCK, (grad, z, a, dz, dst, *tail))
         if chunks > 1:
-            self._sum_segments(dst, db, cols, chunks)
+            self._launch.sum_segments(dst, db, cols, chunks)
         dW = a_prev.T @ dz
         da_prev = dz @ W.T if need_input_grad else None
         return dW, db, da_prev
@@ -497,7 +283,7 @@ class CupyBackend(Backend):
             or z.ndim != 2
             or z.shape != y.shape
             or z.shape != yhat.shape
-            or not self._fusable(z, yhat, y)
+            or not fusable(z, yhat, y)
             or (softmax_ce and z.shape[1] > _cupy_kernels.MAX_SOFTMAX_WIDTH)
         ):
             return super().output_loss_gradient(z, yhat, y, loss, activation, denom)
@@ -509,67 +295,26 @@ class CupyBackend(Backend):
         dz = cp.empty_like(z)
         value = cp.empty((), dtype=z.dtype)
         inv_denom = real(1.0 / denom)
+        work = rows if softmax_ce else rows * cols  # one thread per row, or per element
+        blocks = 1 if rows * cols <= self._one_block_elements else self._launch.blocks(work)
+        dst = value if blocks == 1 else cp.empty(blocks, dtype=z.dtype)
         if softmax_ce:
-            blocks = 1 if rows * cols <= self._one_block_elements else self._blocks(rows)
-            dst = value if blocks == 1 else cp.empty(blocks, dtype=z.dtype)
-            kernel = self._kernel(
+            kernel = self._launch.kernel(
                 ("outgrad_ce", dtype), lambda: _cupy_kernels.softmax_cross_entropy_source(dtype)
             )
             args = (z, yhat, y, dz, dst, np.int64(rows), np.int64(cols), inv_denom)
         else:
-            blocks = 1 if rows * cols <= self._one_block_elements else self._blocks(rows * cols)
-            dst = value if blocks == 1 else cp.empty(blocks, dtype=z.dtype)
-            kernel = self._kernel(
+            kernel = self._launch.kernel(
                 ("outgrad", name, act, dtype),
                 lambda: _cupy_kernels.output_gradient_source(name, act, dtype),
             )
             args = (z, yhat, y, dz, dst, np.int64(rows * cols), inv_denom)
         kernel((blocks,), (_cupy_kernels.BLOCK,), args)
         if blocks > 1:
-            self._sum_segments(dst, value, 1, blocks)
+            self._launch.sum_segments(dst, value, 1, blocks)
         return value, dz
 
     # -- optimizers -----------------------------------------------------------------------------
-    def _updatable(self, *lists: list[Array]) -> bool:
-        """Whether the multi-tensor kernels apply: matching C-contiguous float arrays."""
-        n = len(lists[0])
-        if n == 0 or any(lst is None or len(lst) != n for lst in lists):
-            return False
-        ndarray = self._cp.ndarray
-        first = lists[0][0]
-        if not isinstance(first, ndarray):
-            return False
-        dtype = first.dtype
-        if dtype.char not in "fd":
-            return False
-        for i in range(n):
-            size = lists[0][i].size
-            if size == 0:
-                return False
-            for lst in lists:
-                x = lst[i]
-                if (
-                    not (type(x) is ndarray or isinstance(x, ndarray))
-                    or x.dtype != dtype
-                    or x.size != size
-                    or not _c_contiguous(x)
-                ):
-                    return False
-        return True
-
-    def _multi_tensor(
-        self, kind: tuple, make: Any, lists: tuple[list[Array], ...], scalars: tuple
-    ) -> None:
-        """Launch a multi-tensor kernel over ``lists`` (parallel lists of tensors), in groups."""
-        dtype = lists[0][0].dtype.name
-        n = len(lists[0])
-        for start in range(0, n, _MAX_TENSORS_PER_LAUNCH):
-            group = range(start, min(n, start + _MAX_TENSORS_PER_LAUNCH))
-            sizes = tuple(int(lists[0][i].size) for i in group)
-            kernel = self._kernel((*kind, sizes, dtype), lambda s=sizes: make(s, dtype))
-            args = [lst[i] for i in group for lst in lists]
-            kernel((self._blocks(sum(sizes)),), (_cupy_kernels.BLOCK,), (*args, *scalars))
-
     def sgd_update(
         self,
         params: list[Array],
@@ -581,7 +326,7 @@ class CupyBackend(Backend):
     ) -> tuple[list[Array], list[Array] | None]:
         """SGD in place, one launch for all tensors; returns the same lists."""
         lists = (params, grads) if velocity is None else (params, grads, velocity)
-        if not self._updatable(*lists):
+        if not updatable(self._cp.ndarray, *lists):
             return super().sgd_update(params, grads, velocity, lr, momentum, nesterov)
         self._activate()
         real = params[0].dtype.type
@@ -590,7 +335,7 @@ class CupyBackend(Backend):
         else:
             variant = "nesterov" if nesterov else "momentum"
             scalars = (real(lr), real(momentum))
-        self._multi_tensor(
+        self._launch.multi_tensor(
             ("sgd", variant), lambda s, d: _cupy_kernels.sgd_source(s, d, variant), lists, scalars
         )
         return params, velocity
@@ -608,11 +353,12 @@ class CupyBackend(Backend):
         eps: float,
     ) -> tuple[list[Array], list[Array], list[Array]]:
         """Adam in place, one launch for all tensors; returns the same lists."""
-        if not self._updatable(params, grads, m, v):
+        if not updatable(self._cp.ndarray, params, grads, m, v):
             return super().adam_update(params, grads, m, v, step, lr, beta1, beta2, eps)
         self._activate()
         real = params[0].dtype.type
         # Scalars computed in double precision on the host, as the generic code does.
+        c1, c2 = adam_bias_corrections(beta1, beta2, step)
         scalars = (
             real(lr),
             real(beta1),
@@ -620,20 +366,24 @@ class CupyBackend(Backend):
             real(beta2),
             real(1.0 - beta2),
             real(eps),
-            real(1.0 - beta1**step),
-            real(1.0 - beta2**step),
+            real(c1),
+            real(c2),
         )
-        self._multi_tensor(("adam",), _cupy_kernels.adam_source, (params, grads, m, v), scalars)
+        self._launch.multi_tensor(
+            ("adam",), _cupy_kernels.adam_source, (params, grads, m, v), scalars
+        )
         return params, m, v
 
     # -- whole networks and big batches ---------------------------------------------------------
-    def fused_network(self, spec: NetworkSpec) -> _CupyFusedNetwork | None:
+    def fused_network(self, spec: NetworkSpec) -> CupyFusedNetwork | None:
         """The one-kernel forward + backward for small networks (widths <= 32), else ``None``."""
         if spec not in self._network_kernels:
             ok = self._use_fused and _cupy_kernels.fused_supported(
                 tuple(spec.widths), tuple(spec.activations), spec.loss, spec.dtype
             )
-            self._network_kernels[spec] = _CupyFusedNetwork(self, spec) if ok else None
+            self._network_kernels[spec] = (
+                CupyFusedNetwork(spec, self._launch, self._activate) if ok else None
+            )
         return self._network_kernels[spec]
 
     def max_batch_rows(self, spec: NetworkSpec) -> int | None:
@@ -695,7 +445,9 @@ class CupyBackend(Backend):
             _, grads = fused.loss_and_gradients(params, Xd, yd, float(n))
             fused.forward(params, Xd)
         else:
-            grads = self._warmup_layers(spec, params, Xd, yd, n)
+            acts = [get_activation(a) for a in spec.activations]
+            loss = get_loss(spec.loss)
+            _, grads = layer_loss_and_gradients(self, params, Xd, yd, acts, loss, float(n))
         zeros = [self.xp.zeros_like(p) for p in params]
         self.adam_update(
             [self.copy(p) for p in params], grads, [self.copy(z) for z in zeros],
@@ -705,136 +457,3 @@ class CupyBackend(Backend):
         self.sgd_update([self.copy(p) for p in params], grads, velocity, 1e-3, 0.9, False)
         self.sgd_update([self.copy(p) for p in params], grads, None, 1e-3, 0.0, False)
         self.synchronize()
-
-    def _warmup_layers(
-        self, spec: NetworkSpec, params: list[Array], X: Array, y: Array, n: int
-    ) -> list[Array]:
-        """One forward and backward pass through the layer hooks; returns the gradients."""
-        acts = [get_activation(a) for a in spec.activations]
-        trace, a = [], X
-        for k, act in enumerate(acts):
-            z, a_next = self.dense_forward(a, params[2 * k], params[2 * k + 1], act)
-            trace.append((a, z, a_next))
-            a = a_next
-        _, grad = self.output_loss_gradient(
-            trace[-1][1], a, y, get_loss(spec.loss), acts[-1], float(n)
-        )
-        grads: list[Array] = [None] * len(params)
-        for k in range(len(acts) - 1, -1, -1):
-            a_prev, z, a_k = trace[k]
-            act = IDENTITY if k == len(acts) - 1 else acts[k]
-            dW, db, grad = self.dense_backward(grad, z, a_k, a_prev, params[2 * k], act, k > 0)
-            grads[2 * k], grads[2 * k + 1] = dW, db
-        return grads
-
-
-class _StagingSlot:
-    """One stage of :meth:`CupyBackend.stream_to_device`: a pinned host buffer and a device
-    buffer for X and for y, grown to the largest batch seen, with the events that guard them."""
-
-    def __init__(self, cp: Any, dtype: str) -> None:
-        self.cp, self.dtype = cp, np.dtype(dtype)
-        self.pinned: list[np.ndarray] = []
-        self.device: list[Any] = []
-        self.shapes: list[tuple[int, ...]] = []
-        self.copied: Any = None  # the copy out of the pinned buffers has finished
-        self.consumed: Any = None  # the step that read the device buffers has run
-
-    def grow(self, *shapes: tuple[int, ...]) -> bool:
-        """Make room for arrays of ``shapes``; True when device memory was (re)allocated."""
-        if self.shapes and all(
-            len(s) == len(o) and s[0] <= o[0] and s[1:] == o[1:]
-            for s, o in zip(shapes, self.shapes)
-        ):
-            return False
-        if self.copied is not None:
-            self.copied.synchronize()
-        cp = self.cp
-        self.pinned, self.device = [], []
-        for shape in shapes:
-            size = int(np.prod(shape))
-            memory = cp.cuda.alloc_pinned_memory(max(size, 1) * self.dtype.itemsize)
-            self.pinned.append(np.frombuffer(memory, self.dtype, size))
-            self.device.append(cp.empty(shape, dtype=self.dtype))
-        self.shapes = [tuple(s) for s in shapes]
-        self.copied = self.consumed = None
-        return True
-
-
-class _CupyFusedNetwork:
-    """Forward + loss + backward of a small network in one kernel (see ``_cupy_kernels``).
-
-    One thread per sample keeps activations and gradient sums in registers; each block
-    writes partial sums, and one more launch adds them into a flat ``[W1, b1, ..., loss]``
-    vector whose views are the gradients.
-    """
-
-    def __init__(self, backend: CupyBackend, spec: NetworkSpec) -> None:
-        self._backend = backend
-        self.spec = spec
-        widths = tuple(int(w) for w in spec.widths)
-        activations = tuple(spec.activations)
-        dtype = spec.dtype
-        self._dtype = np.dtype(dtype)
-        self._real = self._dtype.type
-        self._n_out = widths[-1]
-        slots = param_layout(widths)
-        self._layout = [(slot.offset, slot.end, slot.shape) for slot in slots]
-        self._n_params = slots[-1].end
-        self._train = backend._kernel(
-            ("fused_train", widths, activations, spec.loss, dtype),
-            lambda: _cupy_kernels.fused_train_source(widths, activations, spec.loss, dtype),
-        )
-        self._forward = backend._kernel(
-            ("fused_forward", widths, activations, dtype),
-            lambda: _cupy_kernels.fused_forward_source(widths, activations, dtype),
-        )
-
-    def _c_array(self, x: Array) -> Array:
-        """``x`` as a C-contiguous array of the network's dtype (itself when it already is)."""
-        if x.dtype == self._dtype and _c_contiguous(x):
-            return x
-        return self._backend._cp.ascontiguousarray(x, dtype=self._dtype)
-
-    def _inputs(self, params: list[Array], X: Array) -> tuple[Array, list[Array]]:
-        return self._c_array(X), [self._c_array(p) for p in params]
-
-    def loss_and_gradients(
-        self, params: list[Array], X: Array, y: Array, denom: float
-    ) -> tuple[Array, list[Array]]:
-        """Loss summed over the batch and gradients of ``loss_sum / denom``."""
-        backend = self._backend
-        backend._activate()
-        cp = backend._cp
-        X, params = self._inputs(params, X)
-        y = self._c_array(y)
-        n = int(X.shape[0])
-        n_acc = self._n_params + 1
-        # Four blocks per SM: threads take several samples each when the batch is large,
-        # which amortizes the block's final reduction of its n_acc sums.
-        blocks = backend._blocks(n, per_sm=4)
-        out = cp.empty(n_acc, dtype=self._dtype)
-        dst = out if blocks == 1 else cp.empty(n_acc * blocks, dtype=self._dtype)
-        self._train(
-            (blocks,),
-            (_cupy_kernels.BLOCK,),
-            (X, y, *params, dst, np.int64(n), self._real(1.0 / denom)),
-        )
-        if blocks > 1:
-            backend._sum_segments(dst, out, n_acc, blocks)
-        grads = [
-            out[start:stop] if len(shape) == 1 else out[start:stop].reshape(shape)
-            for start, stop, shape in self._layout
-        ]
-        loss_sum = out[self._n_params :].reshape(())  # a 0-d device array, not a scalar
-        return loss_sum, grads
-
-    def forward(self, params: list[Array], X: Array) -> Array:
-        """The network's outputs after the output activation."""
-        backend = self._backend
-        backend._activate()
-        X, params = self._inputs(params, X)
-        n = int(X.shape[0])
-        out = backend._cp.empty((n, self._n_out), dtype=self._dtype)
-        self._forward((backend._blocks(n),), (_cupy_kernels.BLOCK,), (X, *params, out, np.int64(n)))
-        return out
