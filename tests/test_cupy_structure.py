@@ -11,8 +11,9 @@ import pytest
 
 import mlp_accel as ma
 from mlp_accel.activations import get_activation
+from mlp_accel.backends import _layer_loop as layer_loop
 from mlp_accel.backends import get_backend
-from mlp_accel.backends.base import Backend, adam_bias_corrections, layer_loss_and_gradients
+from mlp_accel.backends.base import Backend, adam_bias_corrections
 from mlp_accel.losses import get_loss
 
 BACKENDS_DIR = Path(ma.__file__).parent / "backends"
@@ -79,13 +80,13 @@ def test_layer_loss_and_gradients_matches_the_model(backend_name, network, rng):
     Xn, yn = ref.prepare(X, y)
     want_loss, want = ref.loss_and_gradients(Xn, yn)
     params = [backend.asarray(w, "float64") for w in ref.get_weights()]
-    got_loss, got = layer_loss_and_gradients(
+    got_loss, got = layer_loop.loss_and_gradients(
         backend,
         params,
-        backend.asarray(Xn, "float64"),
-        backend.asarray(yn, "float64"),
         [get_activation(a) for a in acts],
         get_loss(loss),
+        backend.asarray(Xn, "float64"),
+        backend.asarray(yn, "float64"),
         40.0,
     )
     np.testing.assert_allclose(backend.to_numpy(got_loss), want_loss, rtol=1e-12)

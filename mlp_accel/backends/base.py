@@ -12,7 +12,7 @@ returned lists.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -25,7 +25,6 @@ __all__ = [
     "BackendUnavailableError",
     "IDENTITY",
     "adam_bias_corrections",
-    "layer_loss_and_gradients",
 ]
 
 Array = Any
@@ -250,37 +249,3 @@ class Backend:
 
 #: The pass-through activation, for handing an already computed ``dL/dz`` to ``dense_backward``.
 IDENTITY = get_activation("identity")
-
-
-def layer_loss_and_gradients(
-    backend: Backend,
-    params: list[Array],
-    X: Array,
-    y: Array,
-    activations: Sequence[Activation],
-    loss: Loss,
-    denom: float,
-) -> tuple[Array, list[Array]]:
-    """The loss summed over the batch and the gradients of ``loss_sum / denom``, through
-    ``backend``'s layer hooks one layer at a time.
-
-    The equations of :meth:`mlp_accel.MLP.loss_and_gradients`' unweighted path, for code below
-    the model (a backend's warm-up, a fused network's fallback) that has only the hooks.
-    ``params`` is ``[W1, b1, W2, b2, ...]``; ``y`` is in its device form.
-    """
-    trace = []
-    a = X
-    for k, act in enumerate(activations):
-        z, a = backend.dense_forward(a, params[2 * k], params[2 * k + 1], act)
-        trace.append((z, a))
-    z_out, yhat = trace[-1]
-    loss_sum, grad = backend.output_loss_gradient(z_out, yhat, y, loss, activations[-1], denom)
-    grads: list[Array] = [None] * len(params)
-    act = IDENTITY  # the output layer's dL/dz is already known
-    for k in range(len(activations) - 1, -1, -1):
-        z, a = trace[k]
-        a_prev = X if k == 0 else trace[k - 1][1]
-        dW, db, grad = backend.dense_backward(grad, z, a, a_prev, params[2 * k], act, k > 0)
-        grads[2 * k], grads[2 * k + 1] = dW, db
-        act = activations[k - 1] if k > 0 else act
-    return loss_sum, grads

@@ -38,11 +38,12 @@ import numpy as np
 from ..ops.layout import param_layout
 from ..ops.table import Activation, Loss, get_activation, get_loss
 from . import _cupy_device, _cupy_kernels
+from . import _layer_loop as layer_loop
 from ._cupy_device import INSTALL_HINT
 from ._cupy_launch import Launcher, c_contiguous, ceil_div, fusable, updatable
 from ._cupy_network import CupyFusedNetwork
 from ._cupy_staging import stream_batches
-from .base import Backend, NetworkSpec, adam_bias_corrections, layer_loss_and_gradients
+from .base import Backend, NetworkSpec, adam_bias_corrections
 
 __all__ = ["CupyBackend", "INSTALL_HINT"]
 
@@ -447,7 +448,7 @@ class CupyBackend(Backend):
         else:
             acts = [get_activation(a) for a in spec.activations]
             loss = get_loss(spec.loss)
-            _, grads = layer_loss_and_gradients(self, params, Xd, yd, acts, loss, float(n))
+            _, grads = layer_loop.loss_and_gradients(self, params, acts, loss, Xd, yd, float(n))
         zeros = [self.xp.zeros_like(p) for p in params]
         self.adam_update(
             [self.copy(p) for p in params], grads, [self.copy(z) for z in zeros],

@@ -42,7 +42,7 @@ from ..ops.table import Activation, Loss, get_activation, get_loss
 from . import _layer_loop as layer_loop
 from . import _numba_compile as C
 from . import _threads
-from .base import BackendUnavailableError, FusedNetwork, NetworkSpec
+from .base import BackendUnavailableError, FusedNetwork, NetworkSpec, adam_bias_corrections
 from .numpy_backend import NumpyBackend
 
 __all__ = ["NumbaBackend"]
@@ -504,8 +504,7 @@ class NumbaBackend(NumpyBackend):
             or not self._layers_ready(params[0].dtype, ("optim",))
         ):
             return super().adam_update(params, grads, m, v, step, lr, beta1, beta2, eps)
-        c1 = 1.0 - beta1**step
-        c2 = 1.0 - beta2**step
+        c1, c2 = adam_bias_corrections(beta1, beta2, step)
         serial, parallel = self._kernels.adam_update, self._kernels.adam_update_parallel
         big = self.parallel_min_elements
         for p, g, mi, vi in zip(params, grads, m, v):
