@@ -64,6 +64,7 @@ __all__ = [
     "layer_items",
     "fused_task",
     "generic_task",
+    "specialization_pays",
     "tasks_for",
 ]
 
@@ -480,10 +481,23 @@ def generic_task(spec: Any, parallel: bool = False) -> Task:
     return task
 
 
+def specialization_pays(spec: Any) -> bool:
+    """Whether the kernel specialized on ``spec``'s widths beats the generic fused kernel.
+
+    Measured (serial steps, float32 and float64, 2-core AVX2 machine): only the unrolled
+    per-sample kernel of the smallest networks does (generic 1.5-1.8x slower on 2-4-3-1 at
+    100,000 rows); the lane-block kernel of larger ones was slower than the generic kernel on
+    every shape measured (0.55-0.82x its time on 64-48-10, 13-32-3, 64-64-64-10).
+    """
+    from . import _numba_fused
+
+    return _numba_fused.supports(spec) and _numba_fused._unrolled(spec)
+
+
 def tasks_for(spec: Any, parallel: bool = True) -> list[Task]:
     """Every task a model of ``spec`` may run on the numba backend, serial ones first:
-    per-layer kernels, then for a narrow network the generic and the specialized fused
-    kernels."""
+    per-layer kernels, then for a narrow network the generic fused kernels and, where
+    :func:`specialization_pays`, the specialized ones."""
     from . import _numba_fused
 
     variants = (False, True) if parallel else (False,)
@@ -491,6 +505,7 @@ def tasks_for(spec: Any, parallel: bool = True) -> list[Task]:
     tasks = [layer_task(spec.dtype, p, activations, outputs) for p in variants]
     if _numba_fused.supports(spec):
         tasks += [generic_task(spec, p) for p in variants]
+    if specialization_pays(spec):
         tasks += [fused_task(spec, p) for p in variants]
     return tasks
 

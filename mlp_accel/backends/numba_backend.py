@@ -154,6 +154,7 @@ class _StagedNetwork:
     lane-block shape measured (0.5-0.8x on 13-32-3, 64-48-10, 64-64-64-10), so only the
     former is ever specialized while the generic kernel is there. Without the generic kernel
     (it failed to compile, or ``NumbaBackend.fuse_generic`` is off) every narrow shape is.
+    A specialized kernel that does not pay is not loaded even when it is in the disk cache.
     """
 
     def __init__(self, backend: NumbaBackend, spec: NetworkSpec) -> None:
@@ -175,10 +176,12 @@ class _StagedNetwork:
         self._generic: _SmallNetwork | None = None
         self._generic_failed = not backend.fuse_generic
         self._generic_parallel_ok = False
+        self._pays = C.specialization_pays(spec)
         if not self._generic_failed:
             C.submit(self._generic_tasks[0])  # once per process; a load if on disk
         if (
             backend.specialize_after is not None
+            and self._worth_specializing()
             and C.state(self._serial_key) is None
             and C.cached(self._serial)
         ):
@@ -196,7 +199,7 @@ class _StagedNetwork:
     def _current(self) -> _SmallNetwork | None:
         """The fused kernel once loaded, else the generic one once loaded; ``None`` while
         the per-layer path runs."""
-        if self._fused is not None or self._failed:
+        if self._fused is not None or self._failed or not self._worth_specializing():
             return self._fused or self._generic_current()
         status = C.state(self._serial_key)
         if status == "ready":
@@ -209,24 +212,21 @@ class _StagedNetwork:
         elif status == "failed":
             self._failed = True
             warnings.warn(
-                f"the fused numba kernel for {self.spec} did not compile; the per-layer "
-                f"kernels run instead ({C.error(self._serial_key)})",
+                f"the fused numba kernel for {self.spec} did not compile; the generic fused "
+                f"kernel or the per-layer kernels run instead ({C.error(self._serial_key)})",
                 RuntimeWarning,
                 stacklevel=4,
             )
         elif status is None:
             after = self._backend.specialize_after
-            if after is not None and self._spent >= after and self._worth_specializing():
+            if after is not None and self._spent >= after:
                 C.submit(self._serial)
         return self._fused or self._generic_current()
 
     def _worth_specializing(self) -> bool:
-        """Whether the specialized kernel repays its compile here (see the class notes)."""
-        if self._generic_failed:
-            return True
-        from . import _numba_fused
-
-        return _numba_fused._unrolled(self.spec)
+        """Whether the specialized kernel is faster than what runs without it (see the class
+        notes): a kernel that is not is neither compiled nor loaded from the disk cache."""
+        return self._generic_failed or self._pays
 
     def _generic_current(self) -> _SmallNetwork | None:
         """The generic fused kernel once loaded (``None`` before, or if it failed)."""
