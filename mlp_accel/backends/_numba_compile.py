@@ -485,7 +485,7 @@ def specialization_pays(spec: Any) -> bool:
     """Whether the kernel specialized on ``spec``'s widths beats the generic fused kernel.
 
     Measured (serial steps, float32 and float64, 2-core AVX2 machine): only the unrolled
-    per-sample kernel of the smallest networks does (generic 1.5-1.8x slower on 2-4-3-1 at
+    per-sample kernel of the smallest networks does (generic 1.5-2.0x slower on 2-4-3-1 at
     100,000 rows); the lane-block kernel of larger ones was slower than the generic kernel on
     every shape measured (0.55-0.82x its time on 64-48-10, 13-32-3, 64-64-64-10).
     """
