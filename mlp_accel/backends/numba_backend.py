@@ -339,11 +339,12 @@ class NumbaBackend(NumpyBackend):
     #: Seconds a narrow network runs without its specialized fused kernel (on the generic
     #: fused kernel, or the per-layer path) before that kernel is compiled (in the
     #: background), where it pays at all (see :class:`_StagedNetwork`); ``None``: never
-    #: specialize. Rent or buy: the specialized kernel saves ``1 - 1/r`` of the time on
-    #: the generic one (``r`` about 1.7 where it is used), and compiling it takes ``C``,
-    #: about 5 s of a core, so it is bought once the time already spent, ``C r / (r - 1)``,
-    #: shows the job is long enough to repay it.
-    specialize_after: float | None = 12.0
+    #: specialize. Rent or buy: the specialized kernel saves ``1 - 1/r`` of the time spent
+    #: on the generic one, and compiling it takes ``C`` of a core, so it is bought once the
+    #: time already spent, ``C r / (r - 1)``, shows the job is long enough to repay it.
+    #: Measured on a quiet 2-core machine for 2-4-3-1 in float32: ``r`` 1.94 (step time),
+    #: ``C`` 7.6 s (serial kernels, in a child process): 15.7 s.
+    specialize_after: float | None = 15.0
     #: Run a narrow network on the generic fused kernel (:mod:`._numba_generic`, compiled
     #: once per dtype, activation set and output) until its specialized kernel is loaded.
     fuse_generic = True
