@@ -4,12 +4,12 @@
 A registered backend that cannot start here is reported as skipped, with the reason.
 
 On numba the shared backend runs the per-layer kernels, loaded once per session before any
-test, and never swaps in a fused network kernel: a swap in the middle of a test would change
-results in the last bits at a moment set by the machine's load, and a fused kernel per shape
-is most of the suite's compile time. The fused kernels have their own tests
-(test_numba_backend.py: every activation and loss against NumPy float64; test_numba_compile.py:
-the background swap); the kernels they need start compiling in the background as the
-session starts.
+test, and never swaps in a fused network kernel (generic or specialized): a swap in the
+middle of a test would change results in the last bits at a moment set by the machine's load,
+and a fused kernel per shape is most of the suite's compile time. The fused kernels have their
+own tests (test_numba_backend.py: every activation and loss against NumPy float64;
+test_numba_generic.py: the generic kernel; test_numba_compile.py: the background swap); the
+kernels they need start compiling in the background as the session starts.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ def _numba_per_layer_kernels(request: pytest.FixtureRequest) -> None:
     from mlp_accel.backends import _numba_compile
 
     backend.specialize_after = None
+    backend.fuse_generic = False  # nor the generic fused kernel (test_numba_generic.py's)
     # Per-layer kernels compile on first use (only those a test runs), so a numba test never
     # passes on NumPy's fallback while its kernels are still compiling in the background.
     backend.background_layers = False

@@ -118,13 +118,15 @@ def test_a_failing_compile_falls_back_with_a_warning(rng, private_compiler, monk
         model.gradients(X, y)
         spec = model.spec
         layers = C.layer_task("float64", False, *C.layer_items(spec))
-        keys = [C.task_key(layers), C.task_key(C.fused_task(spec))]
+        generic = C.generic_task(spec)
+        keys = [C.task_key(layers), C.task_key(C.fused_task(spec)), C.task_key(generic)]
         assert C.wait(keys, timeout=60)
         assert all(C.state(k) == "failed" for k in keys)
         assert "no compiler here" in C.error(keys[1])
         loss_val, grads = model.gradients(X, y)
     messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
-    assert len(messages) == 2, messages  # fused and per-layer, once each
+    assert len(messages) == 3, messages  # specialized, generic and per-layer, once each
+    assert sum(m.startswith("the generic fused numba kernel") for m in messages) == 1
     assert all("did not compile" in m for m in messages)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # said once, not every step
@@ -214,6 +216,7 @@ def test_warmup_command_compiles_and_says_where(tmp_path):
     out = done.stdout
     # compiled here, or by the tests before this one (the disk cache is shared)
     assert re.search(r"(compiled|cached  ) fused network kernels \(serial, float64\)", out)
+    assert re.search(r"(compiled|cached  ) generic network kernels \(parallel, float64\)", out)
     assert re.search(r"(compiled|cached  ) per-layer kernels \(parallel, float64\)", out)
     assert "cache:" in out and str(_numba_fused.cache_dir()) in out
     assert C.is_compiled(SPEC)
@@ -221,7 +224,7 @@ def test_warmup_command_compiles_and_says_where(tmp_path):
     ma.MLP(WIDTHS, ACTS, LOSS, backend="numpy", dtype="float64").save(path)
     done = cli("--model", str(path))  # everything cached now: a load
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("cached  ") == 4 and "compiled" not in done.stdout
+    assert done.stdout.count("cached  ") == 6 and "compiled" not in done.stdout
     assert "fused kernels for 2,3,1 tanh,sigmoid binary_cross_entropy" in done.stdout
     done = cli("--layers", "2,3,1", "--activations", "tanh")
     assert done.returncode != 0

@@ -5,6 +5,9 @@ busy machine). Kernels are grouped in *tasks*:
 
 - ``layers``: the width-independent per-layer and optimizer kernels of one dtype
   (:mod:`._numba_kernels`), compiled once per dtype and machine, cached on disk;
+- ``generic``: the whole-network kernels of narrow networks that take the widths and depth
+  as data (:mod:`._numba_generic`), compiled once per dtype, set of activations and output
+  (loss, activation), the same key as ``layers``, whatever the shape;
 - ``fused``: the whole-network kernels generated for one narrow network spec
   (:mod:`._numba_fused`).
 
@@ -61,11 +64,14 @@ __all__ = [
     "layer_task",
     "layer_items",
     "fused_task",
+    "generic_task",
+    "specialization_pays",
     "tasks_for",
 ]
 
-#: A task: ``{"kind": "layers" | "fused", "dtype": ..., "parallel": bool}`` plus, for fused
-#: tasks, ``"widths"``, ``"activations"`` and ``"loss"``. JSON, so a child can be given one.
+#: A task: ``{"kind": "layers" | "generic" | "fused", "dtype": ..., "parallel": bool}`` plus,
+#: for fused tasks, ``"widths"``, ``"activations"`` and ``"loss"``, for generic tasks
+#: ``"activations"``, ``"loss"`` and ``"output"``. JSON, so a child can be given one.
 Task = dict[str, Any]
 
 
@@ -154,6 +160,21 @@ def _fused_calls(task: Task) -> list[tuple[Any, tuple]]:
     return [(train, (X, y, *params, 1.0, 2, block)), (forward, (X, *params, 2, block))]
 
 
+def _generic_calls(task: Task) -> list[tuple[Any, tuple]]:
+    """``(kernel, args)`` pairs that compile the generic train and forward kernels of a task
+    (on a small sample shape: the compiled code is the same for every shape)."""
+    from . import _numba_generic
+
+    key = (task["dtype"], tuple(task["activations"]), task["loss"], task["output"])
+    module = _numba_generic.load_module(key)
+    X, Y, P, tables = _numba_generic.sample_arguments(key)
+    if task["parallel"]:
+        train, forward = module.train_parallel, module.forward_parallel
+    else:
+        train, forward = module.train_serial, module.forward_serial
+    return [(train, (X, Y, P, *tables, 1.0, 2)), (forward, (X, P, *tables, 2))]
+
+
 def _spec_of(task: Task) -> Any:
     from .base import NetworkSpec
 
@@ -171,6 +192,8 @@ def _calls(task: Task) -> list[tuple[Any, tuple]]:
         return _layer_calls(task)
     if task["kind"] == "fused":
         return _fused_calls(task)
+    if task["kind"] == "generic":
+        return _generic_calls(task)
     raise ValueError(f"unknown compile task kind {task['kind']!r}")
 
 
@@ -461,14 +484,51 @@ def fused_task(spec: Any, parallel: bool = False) -> Task:
     return task
 
 
+def generic_task(spec: Any, parallel: bool = False) -> Task:
+    """The task of the generic fused kernels that serve the narrow network ``spec`` (and
+    every other shape with its dtype, set of activations and output)."""
+    from ._numba_generic import generic_key
+
+    dtype, activations, loss, output = generic_key(spec)
+    task: Task = {
+        "kind": "generic",
+        "dtype": dtype,
+        "parallel": bool(parallel),
+        "activations": list(activations),
+        "loss": loss,
+        "output": output,
+    }
+    custom = _custom(activations)
+    if custom:
+        task["custom"] = custom
+    return task
+
+
+def specialization_pays(spec: Any) -> bool:
+    """Whether the kernel specialized on ``spec``'s widths beats the generic fused kernel.
+
+    Measured (serial steps, float32 and float64, 2-core AVX2 machine): only the unrolled
+    per-sample kernel of the smallest networks does (generic 1.5-2.0x slower on 2-4-3-1 at
+    100,000 rows); the lane-block kernel of larger ones was slower than the generic kernel on
+    every shape measured (0.55-0.82x its time on 64-48-10, 13-32-3, 64-64-64-10).
+    """
+    from . import _numba_fused
+
+    return _numba_fused.supports(spec) and _numba_fused._unrolled(spec)
+
+
 def tasks_for(spec: Any, parallel: bool = True) -> list[Task]:
-    """Every task a model of ``spec`` may run on the numba backend, serial ones first."""
+    """Every task a model of ``spec`` may run on the numba backend, serial ones first:
+    per-layer kernels, then for a narrow network the generic fused kernels and, where
+    :func:`specialization_pays`, the specialized ones."""
     from . import _numba_fused
 
     variants = (False, True) if parallel else (False,)
     activations, outputs = layer_items(spec)
     tasks = [layer_task(spec.dtype, p, activations, outputs) for p in variants]
     if _numba_fused.supports(spec):
+        tasks += [generic_task(spec, p) for p in variants]
+    if specialization_pays(spec):
         tasks += [fused_task(spec, p) for p in variants]
     return tasks
 
@@ -494,7 +554,10 @@ def compile_for_next_run(spec: Any) -> bool:
     activations, outputs = layer_items(spec)
     tasks = [layer_task(spec.dtype, False, activations, outputs)]
     if max(spec.widths) <= NARROW_MAX_WIDTH:
-        tasks.insert(0, fused_task(spec))  # first: it is what wins the next run
+        # First: every later new shape of this kind starts on it.
+        tasks.insert(0, generic_task(spec))
+        if specialization_pays(spec):
+            tasks.append(fused_task(spec))
     return _start_detached(tasks)
 
 
@@ -534,8 +597,9 @@ def is_compiled(spec: Any) -> bool:
     """Whether a model of ``spec`` would start on compiled numba code, with nothing to wait for.
 
     True when the serial kernels it runs (the per-layer kernels of its dtype and, for a narrow
-    network, its fused kernel) are loaded in this process or in Numba's disk cache. Imports
-    Numba (about half a second the first time); returns False if Numba is not installed.
+    network, its generic or its specialized fused kernel) are loaded in this process or in
+    Numba's disk cache. Imports Numba (about half a second the first time); returns False if
+    Numba is not installed.
 
     Parameters
     ----------
@@ -546,15 +610,17 @@ def is_compiled(spec: Any) -> bool:
         import numba  # noqa: F401
     except ImportError:
         return False
-    for task in tasks_for(spec, parallel=False):
+
+    def ready(task: Task) -> bool:
         if state(task_key(task)) == "ready":
-            continue
+            return True
         try:
-            if not cached(task):
-                return False
+            return cached(task)
         except Exception:
             return False
-    return True
+
+    layers, *fused = tasks_for(spec, parallel=False)
+    return ready(layers) and (not fused or any(ready(task) for task in fused))
 
 
 def cache_location() -> str:

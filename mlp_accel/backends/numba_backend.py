@@ -3,9 +3,11 @@
 Two paths run a training step:
 
 - **Narrow networks** (every layer at most :data:`~._numba_fused.MAX_WIDTH` wide):
-  :meth:`NumbaBackend.fused_network` offers a whole-network kernel generated for the exact
-  widths, which walks every sample through forward and backward in cache and reads the batch
-  once (:mod:`._numba_fused`).
+  :meth:`NumbaBackend.fused_network` offers a whole-network kernel that walks every sample
+  through forward and backward in cache and reads the batch once: a generic one that takes
+  the widths as data, compiled once per dtype, activation set and output
+  (:mod:`._numba_generic`), and for the smallest networks one generated for the exact
+  widths (:mod:`._numba_fused`).
 - **Wide networks**: matrix products stay on NumPy's BLAS; bias + activation, activation
   derivative + column sums, the output loss gradient and the optimizer updates are fused
   kernels from :mod:`._numba_kernels`.
@@ -20,10 +22,11 @@ one thread, and how many threads BLAS gets, is measured per shape (:mod:`._step_
 
 Compilation never stalls a step (:mod:`._numba_compile`): kernels are compiled in the
 background and cached on disk (``cache=True``); until they are loaded a hook runs NumPy's
-code, and a narrow network the per-layer path. The fused kernel of a shape is asked for only
-once the network has spent :attr:`NumbaBackend.specialize_after` seconds on the per-layer path
-(a short job never pays for it), or at once when it is already in the disk cache; it is
-swapped in between two steps. :meth:`NumbaBackend.warmup` compiles ahead and waits, so
+code, and a narrow network the per-layer path until the generic fused kernel is loaded. The
+specialized kernel of a shape is asked for only where it beats the generic one, once the
+network has spent :attr:`NumbaBackend.specialize_after` seconds without it (a short job never
+pays for it), or at once when it is already in the disk cache; kernels are swapped in
+between two steps. :meth:`NumbaBackend.warmup` compiles ahead and waits, so
 benchmarks do not time compilation. ``MLP_ACCEL_NUMBA_COMPILE=sync`` restores compiling on
 first use in the calling thread (bit-for-bit repeatable runs: the swap changes rounding).
 """
@@ -134,23 +137,35 @@ class _SmallNetwork:
             forward(X, *params, 2, self._block)
 
 
-#: Seconds on the per-layer path after which a network's fused kernel is compiled for the
-#: next run, in a detached child at exit, if this run has not compiled it (a run of a
-#: quarter second gains about half of that from the fused kernel next time).
+#: Seconds without its specialized kernel after which a network's specialized kernel (where
+#: it pays) is compiled for the next run, in a detached child at exit, if this run has not
+#: compiled it: a job too short to repay the compile itself gains from it on every later run.
 NEXT_RUN_AFTER = 0.25
 
 
 class _StagedNetwork:
-    """A narrow network's kernels while its fused kernel may still be compiling.
+    """A narrow network's kernels while its fused kernels may still be compiling.
 
-    Steps run the per-layer hooks until the fused kernel is loaded, then the fused kernel.
-    The fused kernel is asked for once the per-layer path has taken ``specialize_after``
-    seconds of this network (at once when it is in the disk cache): a job shorter than that
-    costs no compilation at all, and a longer one has spent at most that much before the
-    background compile starts (the rent-or-buy rule; the compile itself runs beside the
-    training, in a child process). A job that ends before its fused kernel is compiled but
-    after :data:`NEXT_RUN_AFTER` seconds on the per-layer path leaves it to be compiled after
-    the process exits, so the next run of the shape starts on it.
+    A step runs the best of what is loaded: the fused kernel specialized on this shape
+    (:mod:`._numba_fused`), else the generic fused kernel (:mod:`._numba_generic`, compiled
+    once per dtype, activation set and output, whatever the widths), else the per-layer
+    hooks (NumPy's until their kernels are loaded). The generic kernel is asked for at once.
+
+    The specialized kernel is asked for at once when it is in the disk cache; otherwise only
+    where it beats the generic one by enough to repay its compilation, after the network
+    has run ``specialize_after`` seconds without it (the rent-or-buy rule; the compile runs
+    beside the training, in a child process). Measured (serial, float32 and float64, 2-core
+    AVX2 machine): the specialized kernel is faster only for the unrolled per-sample kernel
+    of the smallest networks (at most ``_numba_fused._UNROLL_LIMIT`` weights; generic time
+    1.5-2.0x the specialized one on 2-4-3-1), and slower than the generic one for every
+    lane-block shape measured (0.5-0.8x on 13-32-3, 64-48-10, 64-64-64-10), so only the
+    former is ever specialized while the generic kernel is there. Without the generic kernel
+    (it failed to compile, or ``NumbaBackend.fuse_generic`` is off) every narrow shape is.
+    A specialized kernel that does not pay is not loaded even when it is in the disk cache.
+
+    A job that ends before its specialized kernel is compiled, where it pays, after
+    :data:`NEXT_RUN_AFTER` seconds without it leaves it to be compiled after the process
+    exits (with anything still queued), so that the next run of the shape starts on it.
     """
 
     def __init__(self, backend: NumbaBackend, spec: NetworkSpec) -> None:
@@ -167,8 +182,18 @@ class _StagedNetwork:
         self._parallel_ok = False
         self._spent = 0.0
         self._wanted = False
+        # the generic tier: its serial and parallel tasks, kernel object, failure, gate
+        self._generic_tasks = (C.generic_task(spec, False), C.generic_task(spec, True))
+        self._generic_keys = tuple(C.task_key(t) for t in self._generic_tasks)
+        self._generic: _SmallNetwork | None = None
+        self._generic_failed = not backend.fuse_generic
+        self._generic_parallel_ok = False
+        self._pays = C.specialization_pays(spec)
+        if not self._generic_failed:
+            C.submit(self._generic_tasks[0])  # once per process; a load if on disk
         if (
             backend.specialize_after is not None
+            and self._worth_specializing()
             and C.state(self._serial_key) is None
             and C.cached(self._serial)
         ):
@@ -184,9 +209,10 @@ class _StagedNetwork:
         return self._parallel_ok
 
     def _current(self) -> _SmallNetwork | None:
-        """The fused kernel once loaded; ``None`` while the per-layer path runs."""
-        if self._fused is not None or self._failed:
-            return self._fused
+        """The fused kernel once loaded, else the generic one once loaded; ``None`` while
+        the per-layer path runs."""
+        if self._fused is not None or self._failed or not self._worth_specializing():
+            return self._fused or self._generic_current()
         status = C.state(self._serial_key)
         if status == "ready":
             from . import _numba_fused
@@ -198,8 +224,8 @@ class _StagedNetwork:
         elif status == "failed":
             self._failed = True
             warnings.warn(
-                f"the fused numba kernel for {self.spec} did not compile; the per-layer "
-                f"kernels run instead ({C.error(self._serial_key)})",
+                f"the fused numba kernel for {self.spec} did not compile; the generic fused "
+                f"kernel or the per-layer kernels run instead ({C.error(self._serial_key)})",
                 RuntimeWarning,
                 stacklevel=4,
             )
@@ -207,26 +233,70 @@ class _StagedNetwork:
             after = self._backend.specialize_after
             if after is not None and self._spent >= after:
                 C.submit(self._serial)
-        return self._fused
+        return self._fused or self._generic_current()
+
+    def _worth_specializing(self) -> bool:
+        """Whether the specialized kernel is faster than what runs without it (see the class
+        notes): a kernel that is not is neither compiled nor loaded from the disk cache."""
+        return self._generic_failed or self._pays
+
+    def _generic_current(self) -> _SmallNetwork | None:
+        """The generic fused kernel once loaded (``None`` before, or if it failed)."""
+        if self._generic is not None or self._generic_failed:
+            return self._generic
+        key = self._generic_keys[0]
+        status = C.state(key)
+        if status == "ready":
+            from . import _numba_generic
+
+            module = _numba_generic.load_module(_numba_generic.generic_key(self.spec))
+            self._generic = _numba_generic.GenericNetwork(
+                self.spec, module, self._backend.parallel_min_rows, self._generic_parallel_loaded
+            )
+        elif status == "failed":
+            self._generic_failed = True
+            warnings.warn(
+                f"the generic fused numba kernel for {self.spec} did not compile; the "
+                f"per-layer kernels run instead ({C.error(key)})",
+                RuntimeWarning,
+                stacklevel=5,
+            )
+        elif status is None:
+            C.submit(self._generic_tasks[0])
+        return self._generic
+
+    def _generic_parallel_loaded(self) -> bool:
+        if self._generic_parallel_ok:
+            return True
+        status = C.state(self._generic_keys[1])
+        if status is None:
+            C.submit(self._generic_tasks[1])  # asked for by the first batch big enough
+        self._generic_parallel_ok = status == "ready"
+        return self._generic_parallel_ok
 
     def loss_and_gradients(
         self, params: list[Any], X: Any, y: Any, denom: float
     ) -> tuple[Any, list[Any]]:
         """Loss summed over the batch and the gradients of ``loss_sum / denom``."""
         fused = self._current()
-        if fused is not None:
+        if fused is not None and fused is self._fused:
             return fused.loss_and_gradients(params, X, y, denom)
+        # time without the specialized kernel: what decides whether to compile it
         start = time.perf_counter()
-        result = layer_loop.loss_and_gradients(
-            self._backend, params, self._acts, self._loss, X, y, denom
-        )
+        if fused is not None:
+            result = fused.loss_and_gradients(params, X, y, denom)
+        else:
+            result = layer_loop.loss_and_gradients(
+                self._backend, params, self._acts, self._loss, X, y, denom
+            )
         self._spent += time.perf_counter() - start
         after = self._backend.specialize_after
         if not self._wanted and after is not None and self._spent >= min(after, NEXT_RUN_AFTER):
             # Too short a run to pay for the compile now, long enough that the next run of
             # this shape gains from it: compiled after this process exits, if not before.
             self._wanted = True
-            C.want_for_next_run(self._serial)
+            if self._worth_specializing():
+                C.want_for_next_run(self._serial)
         return result
 
     def forward(self, params: list[Any], X: Any) -> Any:
@@ -262,10 +332,18 @@ class NumbaBackend(NumpyBackend):
     #: calling thread, while fused kernels still compile in the background; the test suite
     #: uses it so that every numba test runs the kernels it names, not NumPy's fallback).
     background_layers = True
-    #: Seconds a narrow network runs on the per-layer path before its fused kernel is
-    #: compiled (in the background); ``None``: never specialize. About the time the fused
-    #: compile itself takes on one core, so a job too short to repay it never starts it.
-    specialize_after: float | None = 1.0
+    #: Seconds a narrow network runs without its specialized fused kernel (on the generic
+    #: fused kernel, or the per-layer path) before that kernel is compiled (in the
+    #: background), where it pays at all (see :class:`_StagedNetwork`); ``None``: never
+    #: specialize. Rent or buy: the specialized kernel saves ``1 - 1/r`` of the time spent
+    #: on the generic one, and compiling it takes ``C`` of a core, so it is bought once the
+    #: time already spent, ``C r / (r - 1)``, shows the job is long enough to repay it.
+    #: Measured on a quiet 2-core machine for 2-4-3-1 in float32: ``r`` 1.94 (step time),
+    #: ``C`` 7.6 s (serial kernels, in a child process): 15.7 s.
+    specialize_after: float | None = 15.0
+    #: Run a narrow network on the generic fused kernel (:mod:`._numba_generic`, compiled
+    #: once per dtype, activation set and output) until its specialized kernel is loaded.
+    fuse_generic = True
 
     def __init__(self) -> None:
         try:
@@ -527,8 +605,11 @@ class NumbaBackend(NumpyBackend):
         if network is None:
             if self.background and spec not in self._asked:
                 # The model asks once per spec, before its first step: one compile task for
-                # every per-layer kernel the spec runs (a child process each costs a start-up).
+                # every per-layer kernel the spec runs (a child process each costs a start-up),
+                # after the generic fused kernel for a narrow one (it runs all its steps).
                 self._asked.add(spec)
+                if self.fuse_generic and self._fused_module.supports(spec):
+                    C.submit(C.generic_task(spec))
                 self._submit_layers(spec.dtype, False, _spec_items(spec))
             if not self._fused_module.supports(spec):
                 return None

@@ -48,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     for task, hit in zip(tasks, was_cached):
         variant = "parallel" if task["parallel"] else "serial"
-        what = "per-layer kernels" if task["kind"] == "layers" else "fused network kernels"
+        what = {"layers": "per-layer kernels", "generic": "generic network kernels"}.get(
+            task["kind"], "fused network kernels"
+        )
         print(f"{'cached  ' if hit else 'compiled'} {what} ({variant}, {spec.dtype})")
     fused = "fused kernels for" if _numba_fused.supports(spec) else "no fused kernel for"
     print(f"{fused} {','.join(map(str, spec.widths))} {','.join(spec.activations)} {spec.loss}")
