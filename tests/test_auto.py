@@ -116,6 +116,24 @@ def test_kernel_cache_check_reads_the_cache_folder(tmp_path, monkeypatch):
     assert numba_kernels_cached(wide)[0] is True  # no fused kernel to compile
 
 
+def test_a_cached_generic_network_kernel_counts_for_every_shape_of_its_kind(tmp_path, monkeypatch):
+    from mlp_accel.backends._numba_paths import generic_title
+
+    monkeypatch.setenv("MLP_ACCEL_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    spec = NetworkSpec((3, 5, 1), ("relu", "sigmoid"), "binary_cross_entropy", "float32")
+    other_shape = NetworkSpec((7, 9, 4, 1), ("relu", "relu", "sigmoid"), spec.loss, "float32")
+    other_kind = NetworkSpec((3, 5, 1), ("tanh", "sigmoid"), spec.loss, "float32")
+    title = generic_title("float32", ("identity", "relu", "sigmoid"), spec.loss, "sigmoid")
+    (tmp_path / "mlp_accel_generic_abc.py").write_text(f'"""Generated for {title}."""\n')
+    assert numba_kernels_cached(spec)[0] is False
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "mlp_accel_generic_abc.train_serial-9.py311.nbi").write_text("")
+    assert numba_kernels_cached(spec)[0] is True
+    assert numba_kernels_cached(other_shape)[0] is True
+    assert numba_kernels_cached(other_kind)[0] is False
+
+
 def test_kernel_cache_check_follows_numba_cache_dir(tmp_path, monkeypatch):
     # With NUMBA_CACHE_DIR set, Numba keeps the index of a generated module's kernels there,
     # in a folder named for the module's directory and the SHA-1 of its path, not beside it.

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._numba_paths import MAX_WIDTH, cache_dir_candidate, numba_index_dirs
+from ._numba_paths import MAX_WIDTH, cache_dir_candidate, generic_title, numba_index_dirs
 from .base import NetworkSpec
 
 __all__ = [
@@ -47,12 +47,10 @@ NUMBA_IMPORT_S = 0.35
 #: Seconds to compile the per-layer kernels a network runs, in a background child process
 #: (once per activation and dtype; cached on disk after).
 NUMBA_COMPILE_GENERIC_S = 3.0
-#: Seconds to compile one network shape's fused kernel in the background (once per shape;
-#: cached after).
-NUMBA_COMPILE_FUSED_S = 5.0
-#: Seconds a narrow network runs on the per-layer path before its fused kernel is asked for
-#: (mirrors ``NumbaBackend.specialize_after``).
-SPECIALIZE_AFTER_S = 1.0
+#: Seconds to compile a narrow network's generic network kernel in the background (once per
+#: dtype, activation set and output, whatever the widths; cached after). Measured 9-11 s on
+#: a quiet core of the project's machine.
+NUMBA_COMPILE_NETWORK_S = 10.0
 #: Seconds to start a GPU backend (context, kernels, first transfers).
 CUPY_START_S = 1.5
 #: A backend other than NumPy is chosen only when it saves this fraction of NumPy's time...
@@ -191,9 +189,9 @@ def _numba_seconds(job: Job, fused_cached: bool, generic_cached: bool) -> float:
     slow_step = estimate_seconds("numpy", job) / steps
     if job.narrow:
         fast_step = 15e-6 + rows * flops / (9e9 if double else 12e9)
-        # The fused kernel is asked for after SPECIALIZE_AFTER_S on the per-layer path
-        # (at once when cached), then compiles in the background.
-        cold = 0.0 if fused_cached else SPECIALIZE_AFTER_S + NUMBA_COMPILE_FUSED_S
+        # A network kernel (the generic one, whatever the widths, or one specialized on the
+        # shape) is asked for at once and compiles in the background when not cached.
+        cold = 0.0 if fused_cached else NUMBA_COMPILE_NETWORK_S
         if not generic_cached:
             cold = max(cold, NUMBA_COMPILE_GENERIC_S)
     else:
@@ -279,8 +277,9 @@ def numba_kernels_cached(spec: NetworkSpec) -> tuple[bool, bool]:
     """``(fused, generic)``: whether the Numba kernels a model of ``spec`` runs are compiled,
     in this process or in the on-disk cache. Never imports numba.
 
-    ``fused`` is about the shape's generated whole-network kernel (always True for a wide
-    network, which has none); ``generic`` about the per-layer and optimizer kernels.
+    ``fused`` is about a whole-network kernel for the shape: the generic one of its dtype,
+    activations and loss, or one specialized on it (always True for a wide network, which
+    has none); ``generic`` about the per-layer and optimizer kernels.
     """
     import sys
 
@@ -299,7 +298,7 @@ def numba_kernels_cached(spec: NetworkSpec) -> tuple[bool, bool]:
     generic = generic_mem or _generic_on_disk(spec)
     if max(spec.widths) > NARROW_MAX_WIDTH:
         return True, generic
-    return fused_mem or _fused_on_disk(spec), generic
+    return fused_mem or _fused_on_disk(spec) or _generic_network_on_disk(spec), generic
 
 
 def _generic_on_disk(spec: NetworkSpec) -> bool:
@@ -316,6 +315,13 @@ def _layer_module_on_disk(activation: str, dtype: str) -> bool:
     return _generated_on_disk(
         "mlp_accel_layer_", lambda head: marker in head[0] and dtype_line in head, "dense_forward"
     )
+
+
+def _generic_network_on_disk(spec: NetworkSpec) -> bool:
+    # A generic network module names its key (dtype, activation set, loss, output) first.
+    names = tuple(sorted({*spec.activations, "identity"}))
+    title = generic_title(spec.dtype, names, spec.loss, spec.activations[-1])
+    return _generated_on_disk("mlp_accel_generic_", lambda head: title in head[0], "train_")
 
 
 def _fused_on_disk(spec: NetworkSpec) -> bool:

@@ -44,6 +44,7 @@ from ._numba_kernels import (
     render_activation,
     render_derivative,
 )
+from ._numba_paths import generic_title
 from .base import NetworkSpec
 from .numba_backend import _SmallNetwork
 
@@ -415,7 +416,7 @@ def generate_source(key: tuple[str, tuple[str, ...], str, str]) -> str:
     _emit_entry_points(w)
     code = str(hidden.index("identity")) if "identity" in hidden else "-1"
     lines = [line.replace(_IDENTITY, code) for line in w.lines]
-    title = f"the generic {dtype} network kernel of {list(activations)}, {loss} + {output}"
+    title = generic_title(dtype, activations, loss, output)
     header = module_header(title, dtype, w.consts)
     header.insert(1, f"BLOCK = {_BLOCK[dtype]}")
     header.insert(2, f"HIDDEN = {hidden!r}")

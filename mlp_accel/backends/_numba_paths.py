@@ -11,7 +11,7 @@ import hashlib
 import os
 from pathlib import Path
 
-__all__ = ["MAX_WIDTH", "cache_dir_candidate", "numba_index_dirs"]
+__all__ = ["MAX_WIDTH", "cache_dir_candidate", "numba_index_dirs", "generic_title"]
 
 #: Widest layer the fused small-network kernel is generated for.
 MAX_WIDTH = 64
@@ -42,3 +42,9 @@ def numba_index_dirs(source_dir: Path) -> list[Path]:
         return [Path(os.environ["NUMBA_CACHE_DIR"]) / subpath]
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return [Path(absolute) / "__pycache__", Path(base) / "numba" / subpath]
+
+
+def generic_title(dtype: str, activations: tuple[str, ...], loss: str, output: str) -> str:
+    """What a generated generic network module names itself in its first line (the generator
+    writes it; ``backend="auto"`` looks for it on disk without importing Numba)."""
+    return f"the generic {dtype} network kernel of {list(activations)}, {loss} + {output}"
