@@ -27,8 +27,9 @@ numba = pytest.importorskip("numba")
 
 from mlp_accel.backends import _layer_loop as layer_loop  # noqa: E402
 from mlp_accel.backends import _numba_fused  # noqa: E402
+from mlp_accel.backends._numba_networks import StagedNetwork  # noqa: E402
 from mlp_accel.backends.base import NetworkSpec  # noqa: E402
-from mlp_accel.backends.numba_backend import NumbaBackend, _StagedNetwork  # noqa: E402
+from mlp_accel.backends.numba_backend import NumbaBackend  # noqa: E402
 
 #: test_numba_backend.py's warmup shape: compiled once per session for both files.
 WIDTHS, ACTS, LOSS = [2, 3, 1], ["tanh", "sigmoid"], "binary_cross_entropy"
@@ -61,7 +62,7 @@ def test_background_compile_swaps_in_and_gives_the_same_gradients(rng):
     model = ma.MLP(WIDTHS, ACTS, LOSS, backend=backend, dtype="float64", seed=3)
     ref = ma.MLP(WIDTHS, ACTS, LOSS, backend="numpy", dtype="float64", seed=3)
     network = model._fused_network()
-    assert isinstance(network, _StagedNetwork)
+    assert isinstance(network, StagedNetwork)
     X, y = make_data(rng, 37, WIDTHS, LOSS)
     Xd, yd = model.prepare(X, y)
     # the path that runs before the swap: per-layer hooks (NumPy's until their kernels load)
@@ -211,6 +212,12 @@ def test_warmup_command_compiles_and_says_where(tmp_path):
             timeout=600,
         )
 
+    # Earlier tests' background compiles of the same generated modules must end first: Numba
+    # rewrites a module's cache index whole, so two processes saving kernels of one module
+    # at once can drop each other's entries (the kernel then compiles again when used).
+    deadline = time.monotonic() + 600
+    while C.compiling() and time.monotonic() < deadline:
+        time.sleep(0.2)
     done = cli("--layers", "2,3,1", "--activations", "tanh,sigmoid", "--dtype", "float64")
     assert done.returncode == 0, done.stderr
     out = done.stdout
@@ -255,7 +262,7 @@ def test_a_run_too_short_for_its_fused_kernel_leaves_it_to_the_next(tmp_path):
     spec = NetworkSpec((3, 5, 2), ("relu", "softmax"), "cross_entropy", "float32")
     code = (
         "import numpy as np, mlp_accel as ma\n"
-        "from mlp_accel.backends import numba_backend as nb\n"
+        "from mlp_accel.backends import _numba_networks as nb\n"
         "nb.NEXT_RUN_AFTER = 0.0\n"
         "backend = ma.get_backend('numba')\n"
         "backend.specialize_after = 1e9\n"

@@ -19,8 +19,9 @@ from .helpers import finite_difference_grads, make_data
 numba = pytest.importorskip("numba")
 
 from mlp_accel.backends import _numba_fused, _numba_generic  # noqa: E402
+from mlp_accel.backends._numba_networks import StagedNetwork  # noqa: E402
 from mlp_accel.backends.base import NetworkSpec  # noqa: E402
-from mlp_accel.backends.numba_backend import NumbaBackend, _StagedNetwork  # noqa: E402
+from mlp_accel.backends.numba_backend import NumbaBackend  # noqa: E402
 
 ma.register_activation("generic_test_mish", "z * tanh(log1p(exp(z)))")
 
@@ -202,7 +203,7 @@ def test_backend_runs_the_generic_kernel_and_specializes_only_where_it_pays(rng)
     model = ma.MLP(widths, acts, loss, backend=_background(0.0), dtype="float64", seed=4)
     ref = ma.MLP(widths, acts, loss, backend="numpy", dtype="float64", seed=4)
     network = model._fused_network()
-    assert isinstance(network, _StagedNetwork)
+    assert isinstance(network, StagedNetwork)
     assert not _numba_fused._unrolled(model.spec)
     key = C.task_key(C.generic_task(model.spec))
     assert C.state(key) is not None  # asked for with the network, before any step

@@ -44,9 +44,9 @@ from ._numba_kernels import (
     render_activation,
     render_derivative,
 )
+from ._numba_networks import SmallNetwork
 from ._numba_paths import generic_title
 from .base import NetworkSpec
-from .numba_backend import _SmallNetwork
 
 __all__ = [
     "supports",
@@ -461,7 +461,7 @@ def sample_arguments(key: tuple[str, tuple[str, ...], str, str]) -> tuple[Any, A
     return X, Y, P, shape_tables(spec, load_module(key).HIDDEN)
 
 
-class GenericNetwork(_SmallNetwork):
+class GenericNetwork(SmallNetwork):
     """The generic fused kernels run for one narrow :class:`NetworkSpec`.
 
     Parameters are packed into one flat vector per call (a copy of at most a few thousand
