@@ -19,7 +19,7 @@ from .helpers import finite_difference_grads, make_data
 numba = pytest.importorskip("numba")
 
 from mlp_accel.backends import _numba_fused, _numba_generic  # noqa: E402
-from mlp_accel.backends._numba_networks import StagedNetwork  # noqa: E402
+from mlp_accel.backends._numba_networks import GenericNetwork, StagedNetwork  # noqa: E402
 from mlp_accel.backends.base import NetworkSpec  # noqa: E402
 from mlp_accel.backends.numba_backend import NumbaBackend  # noqa: E402
 
@@ -65,7 +65,7 @@ def _data(rng, n, widths, loss):
 def _network(widths, acts, loss, dtype="float64", parallel_min_rows=10**9):
     spec = NetworkSpec(tuple(widths), tuple(acts), loss, dtype)
     module = _numba_generic.load_module(_numba_generic.generic_key(spec))
-    return _numba_generic.GenericNetwork(spec, module, parallel_min_rows)
+    return GenericNetwork(spec, module, parallel_min_rows)
 
 
 def _close(actual, desired, rtol=RTOL):

@@ -44,7 +44,6 @@ from ._numba_kernels import (
     render_activation,
     render_derivative,
 )
-from ._numba_networks import SmallNetwork
 from ._numba_paths import generic_title
 from .base import NetworkSpec
 
@@ -53,7 +52,6 @@ __all__ = [
     "generic_key",
     "generate_source",
     "load_module",
-    "GenericNetwork",
 ]
 
 _SERIAL = "@njit(cache=True, fastmath=FASTMATH, error_model='numpy')"
@@ -459,55 +457,3 @@ def sample_arguments(key: tuple[str, tuple[str, ...], str, str]) -> tuple[Any, A
     X = np.zeros((3, 2), dtype)
     Y = np.zeros((3, 2), dtype)
     return X, Y, P, shape_tables(spec, load_module(key).HIDDEN)
-
-
-class GenericNetwork(SmallNetwork):
-    """The generic fused kernels run for one narrow :class:`NetworkSpec`.
-
-    Parameters are packed into one flat vector per call (a copy of at most a few thousand
-    numbers, microseconds) and the gradients come back as views of one flat vector in the
-    parameters' shapes.
-    """
-
-    def __init__(
-        self,
-        spec: NetworkSpec,
-        module: ModuleType,
-        parallel_min_rows: int,
-        parallel_ready: Any = None,
-    ) -> None:
-        super().__init__(spec, module, parallel_min_rows, parallel_ready)
-        self._tables = shape_tables(spec, module.HIDDEN)
-
-    def _pack(self, params: list[Any]) -> Any:
-        return np.concatenate([p.reshape(-1) for p in params])
-
-    def loss_and_gradients(
-        self, params: list[Any], X: Any, y: Any, denom: float
-    ) -> tuple[Any, list[Any]]:
-        """Loss summed over the batch and the gradients of ``loss_sum / denom``."""
-        parallel, chunks = self._chunks(X.shape[0])
-        kernel = self._module.train_parallel if parallel else self._module.train_serial
-        # contiguous inputs keep the one compiled signature (a no-op for the model's arrays)
-        X, y = np.ascontiguousarray(X), np.ascontiguousarray(y)
-        loss, flat = kernel(X, y, self._pack(params), *self._tables, 1.0 / denom, chunks)
-        grads = [flat[lo:hi].reshape(shape) for lo, hi, shape in self._layout]
-        return self._dtype.type(loss), grads
-
-    def forward(self, params: list[Any], X: Any) -> Any:
-        """Outputs after the output activation."""
-        parallel, chunks = self._chunks(X.shape[0])
-        kernel = self._module.forward_parallel if parallel else self._module.forward_serial
-        X = np.ascontiguousarray(X)
-        return kernel(X, self._pack(params), *self._tables, chunks)
-
-    def compile(self) -> None:
-        """Compile (or load from the disk cache) the serial and parallel kernels."""
-        X, Y, P, tables = sample_arguments(generic_key(self.spec))
-        m = self._module
-        for train, forward in (
-            (m.train_serial, m.forward_serial),
-            (m.train_parallel, m.forward_parallel),
-        ):
-            train(X, Y, P, *tables, 1.0, 2)
-            forward(X, P, *tables, 2)

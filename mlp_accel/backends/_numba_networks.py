@@ -1,7 +1,7 @@
 """The whole-network kernels of a narrow network on the numba backend, as the model sees them.
 
 :class:`SmallNetwork` wraps one compiled network kernel module (the one specialized on a
-shape, or through :class:`~._numba_generic.GenericNetwork` the generic one);
+shape, or through :class:`GenericNetwork` the generic one of :mod:`._numba_generic`);
 :class:`StagedNetwork` is what :meth:`NumbaBackend.fused_network` hands the model: it runs
 the best kernel loaded so far and decides which to ask the background compiler for.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from .base import NetworkSpec
 if TYPE_CHECKING:
     from .numba_backend import NumbaBackend
 
-__all__ = ["SmallNetwork", "StagedNetwork", "NEXT_RUN_AFTER"]
+__all__ = ["SmallNetwork", "GenericNetwork", "StagedNetwork", "NEXT_RUN_AFTER"]
 
 
 class SmallNetwork:
@@ -202,7 +203,7 @@ class StagedNetwork:
             from . import _numba_generic
 
             module = _numba_generic.load_module(_numba_generic.generic_key(self.spec))
-            self._generic = _numba_generic.GenericNetwork(
+            self._generic = GenericNetwork(
                 self.spec, module, self._backend.parallel_min_rows, self._generic_parallel_loaded
             )
         elif status == "failed":
@@ -257,3 +258,59 @@ class StagedNetwork:
         if fused is not None:
             return fused.forward(params, X)
         return layer_loop.forward_trace(self._backend, params, self._acts, X)[-1][1]
+
+
+class GenericNetwork(SmallNetwork):
+    """The generic fused kernels run for one narrow :class:`NetworkSpec`.
+
+    Parameters are packed into one flat vector per call (a copy of at most a few thousand
+    numbers, microseconds) and the gradients come back as views of one flat vector in the
+    parameters' shapes.
+    """
+
+    def __init__(
+        self,
+        spec: NetworkSpec,
+        module: ModuleType,
+        parallel_min_rows: int,
+        parallel_ready: Any = None,
+    ) -> None:
+        from ._numba_generic import shape_tables
+
+        super().__init__(spec, module, parallel_min_rows, parallel_ready)
+        self._tables = shape_tables(spec, module.HIDDEN)
+
+    def _pack(self, params: list[Any]) -> Any:
+        return np.concatenate([p.reshape(-1) for p in params])
+
+    def loss_and_gradients(
+        self, params: list[Any], X: Any, y: Any, denom: float
+    ) -> tuple[Any, list[Any]]:
+        """Loss summed over the batch and the gradients of ``loss_sum / denom``."""
+        parallel, chunks = self._chunks(X.shape[0])
+        kernel = self._module.train_parallel if parallel else self._module.train_serial
+        # contiguous inputs keep the one compiled signature (a no-op for the model's arrays)
+        X, y = np.ascontiguousarray(X), np.ascontiguousarray(y)
+        loss, flat = kernel(X, y, self._pack(params), *self._tables, 1.0 / denom, chunks)
+        grads = [flat[lo:hi].reshape(shape) for lo, hi, shape in self._layout]
+        return self._dtype.type(loss), grads
+
+    def forward(self, params: list[Any], X: Any) -> Any:
+        """Outputs after the output activation."""
+        parallel, chunks = self._chunks(X.shape[0])
+        kernel = self._module.forward_parallel if parallel else self._module.forward_serial
+        X = np.ascontiguousarray(X)
+        return kernel(X, self._pack(params), *self._tables, chunks)
+
+    def compile(self) -> None:
+        """Compile (or load from the disk cache) the serial and parallel kernels."""
+        from ._numba_generic import generic_key, sample_arguments
+
+        X, Y, P, tables = sample_arguments(generic_key(self.spec))
+        m = self._module
+        for train, forward in (
+            (m.train_serial, m.forward_serial),
+            (m.train_parallel, m.forward_parallel),
+        ):
+            train(X, Y, P, *tables, 1.0, 2)
+            forward(X, P, *tables, 2)
