@@ -325,167 +325,16 @@ def _chunk_bounds(w: Writer, lanes: int) -> None:
     w(f"per = (n + {lanes} * chunks - 1) // ({lanes} * chunks) * {lanes}")
 
 
-#: Rows per block of the unrolled kernel.
-_ROWS = 256
-
-#: Networks with at most this many weights are unrolled into scalar code per sample.
+#: Networks with at most this many weights are unrolled into scalar code per sample
+#: (:mod:`._numba_unrolled`), in blocks of this many rows.
 _UNROLL_LIMIT = 128
+_UNROLLED_ROWS = 256
 
 
 def _unrolled(spec: NetworkSpec) -> bool:
     """Whether ``spec`` gets the unrolled per-sample kernel (else the lane-block kernel)."""
     d = spec.widths
     return sum(d[k] * d[k + 1] for k in range(len(d) - 1)) <= _UNROLL_LIMIT
-
-
-def _scalar_forward(w: Writer, spec: NetworkSpec, through_output: bool) -> None:
-    """Unrolled forward pass of sample ``r`` into scalar locals ``z{k}_{j}``, ``a{k}_{j}``."""
-    d, L = spec.widths, len(spec.widths) - 1
-    for i in range(d[0]):
-        w(f"a0_{i} = X[r, {i}]")
-    for k in range(1, L + 1 if through_output else L):
-        for j in range(d[k]):
-            terms = " + ".join(f"a{k - 1}_{i} * w{k}_{i}_{j}" for i in range(d[k - 1]))
-            w(f"z{k}_{j} = b{k}_{j} + {terms}")
-            if k < L:
-                w(f"a{k}_{j} = {_act(w, spec.activations[k - 1], f'z{k}_{j}')}")
-
-
-def _scalar_chunks(w: Writer, spec: NetworkSpec, serial: str) -> None:
-    """``train_chunk``/``forward_chunk`` as unrolled scalar code per sample.
-
-    Each block of :data:`_ROWS` samples takes three loops: the forward pass to the output
-    logits, the output activation and loss (over unit-stride scratch, with the inlined
-    :func:`_math_helpers`), and the forward pass again with the backward pass. LLVM
-    vectorizes all three across samples; the gradients are scalar reductions it keeps in
-    vector registers.
-    """
-    d, L = spec.widths, len(spec.widths) - 1
-    dL = d[-1]
-    params = ", ".join(f"W{k}, b{k}" for k in range(1, L + 1))
-
-    def load_weights() -> None:
-        for k in range(1, L + 1):
-            for i in range(d[k - 1]):
-                for j in range(d[k]):
-                    w(f"w{k}_{i}_{j} = W{k}[{i}, {j}]")
-            for j in range(d[k]):
-                w(f"b{k}_{j} = b{k}[{j}]")
-
-    w("")
-    w("")
-    w(serial)
-    w(f"def train_chunk(X, Y, {params}, lo, hi, sc, grads, nl):")
-    with w.indent():
-        w('"""Loss sum of rows [lo, hi); their gradients are added into ``grads``."""')
-        load_weights()
-        for k in range(1, L + 1):
-            for i in range(d[k - 1]):
-                for j in range(d[k]):
-                    w(f"gw{k}_{i}_{j} = _0")
-            for j in range(d[k]):
-                w(f"gb{k}_{j} = _0")
-        # Flat scratch, one row of _ROWS per output: the output loop reads and writes it with
-        # unit stride, as it must to vectorize.
-        for name in ("ZB", "YB", "GB"):
-            w(f"{name} = np.empty({dL * _ROWS}, dtype=DT)")
-        w("lsum = 0.0")
-        w(f"for r0 in range(lo, hi, {_ROWS}):")
-        with w.indent():
-            w(f"m = min(hi - r0, {_ROWS})")
-            w("for t in range(m):")
-            with w.indent():
-                w("r = r0 + t")
-                _scalar_forward(w, spec, through_output=True)
-                for j in range(dL):
-                    w(f"ZB[{j * _ROWS} + t] = z{L}_{j}")
-                    w(f"YB[{j * _ROWS} + t] = Y[r, {j}]")
-            _scalar_output(w, spec)
-            w("for t in range(m):")
-            with w.indent():
-                w("r = r0 + t")
-                _scalar_forward(w, spec, through_output=False)
-                for j in range(dL):
-                    w(f"d{L}_{j} = GB[{j * _ROWS} + t]")
-                for k in range(L, 0, -1):
-                    for i in range(d[k - 1]):
-                        for j in range(d[k]):
-                            w(f"gw{k}_{i}_{j} += a{k - 1}_{i} * d{k}_{j}")
-                    for j in range(d[k]):
-                        w(f"gb{k}_{j} += d{k}_{j}")
-                    if k == 1:
-                        continue
-                    act = spec.activations[k - 2]
-                    for i in range(d[k - 1]):
-                        terms = " + ".join(f"w{k}_{i}_{j} * d{k}_{j}" for j in range(d[k]))
-                        if act == "identity":
-                            w(f"d{k - 1}_{i} = {terms}")
-                        else:
-                            der = _der(w, act, f"z{k - 1}_{i}", f"a{k - 1}_{i}")
-                            w(f"d{k - 1}_{i} = ({terms}) * {der}")
-        q = 0
-        for k in range(1, L + 1):
-            for i in range(d[k - 1]):
-                for j in range(d[k]):
-                    w(f"grads[{q}] += gw{k}_{i}_{j}")
-                    q += 1
-            for j in range(d[k]):
-                w(f"grads[{q}] += gb{k}_{j}")
-                q += 1
-        w("return lsum")
-    w("")
-    w("")
-    w(serial)
-    w(f"def forward_chunk(X, {params}, lo, hi, out, nl):")
-    with w.indent():
-        w('"""Outputs of rows [lo, hi) into ``out``."""')
-        load_weights()
-        w("for r in range(lo, hi):")
-        with w.indent():
-            _scalar_forward(w, spec, through_output=True)
-            for j in range(dL):
-                w(f"out[r, {j}] = z{L}_{j}")
-        out = spec.activations[-1]
-        w("for r in range(lo, hi):")
-        with w.indent():
-            if out == "softmax":
-                row = lambda k: f"out[r, {k}]"  # noqa: E731
-                emit_softmax(w, str(dL), row, row, "_exp_neg")
-            else:
-                w(f"for k in range({dL}):")
-                w("    v = out[r, k]")
-                w(f"    out[r, k] = {_act(w, out, 'v')}")
-
-
-def _scalar_output(w: Writer, spec: NetworkSpec) -> None:
-    """Loss of the block's ``m`` rows into ``lsum`` and their output dz into ``GB``.
-
-    Reads the logits ``ZB`` and targets ``YB`` (output ``k`` of row ``t`` at ``k * _ROWS + t``).
-    Elementwise outputs loop over the rows innermost, which vectorizes.
-    """
-    dL, B = spec.widths[-1], _ROWS
-    if spec.activations[-1] == "softmax":
-        w("for t in range(m):")
-        with w.indent():
-            _emit_softmax_output(
-                w,
-                spec,
-                lambda k: f"ZB[{k} * {B} + t]",
-                lambda k: f"YB[{k} * {B} + t]",
-                lambda k: f"GB[{k} * {B} + t]",
-            )
-            w("lsum += lrow")
-        return
-    w(f"for k in range({dL}):")
-    with w.indent():
-        w("for t in range(m):")
-        with w.indent():
-            w(f"q = k * {B} + t")
-            w("v = ZB[q]")
-            w("yk = YB[q]")
-            _emit_element_output(w, spec)
-            w("lsum += lv")
-            w("GB[q] = g")
 
 
 def _lane_chunks(w: Writer, spec: NetworkSpec, serial: str) -> None:
@@ -580,7 +429,9 @@ def generate_source(spec: NetworkSpec) -> str:
     # The per-sample work is compiled once, in the *_chunk kernels; the serial and parallel
     # entry points only split the rows (parfor analysis of a big body is slow to compile).
     if _unrolled(spec):
-        _scalar_chunks(w, spec, serial)
+        from . import _numba_unrolled
+
+        _numba_unrolled.scalar_chunks(w, spec, serial)
     else:
         _lane_chunks(w, spec, serial)
     w("")
@@ -635,7 +486,7 @@ def generate_source(spec: NetworkSpec) -> str:
     # The header comes last: it defines the typed constants the rendered expressions used.
     header = module_header(str(spec), spec.dtype, w.consts)
     # rows per block of the unrolled kernel; lanes per block of the lane kernel
-    header.insert(1, f"BLOCK = {_ROWS if _unrolled(spec) else block_size(spec.dtype)}")
+    header.insert(1, f"BLOCK = {_UNROLLED_ROWS if _unrolled(spec) else block_size(spec.dtype)}")
     return "\n".join(header + w.lines) + "\n"
 
 
