@@ -71,16 +71,7 @@ __all__ = [
     "state",
     "error",
     "wait",
-    "run_task",
-    "task_key",
     "cache_location",
-    "cached",
-    "layer_task",
-    "layer_items",
-    "fused_task",
-    "generic_task",
-    "specialization_pays",
-    "tasks_for",
 ]
 
 
