@@ -536,6 +536,22 @@ def _int_power(x: Node) -> int | None:
     return None
 
 
+#: Python names of the functions in generated Numba code (helpers the generated module
+#: defines; see ``mlp_accel/backends/_numba_math.py``).
+PYTHON_FUNCTIONS = {
+    "exp": "_exp",
+    "expm1": "_expm1",
+    "log": "_log",
+    "log1p": "_log1p",
+    "tanh": "_tanh",
+    "erf": "_erf",
+    "sqrt": "math.sqrt",
+    "abs": "abs",
+    "maximum": "_maximum",
+    "minimum": "_minimum",
+}
+
+
 def to_python(
     node: Node,
     names: Mapping[str, str],
@@ -553,17 +569,13 @@ def to_python(
     const : callable
         Number -> the name of a typed constant (so float32 code stays float32).
     functions : mapping, optional
-        Function name -> the helper to call; defaults to ``math.<name>`` (``abs`` built in,
-        ``where`` a conditional expression, ``maximum``/``minimum`` NaN-propagating helpers
-        ``_maximum``/``_minimum`` the generated module defines).
+        Function name -> the helper to call, over :data:`PYTHON_FUNCTIONS`: the vectorizable
+        helpers the generated module defines (``_exp``, ``_log1p``, ``_tanh``, ``_erf``, ...;
+        a libm call such as ``math.exp`` would keep the sample loop scalar), ``math.sqrt``,
+        ``abs``, and ``_maximum``/``_minimum``, which propagate NaN. ``where`` is a
+        conditional expression.
     """
-    fns = {
-        **{f: f"math.{f}" for f in FUNCTIONS},
-        "abs": "abs",
-        "maximum": "_maximum",
-        "minimum": "_minimum",
-        **(functions or {}),
-    }
+    fns = {**PYTHON_FUNCTIONS, **(functions or {})}
 
     def r(x: Node) -> str:
         if isinstance(x, Num):
