@@ -226,7 +226,7 @@ def layer_source(activation: str, dtype: str) -> str:
             w("for j in range(m):")
             w("    z[r, j] += b[j]")
             if row.name == "softmax":
-                emit_softmax(w, "m", lambda k: f"z[r, {k}]", lambda k: f"a[r, {k}]", "math.exp")
+                emit_softmax(w, "m", lambda k: f"z[r, {k}]", lambda k: f"a[r, {k}]", "_exp_neg")
             elif row.name != "identity":
                 w("for j in range(m):")
                 w(f"    a[r, j] = {render_activation(row, 'z[r, j]', c)}")
@@ -311,7 +311,7 @@ def output_source(loss: str, activation: str, dtype: str) -> str:
             w("        top = z[r, k]")
             w("s = 0.0")
             w("for k in range(m):")
-            w("    s += math.exp(z[r, k] - top)")
+            w("    s += _exp_neg(z[r, k] - top)")
             w("lse = top + math.log(s)")
             w("for k in range(m):")
             w("    total += y[r, k] * (lse - z[r, k])")
