@@ -211,10 +211,31 @@ def test_generated_kernel_sources_call_no_scalar_libm(registered):
     for loss, row in LOSS_ROWS.items():
         outputs = [row.requires] if row.requires else ["identity", "tanh", *registered]
         sources += [output_source(loss, out, "float32") for out in outputs]
-    spec = NetworkSpec((3, 5, 2), (registered[0], "softmax"), "cross_entropy", "float32")
+    spec = NetworkSpec((3, 5, 2), (registered[1], "softmax"), "cross_entropy", "float32")
     sources.append(generate_source(spec))
     for source in sources:
         assert not per_element.search(source), per_element.search(source).group(0)
+
+
+def test_fused_kernel_of_a_transcendental_heavy_activation_calls_libm(registered):
+    """In a fused kernel LLVM leaves mish's 14 helper calls per unit as calls, and a scalar
+    helper call costs more than libm's (the fused step ran 2.3x main's): libm there, helpers
+    everywhere else."""
+    from mlp_accel.backends._numba_fused import generate_source
+    from mlp_accel.backends._numba_kernels import FUSED_HELPER_CALLS, layer_source
+    from mlp_accel.backends.base import NetworkSpec
+
+    def calls(name: str, source: str) -> int:
+        return len(re.findall(rf"(?<!def )(?<![.\w]){name}\(", source))
+
+    mish, bce = registered[0], "binary_cross_entropy"
+    fused = generate_source(NetworkSpec((2, 4, 1), (mish, "sigmoid"), bce, "float32"))
+    assert "math.tanh(" in fused and calls("_tanh", fused) == 0
+    layers = layer_source(mish, "float32")
+    assert "math.tanh(" not in layers and calls("_tanh", layers) > 0
+    light = generate_source(NetworkSpec((2, 4, 1), ("gelu", "sigmoid"), bce, "float32"))
+    assert calls("_erf", light) > 0 and "math.erf(" not in light
+    assert FUSED_HELPER_CALLS < 14
 
 
 def test_registered_relu_renders_the_builtin_kernels():
@@ -236,3 +257,14 @@ def test_registered_relu_renders_the_builtin_kernels():
             for act in ("relu_render_test", "relu")
         ]
         assert body(generate_source(specs[0])) == body(generate_source(specs[1]))
+
+
+def test_fused_kernels_with_helpers_or_libm_match_numpy(registered, rng):
+    """Fused kernels rendered with the helpers (gelu) and with libm (mish) against NumPy
+    float64 (every built-in's fused kernel has its test in test_numba_backend.py)."""
+    from .test_numba_backend import _backend, _compare
+
+    backend = _backend()
+    for act in ["gelu", registered[0]]:
+        model = _compare([3, 5, 2], [act, "softmax"], "cross_entropy", "float64", backend, rng)
+        assert model._fused_network() is not None, act

@@ -124,18 +124,54 @@ def _template(text: str, **names: str) -> str:
     return text.format(**names)
 
 
-def render_activation(row: ActivationRow, z: str, const: Constants) -> str:
-    """Python expression of ``f(z)`` (the row's Numba override where it has one)."""
+#: libm's functions, for :func:`_functions`.
+_LIBM = {f: f"math.{f}" for f in ("exp", "expm1", "log", "log1p", "tanh", "erf")}
+
+#: Transcendental calls in ``f`` and ``f'`` together above which a fused kernel calls libm.
+#: LLVM does not inline the helpers into a fused kernel's unrolled loop when there are this
+#: many (mish: 14 per unit, about 90 in [2, 4, 3, 1]); the loop then runs scalar, where a
+#: libm call is cheaper than a helper's (measured: mish's fused step 2.3x slower).
+FUSED_HELPER_CALLS = 8
+
+
+def _functions(row: ActivationRow, fused: bool) -> dict[str, str] | None:
+    """The renderer's function names for ``row``: the vectorizable helpers (``None``), or
+    libm's in a fused kernel whose activation calls more than :data:`FUSED_HELPER_CALLS`."""
+    if not fused:
+        return None
+    calls = sum(
+        _count_calls(tree) for tree in (row.forward_tree, row.derivative_tree) if tree is not None
+    )
+    return _LIBM if calls > FUSED_HELPER_CALLS else None
+
+
+def _count_calls(node: E.Node) -> int:
+    """Calls of the transcendental functions in ``node``."""
+    if isinstance(node, (E.Num, E.Var)):
+        return 0
+    if isinstance(node, E.Neg):
+        return _count_calls(node.arg)
+    if isinstance(node, (E.BinOp, E.Compare)):
+        return _count_calls(node.left) + _count_calls(node.right)
+    return (node.fn in _LIBM) + sum(_count_calls(a) for a in node.args)
+
+
+def render_activation(row: ActivationRow, z: str, const: Constants, fused: bool = False) -> str:
+    """Python expression of ``f(z)`` (the row's Numba override where it has one);
+    ``fused``: for a fused kernel (see :func:`_functions`)."""
     if "expr" in row.numba:
         return _template(row.numba["expr"], z=z)
-    return E.to_python(row.forward_tree, {"z": z}, const)
+    return E.to_python(row.forward_tree, {"z": z}, const, _functions(row, fused))
 
 
-def render_derivative(row: ActivationRow, z: str, a: str, const: Constants) -> str:
-    """Python expression of ``f'(z)`` given ``z`` and ``a = f(z)``."""
+def render_derivative(
+    row: ActivationRow, z: str, a: str, const: Constants, fused: bool = False
+) -> str:
+    """Python expression of ``f'(z)`` given ``z`` and ``a = f(z)``; ``fused`` as for
+    :func:`render_activation`."""
     if "derivative" in row.numba:
         return _template(row.numba["derivative"], z=z, a=a)
-    return E.to_python(row.derivative_tree, {"z": z, "a": a}, const)
+    return E.to_python(row.derivative_tree, {"z": z, "a": a}, const, _functions(row, fused))
 
 
 def render_loss_value(row: LossRow, z: str, a: str, y: str, const: Constants) -> str:
