@@ -78,12 +78,12 @@ def supports(spec: NetworkSpec) -> bool:
 
 def _act(w: Writer, name: str, z: str) -> str:
     """The table's ``f(z)`` of activation ``name``, rendered for this module."""
-    return render_activation(activation_row(name), z, w.consts)
+    return render_activation(activation_row(name), z, w.consts, fused=True)
 
 
 def _der(w: Writer, name: str, z: str, a: str) -> str:
     """The table's ``f'(z)`` of activation ``name`` (given ``a = f(z)``)."""
-    return render_derivative(activation_row(name), z, a, w.consts)
+    return render_derivative(activation_row(name), z, a, w.consts, fused=True)
 
 
 def block_size(dtype: str) -> int:

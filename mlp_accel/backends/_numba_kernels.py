@@ -39,6 +39,8 @@ from numba import njit, prange
 
 from ..ops import expr as E
 from ..ops.table import ActivationRow, LossRow, activation_row, loss_row
+from ._numba_math import HELPER_DTYPES
+from ._numba_math import math_helpers as _math_helpers
 from ._numba_paths import cache_dir_candidate
 
 __all__ = [
@@ -122,18 +124,54 @@ def _template(text: str, **names: str) -> str:
     return text.format(**names)
 
 
-def render_activation(row: ActivationRow, z: str, const: Constants) -> str:
-    """Python expression of ``f(z)`` (the row's Numba override where it has one)."""
+#: libm's functions, for :func:`_functions`.
+_LIBM = {f: f"math.{f}" for f in ("exp", "expm1", "log", "log1p", "tanh", "erf")}
+
+#: Transcendental calls in ``f`` and ``f'`` together above which a fused kernel calls libm.
+#: LLVM does not inline the helpers into a fused kernel's unrolled loop when there are this
+#: many (mish: 14 per unit, about 90 in [2, 4, 3, 1]); the loop then runs scalar, where a
+#: libm call is cheaper than a helper's (measured: mish's fused step 2.3x slower).
+FUSED_HELPER_CALLS = 8
+
+
+def _functions(row: ActivationRow, fused: bool) -> dict[str, str] | None:
+    """The renderer's function names for ``row``: the vectorizable helpers (``None``), or
+    libm's in a fused kernel whose activation calls more than :data:`FUSED_HELPER_CALLS`."""
+    if not fused:
+        return None
+    calls = sum(
+        _count_calls(tree) for tree in (row.forward_tree, row.derivative_tree) if tree is not None
+    )
+    return _LIBM if calls > FUSED_HELPER_CALLS else None
+
+
+def _count_calls(node: E.Node) -> int:
+    """Calls of the transcendental functions in ``node``."""
+    if isinstance(node, (E.Num, E.Var)):
+        return 0
+    if isinstance(node, E.Neg):
+        return _count_calls(node.arg)
+    if isinstance(node, (E.BinOp, E.Compare)):
+        return _count_calls(node.left) + _count_calls(node.right)
+    return (node.fn in _LIBM) + sum(_count_calls(a) for a in node.args)
+
+
+def render_activation(row: ActivationRow, z: str, const: Constants, fused: bool = False) -> str:
+    """Python expression of ``f(z)`` (the row's Numba override where it has one);
+    ``fused``: for a fused kernel (see :func:`_functions`)."""
     if "expr" in row.numba:
         return _template(row.numba["expr"], z=z)
-    return E.to_python(row.forward_tree, {"z": z}, const)
+    return E.to_python(row.forward_tree, {"z": z}, const, _functions(row, fused))
 
 
-def render_derivative(row: ActivationRow, z: str, a: str, const: Constants) -> str:
-    """Python expression of ``f'(z)`` given ``z`` and ``a = f(z)``."""
+def render_derivative(
+    row: ActivationRow, z: str, a: str, const: Constants, fused: bool = False
+) -> str:
+    """Python expression of ``f'(z)`` given ``z`` and ``a = f(z)``; ``fused`` as for
+    :func:`render_activation`."""
     if "derivative" in row.numba:
         return _template(row.numba["derivative"], z=z, a=a)
-    return E.to_python(row.derivative_tree, {"z": z, "a": a}, const)
+    return E.to_python(row.derivative_tree, {"z": z, "a": a}, const, _functions(row, fused))
 
 
 def render_loss_value(row: LossRow, z: str, a: str, y: str, const: Constants) -> str:
@@ -171,102 +209,15 @@ def emit_softmax(
     w(f"    {dst('k')} *= inv")
 
 
-# -- exp and log1p that vectorize ----------------------------------------------------------
-# Numba calls libm for math.exp and math.log1p, one sample at a time (no SVML without Intel's
-# runtime). The sigmoid and the binary cross-entropy need exp(-|z|) and log1p of it for every
-# sample, which dominated the small-network step; these branch-free versions (fdlibm's
-# reductions and polynomials) inline into the sample loop and let LLVM vectorize it. They are
-# compiled without fastmath: reassociation would undo the Cody-Waite reduction.
-_EXP_CONSTANTS = {
-    # (clamp below which the result rounds to 0, ln2 hi, ln2 lo, Taylor degree, int, bias,
-    # mantissa bits)
-    "float64": (-745.2, 6.9314718036912382e-01, 1.9082149292705877e-10, 13, "int64", 1023, 52),
-    "float32": (-104.0, 0.693145751953125, 1.4286068203094172e-06, 7, "int32", 127, 23),
-}
-# fdlibm's log1p/log polynomial in s^2, s = f / (2 + f), for f in [sqrt(2)/2 - 1, sqrt(2) - 1]
-_LG = (
-    6.666666666666735130e-01,
-    3.999999999940941908e-01,
-    2.857142874366239149e-01,
-    2.222219843214978396e-01,
-    1.818357216161805012e-01,
-    1.531383769920937332e-01,
-    1.479819860511658591e-01,
-)
-
-
-def _math_helpers(dtype: str) -> list[str]:
-    """Source of the helpers every generated module has.
-
-    ``_exp_neg(x)`` (``exp(x)`` for ``x <= 0``) and ``_log1p_unit(e)`` (``log1p(e)`` for
-    ``0 <= e <= 1``), both within about 1 ulp and propagating NaN; ``_sigmoid``; and
-    ``_maximum``/``_minimum``, which propagate NaN as ``np.maximum``/``np.minimum`` do.
-    """
-    xmin, ln2_hi, ln2_lo, degree, itype, bias, bits = _EXP_CONSTANTS[dtype]
-    horner = f"DT({1.0 / math.factorial(degree)!r})"  # Taylor series of exp(r), |r| <= ln2 / 2
-    for n in range(degree - 1, 1, -1):
-        horner = f"DT({1.0 / math.factorial(n)!r}) + r * ({horner})"
-    horner = f"_1 + r * (_1 + r * ({horner}))"
-    lg = [f"DT({c!r})" for c in _LG]
-    return [
-        "",
-        "",
-        "@njit(cache=True, error_model='numpy')",
-        "def _exp_neg(x):",
-        '    """exp(x) for x <= 0 (NaN stays NaN), subnormal results included, as libm\'s."""',
-        f"    xc = DT({xmin!r}) if x < DT({xmin!r}) else x",
-        f"    t = xc * DT({1.0 / math.log(2.0)!r})",
-        f"    k = np.{itype}(t - _HALF) if t == t else np.{itype}(0)  # round half down; t <= 0",
-        "    kf = DT(k)",
-        f"    r = (xc - kf * DT({ln2_hi!r})) - kf * DT({ln2_lo!r})",
-        f"    p = {horner}",
-        # 2**k as two normal factors, so results below the normal range round gradually
-        f"    k1 = k >> np.{itype}(1)",
-        f"    s1 = np.{itype}((k1 + np.{itype}({bias})) << np.{itype}({bits})).view(DT)",
-        f"    s2 = np.{itype}((k - k1 + np.{itype}({bias})) << np.{itype}({bits})).view(DT)",
-        f"    return _0 if x < DT({xmin!r}) else (p * s1) * s2",
-        "",
-        "",
-        "@njit(cache=True, error_model='numpy')",
-        "def _log1p_unit(e):",
-        '    """log1p(e) for 0 <= e <= 1 (NaN stays NaN)."""',
-        f"    big = e > DT({math.sqrt(2.0) - 1.0!r})",
-        "    f = (e - _1) * _HALF if big else e  # log1p(e) = k ln2 + log1p(f)",
-        "    k = _1 if big else _0",
-        "    s = f / (DT(2.0) + f)",
-        "    z = s * s",
-        "    w = z * z",
-        f"    t1 = w * ({lg[1]} + w * ({lg[3]} + w * {lg[5]}))",
-        f"    t2 = z * ({lg[0]} + w * ({lg[2]} + w * ({lg[4]} + w * {lg[6]})))",
-        "    hfsq = _HALF * f * f",
-        f"    low = s * (hfsq + t1 + t2) + k * DT({ln2_lo!r})",
-        f"    return k * DT({ln2_hi!r}) - ((hfsq - low) - f)",
-        "",
-        "",
-        "@njit(cache=True, error_model='numpy')",
-        "def _sigmoid(v):",
-        '    """1 / (1 + exp(-v)) from exp(-|v|), which never overflows (the table\'s form)."""',
-        "    e = _exp_neg(-abs(v))",
-        "    inv = _1 / (_1 + e)",
-        "    return inv if v >= _0 else e * inv",
-        "",
-        "",
-        "@njit(cache=True, error_model='numpy')",
-        "def _maximum(x, y):",
-        '    """np.maximum: NaN if either is NaN."""',
-        "    return x if (x > y or x != x) else y",
-        "",
-        "",
-        "@njit(cache=True, error_model='numpy')",
-        "def _minimum(x, y):",
-        '    """np.minimum: NaN if either is NaN."""',
-        "    return x if (x < y or x != x) else y",
-    ]
+# -- math that vectorizes ------------------------------------------------------------------
+# The helpers every generated module defines (exp, log, log1p, tanh, erf, the sigmoid, ...)
+# live in ._numba_math: branch-free versions of libm's functions that inline into the sample
+# loop and let LLVM vectorize it, where a libm call keeps the loop scalar.
 
 
 def module_header(title: str, dtype: str, consts: Constants) -> list[str]:
     """Imports, the dtype, typed constants and the math helpers of a generated module."""
-    if dtype not in _EXP_CONSTANTS:
+    if dtype not in HELPER_DTYPES:
         raise ValueError(f"Numba kernels support float32 and float64, got {dtype!r}")
     lines = [
         f'"""Generated by mlp_accel for {title}; do not edit."""',
@@ -311,7 +262,7 @@ def layer_source(activation: str, dtype: str) -> str:
             w("for j in range(m):")
             w("    z[r, j] += b[j]")
             if row.name == "softmax":
-                emit_softmax(w, "m", lambda k: f"z[r, {k}]", lambda k: f"a[r, {k}]", "math.exp")
+                emit_softmax(w, "m", lambda k: f"z[r, {k}]", lambda k: f"a[r, {k}]", "_exp_neg")
             elif row.name != "identity":
                 w("for j in range(m):")
                 w(f"    a[r, j] = {render_activation(row, 'z[r, j]', c)}")
@@ -396,7 +347,7 @@ def output_source(loss: str, activation: str, dtype: str) -> str:
             w("        top = z[r, k]")
             w("s = 0.0")
             w("for k in range(m):")
-            w("    s += math.exp(z[r, k] - top)")
+            w("    s += _exp_neg(z[r, k] - top)")
             w("lse = top + math.log(s)")
             w("for k in range(m):")
             w("    total += y[r, k] * (lse - z[r, k])")

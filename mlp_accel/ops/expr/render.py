@@ -1,0 +1,121 @@
+"""Renderers of an expression tree: a scalar Python expression for generated Numba code
+(:func:`to_python`, calling the vectorizable helpers every generated module defines) and a
+CUDA C expression (:func:`to_cuda`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from .tree import BinOp, Compare, Neg, Node, Num, Var
+
+__all__ = ["PYTHON_FUNCTIONS", "to_python", "to_cuda"]
+
+
+def _int_power(x: Node) -> int | None:
+    if isinstance(x, Num) and x.value == int(x.value) and 1 <= x.value <= 4:
+        return int(x.value)
+    return None
+
+
+#: Python names of the functions in generated Numba code (helpers the generated module
+#: defines; see ``mlp_accel/backends/_numba_math.py``).
+PYTHON_FUNCTIONS = {
+    "exp": "_exp",
+    "expm1": "_expm1",
+    "log": "_log",
+    "log1p": "_log1p",
+    "tanh": "_tanh",
+    "erf": "_erf",
+    "sqrt": "math.sqrt",
+    "abs": "abs",
+    "maximum": "_maximum",
+    "minimum": "_minimum",
+}
+
+
+def to_python(
+    node: Node,
+    names: Mapping[str, str],
+    const: Callable[[float], str],
+    functions: Mapping[str, str] | None = None,
+) -> str:
+    """A scalar Python expression for generated Numba code.
+
+    Parameters
+    ----------
+    node : Node
+        The expression.
+    names : mapping
+        Variable name -> the Python expression that holds it.
+    const : callable
+        Number -> the name of a typed constant (so float32 code stays float32).
+    functions : mapping, optional
+        Function name -> the helper to call, over :data:`PYTHON_FUNCTIONS`: the vectorizable
+        helpers the generated module defines (``_exp``, ``_log1p``, ``_tanh``, ``_erf``, ...;
+        a libm call such as ``math.exp`` would keep the sample loop scalar), ``math.sqrt``,
+        ``abs``, and ``_maximum``/``_minimum``, which propagate NaN. ``where`` is a
+        conditional expression.
+    """
+    fns = {**PYTHON_FUNCTIONS, **(functions or {})}
+
+    def r(x: Node) -> str:
+        if isinstance(x, Num):
+            return const(x.value)
+        if isinstance(x, Var):
+            return names[x.name]
+        if isinstance(x, Neg):
+            return f"(-{r(x.arg)})"
+        if isinstance(x, (BinOp, Compare)):
+            if isinstance(x, BinOp) and x.op == "**":
+                n = _int_power(x.right)
+                if n is not None:  # repeated product: no pow call, dtype kept
+                    base = r(x.left)
+                    return "(" + " * ".join([base] * n) + ")"
+            return f"({r(x.left)} {x.op} {r(x.right)})"
+        if x.fn == "where":
+            c, a, b = (r(arg) for arg in x.args)
+            return f"({a} if {c} else {b})"
+        return f"{fns[x.fn]}({', '.join(r(a) for a in x.args)})"
+
+    return r(node)
+
+
+#: CUDA names of the functions (macros of the kernels' preamble, float or double).
+_CUDA_FUNCTIONS = {
+    "exp": "EXP",
+    "expm1": "EXPM1",
+    "log": "LOG",
+    "log1p": "LOG1P",
+    "tanh": "TANH",
+    "erf": "ERF",
+    "sqrt": "SQRT",
+    "abs": "FABS",
+    "maximum": "nan_max",
+    "minimum": "nan_min",
+}
+
+
+def to_cuda(node: Node, names: Mapping[str, str]) -> str:
+    """A CUDA C expression over ``real`` (the kernels' preamble defines the macros)."""
+
+    def r(x: Node) -> str:
+        if isinstance(x, Num):
+            return f"(real){x.value!r}"
+        if isinstance(x, Var):
+            return names[x.name]
+        if isinstance(x, Neg):
+            return f"(-{r(x.arg)})"
+        if isinstance(x, (BinOp, Compare)):
+            if isinstance(x, BinOp) and x.op == "**":
+                n = _int_power(x.right)
+                if n is not None:
+                    base = r(x.left)
+                    return "(" + " * ".join([base] * n) + ")"
+                return f"POW({r(x.left)}, {r(x.right)})"
+            return f"({r(x.left)} {x.op} {r(x.right)})"
+        if x.fn == "where":
+            c, a, b = (r(arg) for arg in x.args)
+            return f"({c} ? {a} : {b})"
+        return f"{_CUDA_FUNCTIONS[x.fn]}({', '.join(r(a) for a in x.args)})"
+
+    return r(node)
