@@ -202,7 +202,7 @@ def test_generated_kernel_sources_call_no_scalar_libm(registered):
     """Every layer and output module renders its per-element transcendentals to helpers
     (the per-layer softmax and log-sum-exp used math.exp per element)."""
     from mlp_accel.backends._numba_fused import generate_source
-    from mlp_accel.backends._numba_kernels import layer_source, output_source
+    from mlp_accel.backends._numba_layer_sources import layer_source, output_source
     from mlp_accel.backends.base import NetworkSpec
     from mlp_accel.ops.table import LOSS_ROWS
 
@@ -222,7 +222,8 @@ def test_fused_kernel_of_a_transcendental_heavy_activation_calls_libm(registered
     helper call costs more than libm's (the fused step ran 2.3x main's): libm there, helpers
     everywhere else."""
     from mlp_accel.backends._numba_fused import generate_source
-    from mlp_accel.backends._numba_kernels import FUSED_HELPER_CALLS, layer_source
+    from mlp_accel.backends._numba_kernels import FUSED_HELPER_CALLS
+    from mlp_accel.backends._numba_layer_sources import layer_source
     from mlp_accel.backends.base import NetworkSpec
 
     def calls(name: str, source: str) -> int:
@@ -242,7 +243,7 @@ def test_registered_relu_renders_the_builtin_kernels():
     """Issue #12: registered ``maximum(z, 0)`` ran 1.44x built-in relu's step. Not the
     rendering: both give the same kernels, line for line, apart from the title line."""
     from mlp_accel.backends._numba_fused import generate_source
-    from mlp_accel.backends._numba_kernels import layer_source
+    from mlp_accel.backends._numba_layer_sources import layer_source
     from mlp_accel.backends.base import NetworkSpec
 
     ma.register_activation("relu_render_test", "maximum(z, 0)")
