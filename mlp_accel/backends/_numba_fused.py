@@ -20,7 +20,7 @@ The activations, derivatives and losses are rendered from the rows of the math t
 (:mod:`mlp_accel.ops.table`), the same rows the generic path evaluates, so any built-in or
 registered activation is fused: losses from logits, ``dz = (yhat - y) * scale`` for matched
 pairs, the chain rule otherwise. The output loss and gradient are emitted by one function
-(:func:`_emit_element_output`, :func:`_emit_softmax_output`) for both kernel strategies.
+(:func:`emit_element_output`, :func:`emit_softmax_output`) for both kernel strategies.
 
 Generated modules are written to a cache directory (:func:`cache_dir`) and imported from
 there, so Numba's ``cache=True`` keeps their machine code on disk between processes.
@@ -29,22 +29,20 @@ there, so Numba's ``cache=True`` keeps their machine code on disk between proces
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from types import ModuleType
 
 from ..ops.layout import n_parameters, param_layout
-from ..ops.table import ACTIVATION_ROWS, LOSS_ROWS, activation_row, loss_row
+from ..ops.table import ACTIVATION_ROWS, LOSS_ROWS, activation_row
 from ._numba_kernels import (
     Writer,
     cache_dir,
     emit_softmax,
     import_source,
     module_header,
-    render_activation,
-    render_derivative,
-    render_loss_grad,
-    render_loss_value,
 )
+from ._numba_output import act as _act
+from ._numba_output import der as _der
+from ._numba_output import emit_element_output, emit_softmax_output
 from .base import NetworkSpec
 
 __all__ = ["MAX_WIDTH", "supports", "generate_source", "load_module", "cache_dir"]
@@ -74,16 +72,6 @@ def supports(spec: NetworkSpec) -> bool:
         return False
     required = LOSS_ROWS[spec.loss].requires
     return required is None or required == output
-
-
-def _act(w: Writer, name: str, z: str) -> str:
-    """The table's ``f(z)`` of activation ``name``, rendered for this module."""
-    return render_activation(activation_row(name), z, w.consts, fused=True)
-
-
-def _der(w: Writer, name: str, z: str, a: str) -> str:
-    """The table's ``f'(z)`` of activation ``name`` (given ``a = f(z)``)."""
-    return render_derivative(activation_row(name), z, a, w.consts, fused=True)
 
 
 def block_size(dtype: str) -> int:
@@ -188,55 +176,6 @@ def _forward_layers(w: Writer, lay: _Layout, activations: tuple[str, ...]) -> No
                 w(f"    S[{lay.a[k]} + j * {B} + s] = {expr}")
 
 
-def _emit_element_output(w: Writer, spec: NetworkSpec) -> None:
-    """Lines that set ``lv`` (loss) and ``g`` (dz) of one output element from the logit ``v``,
-    the target ``yk`` and the scale ``sc``: the one place the fused kernels write the loss.
-
-    Matched pairs take ``g = (p - yk) * sc`` exactly; other pairs the chain rule.
-    """
-    out, lrow = spec.activations[-1], loss_row(spec.loss)
-    w(f"p = {_act(w, out, 'v')}")
-    w(f"lv = {render_loss_value(lrow, 'v', 'p', 'yk', w.consts)}")
-    if lrow.matched == out:
-        w("g = (p - yk) * sc")
-    else:
-        grad = render_loss_grad(lrow, "p", "yk", w.consts)
-        w(f"g = ({grad}) * sc * {_der(w, out, 'v', 'p')}")
-
-
-def _emit_softmax_output(
-    w: Writer,
-    spec: NetworkSpec,
-    z: Callable[[str], str],
-    y: Callable[[str], str],
-    g: Callable[[str], str],
-) -> None:
-    """Lines for one row of a softmax output: the row's loss into ``lrow`` and its dz into
-    ``g(k)`` (which first holds the probabilities); ``z(k)``, ``y(k)`` read logits, targets."""
-    dL, lrow = spec.widths[-1], loss_row(spec.loss)
-    emit_softmax(w, str(dL), z, g, "_exp_neg")
-    w("lrow = 0.0")
-    if lrow.value_tree is None:  # cross-entropy: sum_k y_k (logsumexp(z) - z_k)
-        w("lse = top + math.log(tot)")
-        w(f"for k in range({dL}):")
-        w(f"    lrow += {y('k')} * (lse - {z('k')})")
-    else:
-        value = render_loss_value(lrow, z("k"), g("k"), y("k"), w.consts)
-        w(f"for k in range({dL}):")
-        w(f"    lrow += {value}")
-    if lrow.matched == "softmax":  # matched pair: dz = (softmax(z) - y) * scale
-        w(f"for k in range({dL}):")
-        w(f"    {g('k')} = ({g('k')} - {y('k')}) * sc")
-        return
-    # the loss gradient through the softmax Jacobian: p * (g - <g, p>)
-    grad = render_loss_grad(lrow, g("k"), y("k"), w.consts)
-    w("dot = _0")
-    w(f"for k in range({dL}):")
-    w(f"    dot += ({grad}) * sc * {g('k')}")
-    w(f"for k in range({dL}):")
-    w(f"    {g('k')} = {g('k')} * (({grad}) * sc - dot)")
-
-
 def _output_gradient(w: Writer, lay: _Layout, spec: NetworkSpec) -> None:
     """Loss of the block's valid lanes into ``lsum``; dz of the output layer (0 in padding)."""
     B, dL, L = lay.lanes, lay.widths[-1], lay.n_layers
@@ -244,7 +183,7 @@ def _output_gradient(w: Writer, lay: _Layout, spec: NetworkSpec) -> None:
     if spec.activations[-1] == "softmax":
         w("for s in range(nl):")
         with w.indent():
-            _emit_softmax_output(
+            emit_softmax_output(
                 w,
                 spec,
                 lambda k: f"S[{zo} + {k} * {B} + s]",
@@ -264,7 +203,7 @@ def _output_gradient(w: Writer, lay: _Layout, spec: NetworkSpec) -> None:
             w(f"v = S[{zo} + k * {B} + s]")
             w(f"yk = S[{yo} + k * {B} + s]")
             w("ok = s < m")
-            _emit_element_output(w, spec)
+            emit_element_output(w, spec)
             w(f"S[{go} + k * {B} + s] = g if ok else _0")
             w("if ok:")
             w("    lsum += lv")

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..ops.layout import param_layout
 from ..ops.table import ACTIVATION_ROWS, activation_row, loss_row
-from ._numba_fused import _emit_element_output, _emit_softmax_output, supports
+from ._numba_fused import supports
 from ._numba_kernels import (
     Writer,
     emit_softmax,
@@ -44,6 +44,7 @@ from ._numba_kernels import (
     render_activation,
     render_derivative,
 )
+from ._numba_output import emit_element_output, emit_softmax_output
 from ._numba_paths import generic_title
 from .base import NetworkSpec
 
@@ -197,7 +198,7 @@ def _emit_output(w: Writer, out: SimpleNamespace) -> None:
     if out.activations[-1] == "softmax":
         w("for s in range(BLOCK):")
         with w.indent():
-            _emit_softmax_output(
+            emit_softmax_output(
                 w,
                 out,
                 lambda k: f"S[zL + {k}, s]",
@@ -217,7 +218,7 @@ def _emit_output(w: Writer, out: SimpleNamespace) -> None:
             w("v = S[zL + k, s]")
             w("yk = S[yo + k, s]")
             w("ok = s < m")
-            _emit_element_output(w, out)
+            emit_element_output(w, out)
             w("S[gL + k, s] = g if ok else _0")
             w("if ok:")
             w("    lsum += lv")

@@ -6,8 +6,10 @@ pass straight-line code, which LLVM vectorizes across the samples of a block.
 from __future__ import annotations
 
 from ._numba_fused import _UNROLLED_ROWS as ROWS
-from ._numba_fused import _act, _der, _emit_element_output, _emit_softmax_output
 from ._numba_kernels import Writer, emit_softmax
+from ._numba_output import act as _act
+from ._numba_output import der as _der
+from ._numba_output import emit_element_output, emit_softmax_output
 from .base import NetworkSpec
 
 __all__ = ["ROWS", "scalar_chunks"]
@@ -160,7 +162,7 @@ def _scalar_output(w: Writer, spec: NetworkSpec) -> None:
     if spec.activations[-1] == "softmax":
         w("for t in range(m):")
         with w.indent():
-            _emit_softmax_output(
+            emit_softmax_output(
                 w,
                 spec,
                 lambda k: f"ZB[{k} * {B} + t]",
@@ -176,6 +178,6 @@ def _scalar_output(w: Writer, spec: NetworkSpec) -> None:
             w(f"q = k * {B} + t")
             w("v = ZB[q]")
             w("yk = YB[q]")
-            _emit_element_output(w, spec)
+            emit_element_output(w, spec)
             w("lsum += lv")
             w("GB[q] = g")
