@@ -55,13 +55,13 @@ def _numba_per_layer_kernels(request: pytest.FixtureRequest) -> None:
     # Per-layer kernels compile on first use (only those a test runs), so a numba test never
     # passes on NumPy's fallback while its kernels are still compiling in the background.
     backend.background_layers = False
-    keys = []
-    if any("test_numba_backend.py" in item.nodeid for item in request.session.items):
-        from .test_numba_backend import precompile_tasks
-
-        for task in precompile_tasks():  # compiled beside the tests; waited for where used
+    # Test modules that compile many kernels name them (``precompile_tasks``): they are handed
+    # to the background compiler as the session starts and compile on the second core beside
+    # the tests before them; a test waits for (or loads) what it needs.
+    modules = {id(item.module): item.module for item in request.session.items if item.module}
+    for module in sorted(modules.values(), key=lambda m: m.__name__):
+        for task in getattr(module, "precompile_tasks", lambda: [])():
             _numba_compile.submit(task)
-    _numba_compile.wait(keys)
 
 
 @pytest.fixture

@@ -55,6 +55,22 @@ OUTPUTS = [
 RTOL = 1e-9
 
 
+def precompile_tasks() -> list[dict]:
+    """The generic kernels these tests compile (see conftest.py), in the order they run."""
+    specs = [
+        NetworkSpec(tuple(w), tuple(a), loss, dtype)
+        for (w, a, loss), dtype in [
+            *((case, "float64") for case in (DEEP, *OUTPUTS)),
+            (([3, 4, 3, 2], ["generic_test_mish", "tanh", "sigmoid"], DEEP[2]), "float64"),
+            (([2, 4, 3, 1], ["relu", "relu", "sigmoid"], DEEP[2]), "float32"),
+            (([2, 3, 1], ["tanh", "sigmoid"], DEEP[2]), "float64"),
+        ]
+    ]
+    tasks = [C.generic_task(spec) for spec in specs]
+    tasks.insert(1, C.generic_task(specs[0], parallel=True))
+    return tasks
+
+
 def _data(rng, n, widths, loss):
     if loss == "poisson":
         X = rng.normal(size=(n, widths[0]))

@@ -146,6 +146,20 @@ def test_renderer_calls_helpers_for_every_transcendental():
 MISH = "z * tanh(maximum(z, 0) + log1p(exp(-abs(z))))"
 
 
+def precompile_tasks() -> list[dict]:
+    """The built-in kernels these tests compile (see conftest.py): every elementwise row's
+    layer kernels in both dtypes, and the fused gelu network."""
+    from mlp_accel.backends import _numba_compile as C
+    from mlp_accel.backends.base import NetworkSpec
+
+    names = [n for n, row in ACTIVATION_ROWS.items() if row.elementwise and row.builtin]
+    spec = NetworkSpec((3, 5, 2), ("gelu", "softmax"), "cross_entropy", "float64")
+    return [
+        *(C.layer_task(dtype, False, names, [], optim=False) for dtype in ("float64", "float32")),
+        C.fused_task(spec),
+    ]
+
+
 @pytest.fixture(scope="module")
 def registered() -> list[str]:
     ma.register_activation("mish_math_test", MISH)
