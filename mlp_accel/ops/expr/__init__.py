@@ -22,27 +22,10 @@ nothing heavy.
 
 from __future__ import annotations
 
-from .derivative import diff, names_in
-from .render import PYTHON_FUNCTIONS, to_cuda, to_python
-from .tree import FUNCTIONS, MAX_LENGTH, BinOp, Call, Compare, Neg, Node, Num, Var, parse
-from .xp import compile_xp, evaluate
+from . import derivative, render, tree, xp
+from .derivative import *  # noqa: F403
+from .render import *  # noqa: F403
+from .tree import *  # noqa: F403
+from .xp import *  # noqa: F403
 
-__all__ = [
-    "FUNCTIONS",
-    "Node",
-    "Num",
-    "Var",
-    "Neg",
-    "BinOp",
-    "Call",
-    "Compare",
-    "parse",
-    "diff",
-    "evaluate",
-    "compile_xp",
-    "to_python",
-    "to_cuda",
-    "PYTHON_FUNCTIONS",
-    "names_in",
-    "MAX_LENGTH",
-]
+__all__ = [*tree.__all__, *derivative.__all__, *xp.__all__, *render.__all__]

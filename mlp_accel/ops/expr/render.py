@@ -57,27 +57,7 @@ def to_python(
         conditional expression.
     """
     fns = {**PYTHON_FUNCTIONS, **(functions or {})}
-
-    def r(x: Node) -> str:
-        if isinstance(x, Num):
-            return const(x.value)
-        if isinstance(x, Var):
-            return names[x.name]
-        if isinstance(x, Neg):
-            return f"(-{r(x.arg)})"
-        if isinstance(x, (BinOp, Compare)):
-            if isinstance(x, BinOp) and x.op == "**":
-                n = _int_power(x.right)
-                if n is not None:  # repeated product: no pow call, dtype kept
-                    base = r(x.left)
-                    return "(" + " * ".join([base] * n) + ")"
-            return f"({r(x.left)} {x.op} {r(x.right)})"
-        if x.fn == "where":
-            c, a, b = (r(arg) for arg in x.args)
-            return f"({a} if {c} else {b})"
-        return f"{fns[x.fn]}({', '.join(r(a) for a in x.args)})"
-
-    return r(node)
+    return _render(node, names, const, fns, lambda c, a, b: f"({a} if {c} else {b})")
 
 
 #: CUDA names of the functions (macros of the kernels' preamble, float or double).
@@ -97,10 +77,30 @@ _CUDA_FUNCTIONS = {
 
 def to_cuda(node: Node, names: Mapping[str, str]) -> str:
     """A CUDA C expression over ``real`` (the kernels' preamble defines the macros)."""
+    return _render(
+        node,
+        names,
+        lambda value: f"(real){value!r}",
+        _CUDA_FUNCTIONS,
+        lambda c, a, b: f"({c} ? {a} : {b})",
+        power=lambda base, exponent: f"POW({base}, {exponent})",
+    )
+
+
+def _render(
+    node: Node,
+    names: Mapping[str, str],
+    num: Callable[[float], str],
+    functions: Mapping[str, str],
+    where: Callable[[str, str, str], str],
+    power: Callable[[str, str], str] | None = None,
+) -> str:
+    """The one walk of both dialects; they differ in numbers, functions, ``where`` and a
+    non-integer power (Python's ``**`` unless ``power`` is given)."""
 
     def r(x: Node) -> str:
         if isinstance(x, Num):
-            return f"(real){x.value!r}"
+            return num(x.value)
         if isinstance(x, Var):
             return names[x.name]
         if isinstance(x, Neg):
@@ -108,14 +108,15 @@ def to_cuda(node: Node, names: Mapping[str, str]) -> str:
         if isinstance(x, (BinOp, Compare)):
             if isinstance(x, BinOp) and x.op == "**":
                 n = _int_power(x.right)
-                if n is not None:
+                if n is not None:  # repeated product: no pow call, dtype kept
                     base = r(x.left)
                     return "(" + " * ".join([base] * n) + ")"
-                return f"POW({r(x.left)}, {r(x.right)})"
+                if power is not None:
+                    return power(r(x.left), r(x.right))
             return f"({r(x.left)} {x.op} {r(x.right)})"
         if x.fn == "where":
             c, a, b = (r(arg) for arg in x.args)
-            return f"({c} ? {a} : {b})"
-        return f"{_CUDA_FUNCTIONS[x.fn]}({', '.join(r(a) for a in x.args)})"
+            return where(c, a, b)
+        return f"{functions[x.fn]}({', '.join(r(a) for a in x.args)})"
 
     return r(node)
