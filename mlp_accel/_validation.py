@@ -125,9 +125,12 @@ def _checked_finite(a: np.ndarray, name: str) -> np.ndarray:
         return a
     with np.errstate(over="ignore", invalid="ignore"):
         # One sum; the elementwise test only when it is not finite (it may have overflowed).
-        if math.isfinite(float(np.add.reduce(a, axis=None))) or np.isfinite(a).all():
+        if math.isfinite(float(np.add.reduce(a, axis=None))):
             return a
-    if np.isnan(a).any():
+    kind = nonfinite_kind(a)
+    if kind is None:
+        return a
+    if "NaN" in kind:
         raise ValueError(f"Input {name} contains NaN.")
     raise ValueError(f"Input {name} contains infinity or a value too large for {a.dtype!r}.")
 

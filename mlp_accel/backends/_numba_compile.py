@@ -156,12 +156,7 @@ class _Compiler:
     def _compile_in_child(self, task: Task) -> None:
         from . import _numba_fused
 
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (_package_root(), env.get("PYTHONPATH")) if p
-        )
-        # The same directory for the generated modules, even where it was a fresh temp dir.
-        env["MLP_ACCEL_CACHE_DIR"] = str(_numba_fused.cache_dir())
+        env = _child_env(_numba_fused.cache_dir())
         command = [sys.executable, "-m", __name__, json.dumps(task)]
         # Errors go to a file, not a pipe: a child left running at exit must not die of a
         # closed pipe before it has written the cache.
@@ -296,11 +291,8 @@ def compile_for_next_run(spec: Any) -> bool:
 def _start_detached(tasks: list[Task]) -> bool:
     """Start a child process, in a session of its own and at a lower priority, that compiles
     ``tasks`` into the disk cache and outlives this process. Returns whether it started."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (_package_root(), env.get("PYTHONPATH")) if p)
     kernels = sys.modules.get(f"{__package__}._numba_kernels")
-    if kernels is not None:  # the same directory, even where it is a fresh temporary one
-        env["MLP_ACCEL_CACHE_DIR"] = str(kernels.cache_dir())
+    env = _child_env(None if kernels is None else kernels.cache_dir())
     env[_DETACHED] = "1"
     command = [sys.executable, "-m", __name__, *(json.dumps(t) for t in tasks)]
     try:
@@ -321,8 +313,17 @@ def _start_detached(tasks: list[Task]) -> bool:
 _DETACHED = "MLP_ACCEL_COMPILE_DETACHED"
 
 
-def _package_root() -> str:
-    return str(Path(__file__).resolve().parents[2])
+def _child_env(cache_dir: Path | None) -> dict[str, str]:
+    """The environment of a compiling child: this package importable, and ``cache_dir`` for
+    the generated modules, so that the child writes where this process reads, even where
+    that is a fresh temporary directory (``None``: the child resolves the same rule itself).
+    """
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    if cache_dir is not None:
+        env["MLP_ACCEL_CACHE_DIR"] = str(cache_dir)
+    return env
 
 
 def is_compiled(spec: Any) -> bool:
