@@ -28,7 +28,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._numba_paths import MAX_WIDTH, cache_dir_candidate, generic_title, numba_index_dirs
+from ._numba_paths import (
+    MAX_WIDTH,
+    cache_dir_candidate,
+    generic_key,
+    generic_title,
+    numba_index_dirs,
+)
 from .base import NetworkSpec
 
 __all__ = [
@@ -319,8 +325,7 @@ def _layer_module_on_disk(activation: str, dtype: str) -> bool:
 
 def _generic_network_on_disk(spec: NetworkSpec) -> bool:
     # A generic network module names its key (dtype, activation set, loss, output) first.
-    names = tuple(sorted({*spec.activations, "identity"}))
-    title = generic_title(spec.dtype, names, spec.loss, spec.activations[-1])
+    title = generic_title(*generic_key(spec))
     return _generated_on_disk("mlp_accel_generic_", lambda head: title in head[0], "train_")
 
 

@@ -45,7 +45,7 @@ from ._numba_kernels import (
     render_derivative,
 )
 from ._numba_output import emit_element_output, emit_softmax_output
-from ._numba_paths import generic_title
+from ._numba_paths import generic_key, generic_title
 from .base import NetworkSpec
 
 __all__ = [
@@ -67,18 +67,6 @@ _BLOCK = {"float32": 128, "float64": 64}
 
 _lock = threading.Lock()
 _modules: dict[tuple, ModuleType] = {}
-
-
-def generic_key(spec: NetworkSpec) -> tuple[str, tuple[str, ...], str, str]:
-    """What the generic kernel of ``spec`` is compiled for: ``(dtype, activations, loss,
-    output activation)``.
-
-    ``activations`` is the sorted set of the network's activations plus the identity, the
-    same set as the per-layer compile task of the spec, so that networks which differ only
-    in widths, depth or the order of their hidden activations share one compiled kernel.
-    """
-    names = sorted({*spec.activations, "identity"})
-    return spec.dtype, tuple(names), spec.loss, spec.activations[-1]
 
 
 def _hidden(activations: tuple[str, ...]) -> tuple[str, ...]:

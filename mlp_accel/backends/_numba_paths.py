@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
-__all__ = ["MAX_WIDTH", "cache_dir_candidate", "numba_index_dirs", "generic_title"]
+__all__ = ["MAX_WIDTH", "cache_dir_candidate", "numba_index_dirs", "generic_title", "generic_key"]
 
 #: Widest layer the fused small-network kernel is generated for.
 MAX_WIDTH = 64
@@ -48,3 +49,15 @@ def generic_title(dtype: str, activations: tuple[str, ...], loss: str, output: s
     """What a generated generic network module names itself in its first line (the generator
     writes it; ``backend="auto"`` looks for it on disk without importing Numba)."""
     return f"the generic {dtype} network kernel of {list(activations)}, {loss} + {output}"
+
+
+def generic_key(spec: Any) -> tuple[str, tuple[str, ...], str, str]:
+    """What the generic kernel of ``spec`` is compiled for: ``(dtype, activations, loss,
+    output activation)``.
+
+    ``activations`` is the sorted set of the network's activations plus the identity, the
+    same set as the per-layer compile task of the spec, so that networks which differ only
+    in widths, depth or the order of their hidden activations share one compiled kernel.
+    """
+    names = sorted({*spec.activations, "identity"})
+    return spec.dtype, tuple(names), spec.loss, spec.activations[-1]
