@@ -113,6 +113,24 @@ def test_usable_cpus_of_this_process_respects_its_affinity():
     assert 1 <= usable_cpus() <= len(os.sched_getaffinity(0))
 
 
+PROC_STAT = (
+    "cpu  500 0 100 900 20 0 0 0 0 0\n"
+    "cpu0 200 0 50 300 10 0 0 0 0 0\n"
+    "cpu1 300 0 50 600 10 0 0 0 0 0\n"
+    "intr 1 2 3\n"
+)
+
+
+def test_idle_cpu_seconds_sums_idle_and_iowait_of_the_given_cpus(tmp_path):
+    import os
+
+    root = _write(tmp_path, {"proc/stat": PROC_STAT})
+    hz = os.sysconf("SC_CLK_TCK")
+    assert _threads.idle_cpu_seconds(root, cpus={0, 1}) == pytest.approx(920 / hz)
+    assert _threads.idle_cpu_seconds(root, cpus={1}) == pytest.approx(610 / hz)
+    assert _threads.idle_cpu_seconds(tmp_path / "nowhere") is None
+
+
 # -- the serial/parallel choice, with made-up step times ---------------------------------------
 
 
@@ -211,6 +229,45 @@ def test_chooser_rechecks_periodically_and_backs_off_when_confirmed():
     assert chooser.choice is True
 
 
+def test_chooser_probes_parallel_again_when_a_neighbour_leaves():
+    # Serial chosen beside a busy neighbour; serial steps do not speed up when it leaves,
+    # so only the idle CPUs tell: one more idle CPU probes parallel at once.
+    chooser = SerialParallelChooser(probe_steps=3, warmup=1, recheck=10**6)
+    _drive(chooser, serial=2.0, parallel=5.0, steps=8)
+    assert chooser.choice is False and not chooser.probing
+    _drive(chooser, 2.0, 5.0, 3)
+    chooser.observe_spare(0.05)  # the machine as serial was chosen
+    chooser.observe_spare(0.3)  # noise
+    assert not chooser.probing
+    chooser.observe_spare(1.0)
+    assert chooser.probing and chooser.probes == 2
+    assert "idle" in chooser.reason
+    # Parallel only: the recent serial steps are the reference.
+    assert _drive(chooser, serial=2.0, parallel=1.0, steps=4) == [True] * 4
+    assert chooser.choice is True and not chooser.probing
+
+
+def test_chooser_compares_with_the_machine_its_probe_saw():
+    # The neighbour leaves right as the probe decides: the first idle CPUs seen after the
+    # decision are not the machine serial was chosen on; the probe's serial steps are.
+    chooser = SerialParallelChooser(probe_steps=3, warmup=1, recheck=10**6)
+    _drive(chooser, serial=2.0, parallel=5.0, steps=4)
+    chooser.observe_spare(0.0)  # during the probe's serial steps: busy
+    _drive(chooser, serial=2.0, parallel=5.0, steps=5)
+    assert chooser.choice is False and not chooser.probing
+    chooser.observe_spare(1.0)
+    assert chooser.probing
+
+
+def test_chooser_keeps_serial_on_a_quiet_machine_where_parallel_does_not_pay():
+    chooser = SerialParallelChooser(probe_steps=3, warmup=1, recheck=10**6)
+    _drive(chooser, serial=2.0, parallel=2.1, steps=8)
+    for _ in range(5):  # quiet when decided and since: no neighbour to wait for
+        _drive(chooser, serial=2.0, parallel=2.1, steps=3)
+        chooser.observe_spare(1.0)
+    assert not chooser.probing and chooser.probes == 1
+
+
 class _FakeClock:
     def __init__(self) -> None:
         self.now = 0.0
@@ -246,12 +303,61 @@ def test_step_tuner_applies_modes_per_batch_bucket_and_times_the_step():
         assert tuned(np.zeros((1000, 1))) == 1000
     assert tuner.choosers[(1000).bit_length()].choice is True
     assert applied == [False, True]  # applied only on a change
+    sys.modules["_mlp_accel_test_new_module"] = types.ModuleType("new")  # may bring a pool
+    try:
+        tuned(np.zeros((1000, 1)))
+    finally:
+        del sys.modules["_mlp_accel_test_new_module"]
+    assert applied == [False, True, True]  # applied again: a new pool gets the mode too
     tuned(np.zeros((10, 1)))  # too small to tune: serial, no chooser
     assert applied[-1] is False and len(tuner.choosers) == 1
     tuned(np.zeros((300, 1)))  # another size bucket: its own probe
     assert len(tuner.choosers) == 2
     tuner.close()
     assert restored == [True]
+
+
+def test_step_tuner_reads_idle_cpus_around_serial_steps():
+    clock = _FakeClock()
+    idle = {"seconds": 0.0, "reads": 0}
+    state = {"parallel": None, "neighbour": True}
+
+    def read_idle() -> float:
+        idle["reads"] += 1
+        return idle["seconds"]
+
+    def apply(parallel: bool) -> None:
+        state["parallel"] = parallel
+
+    tuner = StepTuner(
+        apply,
+        lambda: None,
+        chooser=lambda: SerialParallelChooser(probe_steps=1, warmup=0, recheck=10**6),
+        clock=clock,
+        idle=read_idle,
+        spare_every=0.5,
+    )
+
+    def step(X):
+        if state["parallel"]:
+            seconds = 3.0 if state["neighbour"] else 0.5
+        else:
+            seconds = 1.0
+        clock.now += seconds
+        # A busy neighbour leaves no CPU idle; without it, one stands idle beside us.
+        idle["seconds"] += 0.0 if state["neighbour"] else seconds
+        return None
+
+    tuned = tuner.wrap(step)
+    X = np.zeros((1000, 1))
+    for _ in range(5):
+        tuned(X)
+    chooser = tuner.choosers[(1000).bit_length()]
+    assert chooser.choice is False and idle["reads"] > 0
+    state["neighbour"] = False
+    for _ in range(4):
+        tuned(X)
+    assert chooser.choice is True and chooser.probes == 2
 
 
 # -- pinning, and the pools during training --------------------------------------------------
@@ -323,6 +429,8 @@ def test_fused_numba_kernel_runs_with_blas_at_one_thread_and_same_numbers(monkey
     for mode in (True, False):
         monkeypatch.setattr(SerialParallelChooser, "parallel", lambda self, m=mode: m)
         model = ma.MLP([2, 4, 3, 1], backend="numba", dtype="float64", seed=0)
+        model.backend.warmup(model.spec)  # the fused kernel, not the per-layer path meanwhile
+        assert model._fused_network() is not None
         ma.fit(
             model,
             X,
@@ -332,7 +440,7 @@ def test_fused_numba_kernel_runs_with_blas_at_one_thread_and_same_numbers(monkey
             callbacks=[lambda epoch, logs: seen.append(_blas_threads())],
         )
         weights.append(model.get_weights())
-    assert all(s == {1} for s in seen)
+    assert all(s == {1} for s in seen), seen
     for a, b in zip(*weights, strict=True):
         np.testing.assert_array_equal(a, b)
 

@@ -30,7 +30,10 @@ class SerialParallelChooser:
     throttled), or slower than the time at which the other mode would have been chosen,
     starts a new probe. The same happens every ``recheck`` steps, doubled after
     every probe that confirms the choice (hysteresis: a stable machine is probed ever more
-    rarely, and a machine that became quiet can win parallel back).
+    rarely, and a machine that became quiet can win parallel back). Serial steps do not slow
+    down when a neighbour leaves, so :meth:`observe_spare` tells it how many CPUs stood idle
+    while it ran serially: ``spare_gain`` more than when serial was chosen probes parallel again
+    at once (parallel only: the serial reference is the recent serial steps).
 
     Feed it with :meth:`record` after each step and ask :meth:`parallel` before the next;
     both are pure bookkeeping (no clock), so tests drive it with made-up times.
@@ -45,8 +48,10 @@ class SerialParallelChooser:
         min_gain: float = 1.15,
         recheck: int = 200,
         decisive: float = 3.0,
+        spare_gain: float = 0.5,
     ) -> None:
         self.decisive = decisive
+        self.spare_gain = spare_gain
         self.probe_steps = probe_steps
         self.warmup = warmup
         self.window = window
@@ -63,17 +68,34 @@ class SerialParallelChooser:
         self._recent: deque[float] = deque(maxlen=window)
         self._since_probe = 0
         self._next_recheck = recheck
+        # Idle CPUs over serial steps: as the probe saw them, and as serial was chosen.
+        self._spare: float | None = None
+        self._probe_spare: float | None = None
         self._start_probe()
 
-    def _start_probe(self) -> None:
+    def _start_probe(self, serial_steps: list[float] | None = None) -> None:
         per_mode = self.warmup + self.probe_steps
         # Serial first, then parallel, each in one block: a parallel step leaves pool
         # threads spinning for a while, which would slow a serial step measured right after
         # it. The first steps of each block are its warm-up.
-        self._plan = [False] * per_mode + [True] * per_mode
-        self._samples = {False: [], True: []}
+        self._plan = [True] * per_mode if serial_steps else [False] * per_mode + [True] * per_mode
+        self._samples = {False: list(serial_steps or ()), True: []}
         self._seen = {False: 0, True: 0}
+        self._spare = self._probe_spare = None
         self.probes += 1
+
+    def observe_spare(self, cpus: float) -> None:
+        """Account ``cpus`` CPUs that stood idle (on average) over recent serial steps."""
+        if self._plan:
+            self._probe_spare = cpus  # the machine as the probe's serial steps saw it
+            return
+        if self.choice is not False:
+            return
+        if self._spare is None:
+            self._spare = cpus  # the machine since serial was chosen
+        elif cpus >= self._spare + self.spare_gain and self._recent:
+            self._start_probe(serial_steps=list(self._recent))
+            self.reason = "CPUs became idle: probing parallel again"
 
     @property
     def probing(self) -> bool:
@@ -120,6 +142,7 @@ class SerialParallelChooser:
             self._next_recheck *= 2
         self.choice = choice
         self._baseline = parallel if choice else serial
+        self._spare = None if choice else self._probe_spare
         # The step time at which the other mode, as last measured, would have been chosen:
         # steps slower than that mean the choice may be wrong now, even when they are not
         # ``degrade`` times slower (parallel at 2 ms against 3 ms serial, slowed to 2.8 ms
@@ -150,6 +173,10 @@ class StepTuner:
         Makes the chooser of one batch-size bucket.
     clock : callable, optional
         The clock (tests pass a fake one).
+    idle : callable, optional
+        ``idle()``: seconds this process's CPUs have stood idle, or ``None`` (see
+        :func:`._threads.idle_cpu_seconds`); read around serial steps at most every
+        ``spare_every`` seconds, for :meth:`SerialParallelChooser.observe_spare`.
     choosers : dict, optional
         The choosers per batch-size bucket, shared with earlier fits of the same shape, so
         that a second fit (a warm-up fit, ``partial_fit``, a grid search) starts decided.
@@ -163,6 +190,8 @@ class StepTuner:
         chooser: Callable[[], SerialParallelChooser] = SerialParallelChooser,
         clock: Callable[[], float] = time.perf_counter,
         choosers: dict[int, SerialParallelChooser] | None = None,
+        idle: Callable[[], float | None] = _threads.idle_cpu_seconds,
+        spare_every: float = 0.5,
     ) -> None:
         self._apply = apply
         self._restore = restore
@@ -170,12 +199,35 @@ class StepTuner:
         self._make = chooser
         self._clock = clock
         self._mode: bool | None = None
+        self._modules = 0
+        self._idle = idle
+        self._spare_every = spare_every
+        self._mark: tuple[float, float] | None = None  # (clock, idle seconds) before serial steps
         self.choosers: dict[int, SerialParallelChooser] = {} if choosers is None else choosers
 
     def _set(self, parallel: bool) -> None:
-        if parallel != self._mode:
+        # Applied again when a module was imported since: it may have loaded a thread pool.
+        if parallel != self._mode or len(sys.modules) != self._modules:
             self._apply(parallel)
             self._mode = parallel
+            self._modules = len(sys.modules)
+            self._mark = None
+
+    def _watch_spare(self, chooser: SerialParallelChooser, before: bool) -> None:
+        """Idle CPUs over serial steps (a probe's, or while serial is chosen), for the
+        chooser's :meth:`~SerialParallelChooser.observe_spare`; ``before``: the step is about
+        to run."""
+        if self._mode or (chooser.choice is not False and not chooser.probing):
+            self._mark = None
+        elif self._mark is None:
+            if before:
+                idle = self._idle()
+                self._mark = None if idle is None else (self._clock(), idle)
+        elif not before and self._clock() - self._mark[0] >= self._spare_every:
+            idle, now = self._idle(), self._clock()
+            if idle is not None:
+                chooser.observe_spare((idle - self._mark[1]) / (now - self._mark[0]))
+            self._mark = None
 
     def wrap(self, step: Callable[..., Any]) -> Callable[..., Any]:
         """``step(X, y, ...)`` timed and run in the chosen mode for ``X``'s row count."""
@@ -192,9 +244,11 @@ class StepTuner:
             if chooser is None:
                 chooser = self.choosers[bucket] = self._make()
             self._set(chooser.parallel())
+            self._watch_spare(chooser, before=True)
             start = self._clock()
             out = step(X, *args, **kwargs)
             chooser.record(self._clock() - start)
+            self._watch_spare(chooser, before=False)
             return out
 
         return tuned
@@ -223,8 +277,9 @@ def tuner_for(model: Any) -> StepTuner | None:
     backend = model.backend
     if _threads.pinned_threads() is not None or not isinstance(backend, NumpyBackend):
         return None
-    controllers = _threads.blas_controllers()
-    before = [lib.num_threads for lib in controllers]
+    # Each library's count as first seen, to restore: a BLAS may arrive during the fit (Numba's
+    # first compile imports SciPy, which loads its own OpenBLAS).
+    before = {lib.filepath: (lib, lib.num_threads) for lib in _threads.blas_controllers()}
     fused = model._fused_network() if isinstance(backend, NumbaBackend) else None
     # A limit set outside this module (threadpoolctl's threadpool_limits, numba's
     # set_num_threads, a benchmark's --threads) is a ceiling the tuner keeps.
@@ -232,15 +287,18 @@ def tuner_for(model: Any) -> StepTuner | None:
         numba = sys.modules["numba"]
         size = min(_threads.pool_size(), numba.get_num_threads())
     else:
-        size = min(_threads.pool_size(), max(before, default=1))
+        size = min(_threads.pool_size(), max((n for _, n in before.values()), default=1))
     if size < 2:
         return None
 
     def set_blas(count: int) -> None:
+        controllers = _threads.blas_controllers()
+        for lib in controllers:
+            before.setdefault(lib.filepath, (lib, lib.num_threads))
         _threads.set_blas_threads(count, controllers)
 
     def restore() -> None:
-        for lib, count in zip(controllers, before):
+        for lib, count in before.values():
             lib.set_num_threads(count)
         _threads.set_numba_threads(size)
 
@@ -250,10 +308,14 @@ def tuner_for(model: Any) -> StepTuner | None:
         _decisions.clear()
     choosers = _decisions.setdefault(key, {})
     if fused is not None:
-        set_blas(1)  # the fused kernel never calls BLAS: its pool must not spin beside it
         min_rows = getattr(fused, "parallel_min_rows", 0)
+
+        def apply(parallel: bool) -> None:
+            set_blas(1)  # the fused kernel never calls BLAS: its pool must not spin beside it
+            _threads.set_numba_threads(size if parallel else 1)
+
         return StepTuner(
-            lambda parallel: _threads.set_numba_threads(size if parallel else 1),
+            apply,
             restore,
             tune_rows=lambda rows: rows >= min_rows,
             choosers=choosers,

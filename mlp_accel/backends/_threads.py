@@ -31,6 +31,7 @@ __all__ = [
     "affinity_cpus",
     "cgroup_cpu_limit",
     "usable_cpus",
+    "idle_cpu_seconds",
     "set_threads",
     "threads",
     "pinned_threads",
@@ -156,6 +157,37 @@ def usable_cpus(root: str | os.PathLike = "/", affinity: int | None = None) -> i
     if quota is not None:
         count = min(count, math.floor(quota))
     return max(1, count)
+
+
+def idle_cpu_seconds(root: str | os.PathLike = "/", cpus: set[int] | None = None) -> float | None:
+    """Seconds the CPUs of this process's affinity mask have spent idle since boot, from
+    ``/proc/stat`` (idle and iowait), or ``None`` where there is no such file.
+
+    Two readings a known time apart give how many CPUs stood idle meanwhile: the step tuner's
+    sign that a busy neighbour left (:meth:`._step_tuner.SerialParallelChooser.observe_spare`).
+
+    Parameters
+    ----------
+    root : path, default "/"
+        Where ``proc`` is found (tests pass a directory of fixture files).
+    cpus : set of int, optional
+        The CPUs to count instead of this process's affinity mask (for tests).
+    """
+    text = _read(Path(root) / "proc" / "stat")
+    if text is None:
+        return None
+    if cpus is None:
+        getter = getattr(os, "sched_getaffinity", None)
+        cpus = set(getter(0)) if getter is not None else None
+    ticks = 0
+    for line in text.splitlines():
+        name, _, fields = line.partition(" ")
+        if not name.startswith("cpu") or not name[3:].isdigit():
+            continue
+        if cpus is None or int(name[3:]) in cpus:
+            values = fields.split()
+            ticks += int(values[3]) + int(values[4])  # idle, iowait
+    return ticks / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else None
 
 
 # -- the pools -------------------------------------------------------------------------------
