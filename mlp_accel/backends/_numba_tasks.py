@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ._numba_paths import fused_supports, generic_key, unrolled
+
 __all__ = [
     "Task",
     "task_key",
@@ -253,8 +255,6 @@ def fused_task(spec: Any, parallel: bool = False) -> Task:
 def generic_task(spec: Any, parallel: bool = False) -> Task:
     """The task of the generic fused kernels that serve the narrow network ``spec`` (and
     every other shape with its dtype, set of activations and output)."""
-    from ._numba_generic import generic_key
-
     dtype, activations, loss, output = generic_key(spec)
     task: Task = {
         "kind": "generic",
@@ -278,21 +278,17 @@ def specialization_pays(spec: Any) -> bool:
     100,000 rows); the lane-block kernel of larger ones was slower than the generic kernel on
     every shape measured (0.55-0.82x its time on 64-48-10, 13-32-3, 64-64-64-10).
     """
-    from . import _numba_fused
-
-    return _numba_fused.supports(spec) and _numba_fused._unrolled(spec)
+    return fused_supports(spec) and unrolled(spec)
 
 
 def tasks_for(spec: Any, parallel: bool = True) -> list[Task]:
     """Every task a model of ``spec`` may run on the numba backend, serial ones first:
     per-layer kernels, then for a narrow network the generic fused kernels and, where
     :func:`specialization_pays`, the specialized ones."""
-    from . import _numba_fused
-
     variants = (False, True) if parallel else (False,)
     activations, outputs = layer_items(spec)
     tasks = [layer_task(spec.dtype, p, activations, outputs) for p in variants]
-    if _numba_fused.supports(spec):
+    if fused_supports(spec):
         tasks += [generic_task(spec, p) for p in variants]
     if specialization_pays(spec):
         tasks += [fused_task(spec, p) for p in variants]

@@ -249,6 +249,7 @@ class StepTuner:
             out = step(X, *args, **kwargs)
             chooser.record(self._clock() - start)
             self._watch_spare(chooser, before=False)
+            self._set(bool(self._mode))  # a pool loaded during the step gets the mode now
             return out
 
         return tuned
