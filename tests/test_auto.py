@@ -225,6 +225,7 @@ def test_the_compile_for_the_next_run_waits_for_the_exit_on_a_small_machine(
     monkeypatch.setattr(_threads, "usable_cpus", lambda *a, **k: cpus)
     monkeypatch.setattr(C, "_start_detached", lambda tasks: started.append(tasks) or True)
     monkeypatch.setattr(C, "_next_run", {})
+    monkeypatch.setattr(C, "_compiler", C._Compiler())  # _exit() shuts it down
     spec = NetworkSpec((2, 4, 3, 1), ("relu", "relu", "sigmoid"), "binary_cross_entropy", "float32")
     assert C.compile_for_next_run(spec)
     kinds = ["generic", "layers", "fused"]
