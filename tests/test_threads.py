@@ -204,6 +204,22 @@ def test_chooser_probes_again_when_the_choice_stops_paying_before_steps_double()
     assert not chooser.probing and chooser.probes == 2
 
 
+def test_chooser_compares_short_steps_over_a_longer_window():
+    # 70-microsecond steps: a burst of jitter (5 slow steps in a row) must not start a probe;
+    # a lasting slowdown must, within the longest window.
+    chooser = SerialParallelChooser(probe_steps=3, warmup=1, recheck=10**6, max_window=64)
+    _drive(chooser, serial=70e-6, parallel=80e-6, steps=8)
+    assert chooser.choice is False
+    for t in [70e-6] * 40 + [200e-6] * 5 + [70e-6] * 40:
+        chooser.record(t)
+    assert not chooser.probing and chooser.probes == 1
+    slow = 0
+    while not chooser.probing and slow < 64:
+        chooser.record(200e-6)
+        slow += 1
+    assert chooser.probing and chooser.probes == 2 and slow > 5
+
+
 def test_chooser_ignores_a_single_slow_step():
     chooser = SerialParallelChooser(window=5, degrade=2.0, recheck=10**6)
     _drive(chooser, serial=2.0, parallel=1.0, steps=8)

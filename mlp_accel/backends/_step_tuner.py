@@ -25,12 +25,14 @@ class SerialParallelChooser:
     they include first-touch and compilation), then keeps the faster mode; parallel steps
     ``decisive`` times slower than serial ones end the probe early. Parallel must win by
     ``min_gain`` to be kept, so that a tie goes to serial, which no neighbour can stall.
-    While running, the median of the last ``window`` steps is compared with the chosen
-    mode's probe median: ``degrade`` times slower (a neighbour arrived, the cores are
-    throttled), or slower than the time at which the other mode would have been chosen,
-    starts a new probe. The same happens every ``recheck`` steps, doubled after
-    every probe that confirms the choice (hysteresis: a stable machine is probed ever more
-    rarely, and a machine that became quiet can win parallel back). Serial steps do not slow
+    While running, the median of the last ``window`` steps (more for short steps: as many as
+    take ``window_seconds``, at most ``max_window``, so that the jitter of 50-microsecond steps
+    does not start probes) is compared with the chosen mode's probe median: ``degrade`` times
+    slower (a neighbour arrived, the cores are throttled), or slower than the time at which
+    the other mode would have been chosen, starts a new probe. The same happens every
+    ``recheck`` steps, doubled after every probe that confirms the choice (hysteresis: a
+    stable machine is probed ever more rarely, and a machine that became quiet can win
+    parallel back). Serial steps do not slow
     down when a neighbour leaves, so :meth:`observe_spare` tells it how many CPUs stood idle
     while it ran serially: ``spare_gain`` more than when serial was chosen probes parallel again
     at once (parallel only: the serial reference is the recent serial steps).
@@ -44,6 +46,8 @@ class SerialParallelChooser:
         probe_steps: int = 3,
         warmup: int = 1,
         window: int = 5,
+        window_seconds: float = 0.02,
+        max_window: int = 64,
         degrade: float = 2.0,
         min_gain: float = 1.15,
         recheck: int = 200,
@@ -55,6 +59,9 @@ class SerialParallelChooser:
         self.probe_steps = probe_steps
         self.warmup = warmup
         self.window = window
+        self.window_seconds = window_seconds
+        self.max_window = max_window
+        self._needed = window  # steps in the compared window, set by each decision
         self.degrade = degrade
         self.min_gain = min_gain
         self.recheck = recheck
@@ -65,7 +72,7 @@ class SerialParallelChooser:
         self._samples: dict[bool, list[float]] = {False: [], True: []}
         self._baseline = math.inf
         self._flip = math.inf
-        self._recent: deque[float] = deque(maxlen=window)
+        self._recent: deque[float] = deque(maxlen=max(window, max_window))
         self._since_probe = 0
         self._next_recheck = recheck
         # Idle CPUs over serial steps: as the probe saw them, and as serial was chosen.
@@ -94,7 +101,7 @@ class SerialParallelChooser:
         if self._spare is None:
             self._spare = cpus  # the machine since serial was chosen
         elif cpus >= self._spare + self.spare_gain and self._recent:
-            self._start_probe(serial_steps=list(self._recent))
+            self._start_probe(serial_steps=list(self._recent)[-self.window :])
             self.reason = "CPUs became idle: probing parallel again"
 
     @property
@@ -125,8 +132,13 @@ class SerialParallelChooser:
             return
         self._recent.append(seconds)
         self._since_probe += 1
-        if len(self._recent) == self.window and (
-            statistics.median(self._recent) > min(self.degrade * self._baseline, self._flip)
+        needed = self._needed
+        # A long window's median is taken every eighth of it: microseconds a step otherwise.
+        if (
+            len(self._recent) >= needed
+            and self._since_probe % max(1, needed // 8) == 0
+            and statistics.median(list(self._recent)[-needed:])
+            > min(self.degrade * self._baseline, self._flip)
         ):
             self._next_recheck = self.recheck  # the machine changed: probe again soon after
             self._start_probe()
@@ -149,6 +161,8 @@ class SerialParallelChooser:
         # by a busy neighbour, loses to serial but is only 1.4 times slower).
         self._flip = serial / self.min_gain if choice else parallel * self.min_gain
         self._recent.clear()
+        steps = self.window_seconds / self._baseline if self._baseline > 0 else self.max_window
+        self._needed = max(self.window, min(self.max_window, math.ceil(steps)))
         self._since_probe = 0
         self.reason = (
             f"{'parallel' if choice else 'serial'}: step {parallel * 1e3:.3g} ms parallel, "
