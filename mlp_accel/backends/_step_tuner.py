@@ -28,8 +28,8 @@ class SerialParallelChooser:
     While running, the median of the last ``window`` steps (more for short steps: as many as
     take ``window_seconds``, at most ``max_window``, so that the jitter of 50-microsecond steps
     does not start probes) is compared with the chosen mode's probe median: ``degrade`` times
-    slower (a neighbour arrived, the cores are throttled), or slower than the time at which
-    the other mode would have been chosen, starts a new probe. The same happens every
+    slower (a neighbour arrived, the cores are throttled), or for parallel steps slower than
+    the time at which serial would have been chosen, starts a new probe. The same happens every
     ``recheck`` steps, doubled after every probe that confirms the choice (hysteresis: a
     stable machine is probed ever more rarely, and a machine that became quiet can win
     parallel back). Serial steps do not slow
@@ -155,11 +155,14 @@ class SerialParallelChooser:
         self.choice = choice
         self._baseline = parallel if choice else serial
         self._spare = None if choice else self._probe_spare
-        # The step time at which the other mode, as last measured, would have been chosen:
-        # steps slower than that mean the choice may be wrong now, even when they are not
-        # ``degrade`` times slower (parallel at 2 ms against 3 ms serial, slowed to 2.8 ms
-        # by a busy neighbour, loses to serial but is only 1.4 times slower).
-        self._flip = serial / self.min_gain if choice else parallel * self.min_gain
+        # Parallel steps slower than the time at which serial, as last measured, would have
+        # been chosen mean the choice may be wrong now, even when they are not ``degrade``
+        # times slower (parallel at 2 ms against 3 ms serial, slowed to 2.8 ms by a busy
+        # neighbour, loses to serial but is only 1.4 times slower). Serial steps that slow
+        # down say nothing of the kind: whatever slows them slows a pool more (a neighbour
+        # leaving is seen by observe_spare), and at 70-microsecond steps their jitter started
+        # a probe, costly beside a neighbour, every few hundred steps.
+        self._flip = serial / self.min_gain if choice else math.inf
         self._recent.clear()
         steps = self.window_seconds / self._baseline if self._baseline > 0 else self.max_window
         self._needed = max(self.window, min(self.max_window, math.ceil(steps)))
