@@ -489,3 +489,18 @@ def test_blas_controllers_are_found_once_until_a_module_is_imported(monkeypatch)
     again = _threads.blas_controllers()
     assert again is not first
     assert [c.filepath for c in again] == [c.filepath for c in first]
+
+
+@pytest.mark.skipif(usable_cpus() < 2, reason="one usable CPU: nothing to choose")
+def test_batches_too_small_for_the_parallel_kernel_are_not_probed():
+    # The staged network runs serial kernels below the backend's parallel_min_rows: probing
+    # a "parallel" mode there would time the same kernel with a pool spinning beside it.
+    pytest.importorskip("numba")
+    model = ma.MLP([2, 4, 3, 1], backend="numba", dtype="float32", seed=0)
+    tuner = _step_tuner.tuner_for(model)
+    try:
+        assert tuner is not None
+        min_rows = model.backend.parallel_min_rows
+        assert not tuner._tune_rows(min_rows - 1) and tuner._tune_rows(min_rows)
+    finally:
+        tuner.close()

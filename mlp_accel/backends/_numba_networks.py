@@ -152,6 +152,11 @@ class StagedNetwork:
         ):
             C.submit(self._serial)  # a load from the disk cache: milliseconds
 
+    @property
+    def parallel_min_rows(self) -> int:
+        """Batches smaller than this run serial kernels (the step tuner leaves them alone)."""
+        return self._backend.parallel_min_rows
+
     def _parallel_loaded(self) -> bool:
         if self._parallel_ok:
             return True
