@@ -32,10 +32,10 @@ class SerialParallelChooser:
     the time at which serial would have been chosen, starts a new probe. The same happens every
     ``recheck`` steps, doubled after every probe that confirms the choice (hysteresis: a
     stable machine is probed ever more rarely, and a machine that became quiet can win
-    parallel back). Serial steps do not slow
-    down when a neighbour leaves, so :meth:`observe_spare` tells it how many CPUs stood idle
-    while it ran serially: ``spare_gain`` more than when serial was chosen probes parallel again
-    at once (parallel only: the serial reference is the recent serial steps).
+    parallel back). Serial steps do not speed up when a neighbour leaves, so
+    :meth:`observe_spare` tells it how many CPUs stood idle while it ran serially:
+    ``spare_gain`` more than when serial was chosen probes parallel again at once (parallel
+    only: the serial reference is the recent serial steps).
 
     Feed it with :meth:`record` after each step and ask :meth:`parallel` before the next;
     both are pure bookkeeping (no clock), so tests drive it with made-up times.
