@@ -150,7 +150,8 @@ def test_a_failing_child_is_reported_with_its_error(private_compiler, monkeypatc
     key = C.submit({"kind": "no such kind", "dtype": "float64", "parallel": False})
     assert C.wait([key], timeout=120)
     assert C.state(key) == "failed"
-    assert "exit status 1" in C.error(key) and "unknown compile task kind" in C.error(key)
+    # the child's own reason, sent back as its answer (the child lives on for the next task)
+    assert "TaskFailed" in C.error(key) and "unknown compile task kind" in C.error(key)
     assert not C.compiling()
 
 
@@ -291,3 +292,34 @@ def test_a_run_too_short_for_its_fused_kernel_leaves_it_to_the_next(tmp_path):
         while not _auto._fused_on_disk(spec) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert _auto._fused_on_disk(spec), "the detached child did not compile the fused kernel"
+
+
+def test_one_child_compiles_a_run_of_tasks_and_answers_each(tmp_path):
+    from mlp_accel.backends._numba_child import ChildCompiler, TaskFailed
+
+    script = (
+        "import os, sys\n"
+        "from mlp_accel.backends._numba_child import serve\n"
+        "def run(task):\n"
+        "    print('stray output')\n"  # must not be taken for an answer
+        "    if task['what'] == 'die':\n"
+        "        sys.stderr.write('dying\\n'); sys.stderr.flush(); os._exit(3)\n"
+        "    if task['what'] == 'fail':\n"
+        "        raise ValueError('no such kernel')\n"
+        f"    open({str(tmp_path / 'pids')!r}, 'a').write(f'{{os.getpid()}}\\n')\n"
+        "raise SystemExit(serve(run))\n"
+    )
+    child = ChildCompiler([sys.executable, "-c", script], dict(os.environ))
+    child.run({"kind": "layers", "what": "ok"})
+    with pytest.raises(TaskFailed, match="ValueError: no such kernel"):
+        child.run({"kind": "layers", "what": "fail"})
+    child.run({"kind": "fused", "what": "ok"})
+    assert child.alive()
+    assert len(set((tmp_path / "pids").read_text().split())) == 1  # one process for all
+    with pytest.raises(TaskFailed, match=r"exit status 3\): .*dying"):
+        child.run({"kind": "generic", "what": "die"})
+    assert not child.alive()
+    child.close()
+    other = ChildCompiler([sys.executable, "-c", script], dict(os.environ))
+    other.close()  # the end of its input: it exits
+    assert other._proc.wait(timeout=30) == 0

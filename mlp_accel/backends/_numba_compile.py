@@ -14,9 +14,10 @@ busy machine). Kernels are grouped in *tasks*:
 What a task is and which kernel calls compile it is :mod:`._numba_tasks`; this module runs
 them. Each task comes in a serial and a parallel variant (the ``prange`` twins are compiled only
 when a batch is big enough to use them). One background thread per process runs the tasks in
-the order they were asked for. For a task not yet in Numba's disk cache the thread starts a
-**child process** that compiles it (``cache=True`` writes the machine code to disk) and then
-loads the result from the cache into this process, which takes milliseconds. A child, not
+the order they were asked for. For a task not yet in Numba's disk cache the thread hands it to
+a **child process** that compiles it (``cache=True`` writes the machine code to disk; one child
+serves a run of queued tasks, :mod:`._numba_child`) and then loads the result from the cache
+into this process, which takes milliseconds. A child, not
 the thread itself, compiles because:
 
 - a process that exits while a thread is inside LLVM aborts (measured: ``Assertion ... No
@@ -42,12 +43,12 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 from collections import deque
 from pathlib import Path
 from typing import Any
 
+from ._numba_child import SERVE, ChildCompiler, TaskFailed, serve
 from ._numba_tasks import (
     Task,
     cached,
@@ -75,10 +76,6 @@ __all__ = [
 ]
 
 
-class TaskFailed(RuntimeError):
-    """A compile task failed; the message carries the end of the child's error output."""
-
-
 # -- the background thread ---------------------------------------------------------------
 class _Compiler:
     """One daemon thread running tasks in order; the state of every task asked for."""
@@ -91,6 +88,7 @@ class _Compiler:
         self._thread: threading.Thread | None = None
         self._in_process = False
         self._stopping = False
+        self._child: ChildCompiler | None = None
 
     def submit(self, task: Task) -> str:
         key = task_key(task)
@@ -135,6 +133,11 @@ class _Compiler:
                 if not on_disk:
                     self._compile_in_child(task)
                 with self._cond:
+                    idle = not self._queue
+                if idle and self._child is not None:
+                    self._child.close()  # nothing queued: it exits; a later task starts one
+                    self._child = None
+                with self._cond:
                     # Checked under the lock shutdown() takes: either shutdown() sees the
                     # flag and waits for the load, or the thread sees _stopping and leaves.
                     if self._stopping:
@@ -157,21 +160,18 @@ class _Compiler:
         from . import _numba_fused
 
         env = _child_env(_numba_fused.cache_dir())
-        command = [sys.executable, "-m", __name__, json.dumps(task)]
-        # Errors go to a file, not a pipe: a child left running at exit must not die of a
-        # closed pipe before it has written the cache.
-        with tempfile.TemporaryFile() as err:
-            child = subprocess.Popen(
-                command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err
-            )
-            status = child.wait()
-            if status != 0:
-                err.seek(0)
-                tail = err.read().decode(errors="replace").strip().splitlines()[-3:]
-                raise TaskFailed(
-                    f"compiling {task['kind']} kernels failed (exit status {status}): "
-                    + " | ".join(tail)
-                )
+        child = self._child
+        if child is None or child.env != env:
+            if child is not None:
+                child.close()
+            command = [sys.executable, "-m", __name__, SERVE]
+            child = self._child = ChildCompiler(command, env)
+        try:
+            child.run(task)
+        except TaskFailed:
+            if not child.alive():
+                self._child = None
+            raise
 
     def shutdown(self) -> list[Task]:
         """Drop queued tasks; wait only for Numba's work inside this process to end.
@@ -388,6 +388,8 @@ def _child_main(argv: list[str]) -> int:
             os.nice(10)  # compiling for a later run: yield the CPU to whatever runs now
         except OSError:
             pass
+    if argv == [SERVE]:
+        return serve(_run_locked)
     status = 0
     for arg in argv:
         try:
