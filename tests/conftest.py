@@ -64,6 +64,17 @@ def _numba_per_layer_kernels(request: pytest.FixtureRequest) -> None:
             _numba_compile.submit(task)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the modules that name kernels to precompile last: the background compiler then has
+    the rest of the suite to compile them in, instead of those tests waiting for it."""
+    compiling = {
+        id(item.module)
+        for item in items
+        if item.module is not None and hasattr(item.module, "precompile_tasks")
+    }
+    items.sort(key=lambda item: id(item.module) in compiling)  # stable: file order otherwise
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
