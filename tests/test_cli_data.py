@@ -152,22 +152,17 @@ def test_check_features():
     ("content", "message"),
     [("", "is empty"), ("\n\n", "is empty"), ("a,b,target\n", "has a header but no data rows")],
 )
-def test_empty_csv_is_a_clean_error(tmp_path, content, message):
+def test_empty_csv_is_a_clean_error(tmp_path, content, message, capsys):
     path = tmp_path / "e.csv"
     path.write_text(content)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # numpy's "input contained no data" must not leak
         with pytest.raises(ValueError, match=message):
             load_file(path)
-    result = subprocess.run(
-        [sys.executable, "-m", "mlp_accel", "train", "--data", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [f"mlp-accel: error: {path} {message}"] or (
-        len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+        assert main(["train", "--data", str(path)]) == 1  # (the entry point: test_cli.py)
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"mlp-accel: error: {path} {message}"] or (
+        len(err.strip().splitlines()) == 1 and message in err
     )
 
 
