@@ -224,55 +224,26 @@ def test_train_help_is_grouped(capsys):
         assert f"\n{group}" in out, group
 
 
-def test_bad_csv_and_diverging_run(tmp_path):
+DIVERGING = ["--dataset", "diabetes", "--optimizer", "sgd", "--lr", "1e6", "--momentum", "0.9"]
+
+
+def test_bad_csv_and_diverging_run(tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b,target\n1,nan,0\n2,3,1\n")
-    result = run_cli("train", "--data", str(bad), "--backend", "numpy")
-    assert result.returncode != 0 and "NaN" in result.stderr and "Traceback" not in result.stderr
-    result = run_cli(
-        "train",
-        "--dataset",
-        "diabetes",
-        "--optimizer",
-        "sgd",
-        "--lr",
-        "1e6",
-        "--momentum",
-        "0.9",
-        "--backend",
-        "numpy",
-        "--no-progress",
-    )
-    assert result.returncode != 0 and "diverged" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert main(["train", "--data", str(bad), "--backend", "numpy"]) != 0
+    err = capsys.readouterr().err
+    assert "NaN" in err and "Traceback" not in err
+    assert main(["train", *DIVERGING, "--backend", "numpy", "--no-progress"]) != 0
+    err = capsys.readouterr().err
+    assert "diverged" in err and len(err.strip().splitlines()) == 1
 
 
-def test_failed_run_keeps_earlier_save(tmp_path):
+def test_failed_run_keeps_earlier_save(tmp_path, capsys):
     model = tmp_path / "m.npz"
-    assert (
-        run_cli(
-            "train", "--epochs", "5", "--no-progress", "--backend", "numpy", "--save", str(model)
-        ).returncode
-        == 0
-    )
+    args = ["--no-progress", "--backend", "numpy", "--save", str(model)]
+    assert main(["train", "--epochs", "5", *args]) == 0
     before = model.read_bytes()
-    result = run_cli(
-        "train",
-        "--dataset",
-        "diabetes",
-        "--optimizer",
-        "sgd",
-        "--lr",
-        "1e6",
-        "--momentum",
-        "0.9",
-        "--backend",
-        "numpy",
-        "--no-progress",
-        "--save",
-        str(model),
-    )
-    assert result.returncode != 0
+    assert main(["train", *DIVERGING, *args]) != 0
     assert model.read_bytes() == before
 
 
