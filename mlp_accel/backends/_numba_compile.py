@@ -133,11 +133,6 @@ class _Compiler:
                 if not on_disk:
                     self._compile_in_child(task)
                 with self._cond:
-                    idle = not self._queue
-                if idle and self._child is not None:
-                    self._child.close()  # nothing queued: it exits; a later task starts one
-                    self._child = None
-                with self._cond:
                     # Checked under the lock shutdown() takes: either shutdown() sees the
                     # flag and waits for the load, or the thread sees _stopping and leaves.
                     if self._stopping:
@@ -172,6 +167,12 @@ class _Compiler:
             if not child.alive():
                 self._child = None
             raise
+        finally:
+            with self._cond:
+                idle = not self._queue
+            if idle and self._child is not None:
+                self._child.close()  # nothing queued: it exits; a later task starts one
+                self._child = None
 
     def shutdown(self) -> list[Task]:
         """Drop queued tasks; wait only for Numba's work inside this process to end.
