@@ -3,8 +3,7 @@
 is known.
 
 The cost model that makes the choice is :mod:`mlp_accel.backends._auto`; this module asks it
-among the backends that may start here, starts the one chosen and has the Numba kernels that
-it wants compiled for the next run.
+among the backends that may start here and starts the one chosen.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from .backends import (
     options_for,
 )
 from .backends import _check_options as check_backend_options
-from .backends._auto import BackendChoice, Job, choose_backend, numba_kernels_cached
+from .backends._auto import BackendChoice, Job, choose_backend
 
 __all__ = ["auto_options", "settle_auto"]
 
@@ -66,16 +65,14 @@ def settle_auto(
     ``spec``, started with its share of ``options``, and the choice with its reason.
 
     A backend that is registered but cannot start here is dropped and the choice made again
-    among the others. Numba kernels the choice wants for later runs are compiled in the
-    background.
+    among the others.
     """
-    job = Job(tuple(spec.widths), spec.dtype, rows, epochs, batch_size)
-    fused, generic = numba_kernels_cached(spec) if "numba" in BACKENDS else (True, True)
+    job = Job(
+        tuple(spec.widths), spec.dtype, rows, epochs, batch_size, tuple(spec.activations), spec.loss
+    )
     candidates = [n for n in BACKENDS if n in ("numpy", "numba", "cupy") and _may_start(n, options)]
     while True:
-        choice = choose_backend(
-            job, candidates, numba_fused_cached=fused, numba_generic_cached=generic
-        )
+        choice = choose_backend(job, candidates)
         try:
             target = get_backend(choice.name, **options_for(choice.name, options))
         except BackendUnavailableError:
@@ -83,8 +80,4 @@ def settle_auto(
             candidates.remove(choice.name)
             continue
         break
-    if choice.compile_numba:
-        from .backends._numba_compile import compile_for_next_run
-
-        compile_for_next_run(spec)
     return choice, target

@@ -23,6 +23,7 @@ from .activations import get_activation
 from .backends import Backend, BackendLike, NetworkSpec, get_backend
 from .backends import _layer_loop as layer_loop
 from .backends._auto import BackendChoice, choose_backend
+from .backends._chunks import over_chunks
 from .initializers import initial_weights
 from .losses import get_loss
 from .ops.layout import n_parameters, param_shapes
@@ -131,6 +132,12 @@ class MLP:
         self._loss_fn = get_loss(self.loss)
         self._fused: Any = None
         self._fused_checked = False
+        #: The backend's kernel tier this model runs (``None``: the backend's default until a
+        #: fit chooses one for its job).
+        self._tier: str | None = None
+        #: The backend and kernel tier the last fit ran, and why (``ma.fit`` fixes them
+        #: before the first step: :func:`mlp_accel.training.plan.plan_fit`).
+        self.code_path: dict[str, str] | None = None
         if weights is None:
             host = initial_weights(self.layers, init, self.rng)
         else:
@@ -237,11 +244,26 @@ class MLP:
         return Xd, self.backend.asarray(y_host, self.dtype)
 
     # -- the equations -----------------------------------------------------------------------
+    @property
+    def tier(self) -> str | None:
+        """The backend's kernel tier this model runs: the one its last fit chose, else
+        ``None``, the backend's default for the network."""
+        return self._tier
+
+    @tier.setter
+    def tier(self, tier: str | None) -> None:
+        self._tier = tier
+        self._fused, self._fused_checked = None, False
+
     def _fused_network(self) -> Any:
         if not self._fused_checked:
-            self._fused = self.backend.fused_network(self.spec)
+            self._fused = self.backend.fused_network(self.spec, self._tier)
             self._fused_checked = True
         return self._fused
+
+    def _over_chunks(self, n: int, fn: Any) -> list[Any]:
+        """``[fn(lo, hi), ...]`` over the fixed row chunks of ``n`` rows, in order."""
+        return over_chunks(self.backend, tuple(self.layers), n, fn)
 
     def _forward_trace(self, X: Array) -> list[tuple[Array, Array]]:
         """``[(z_1, a_1), ..., (z_L, a_L)]`` for device inputs ``X``."""
@@ -250,9 +272,15 @@ class MLP:
     def forward_device(self, X: Array) -> Array:
         """Outputs (after the output activation) for device inputs, without validation."""
         fused = self._fused_network()
-        if fused is not None:
-            return fused.forward(self._params, X)
-        return self._forward_trace(X)[-1][1]
+
+        def rows(lo: int, hi: int) -> Array:
+            part = X[lo:hi, :]
+            if fused is not None:
+                return fused.forward(self._params, part)
+            return self._forward_trace(part)[-1][1]
+
+        parts = self._over_chunks(X.shape[0], rows)
+        return parts[0] if len(parts) == 1 else self.backend.xp.concat(parts, axis=0)
 
     def loss_and_gradients(
         self, X: Array, y: Array, *, denom: Any = None, sample_weight: Array | None = None
@@ -272,31 +300,34 @@ class MLP:
 
         Notes
         -----
-        A batch larger than the backend's :meth:`~Backend.max_batch_rows` is run that many
-        rows at a time and summed (weighted or not), so one call never exceeds device memory.
+        On the CPU backends a batch runs in fixed chunks of rows on the package's worker
+        threads, their sums added in chunk order (the same bits with any thread count); on a
+        GPU, a batch larger than the backend's :meth:`~Backend.max_batch_rows` is run that
+        many rows at a time and summed, so one call never exceeds device memory.
         """
         n = X.shape[0]
         if sample_weight is None:
             denom = float(n if denom is None else denom)
-            fused = self._fused_network()
-            if fused is not None:
-                return fused.loss_and_gradients(self._params, X, y, denom)
         elif denom is None:
             denom = self.weight_total(sample_weight)
-        rows = self.backend.max_batch_rows(self.spec)
-        if rows is None or n <= rows:
-            return self._batch_loss_and_gradients(X, y, denom, sample_weight)
-        rows = max(int(rows), 1)
-        parts = (
-            self._batch_loss_and_gradients(
-                X[start : min(start + rows, n), :],
-                y[start : min(start + rows, n), :],
-                denom,
-                None if sample_weight is None else sample_weight[start : min(start + rows, n)],
-            )
-            for start in range(0, n, rows)
+        fused = self._fused_network() if sample_weight is None else None
+
+        def rows(lo: int, hi: int) -> tuple[Array, list[Array]]:
+            if fused is not None:
+                return fused.loss_and_gradients(self._params, X[lo:hi, :], y[lo:hi, :], denom)
+            weights = None if sample_weight is None else sample_weight[lo:hi]
+            return self._batch_loss_and_gradients(X[lo:hi, :], y[lo:hi, :], denom, weights)
+
+        if self.backend.chunked:
+            parts = self._over_chunks(n, rows)
+            return parts[0] if len(parts) == 1 else sum_loss_and_gradients(self.backend, parts)
+        limit = self.backend.max_batch_rows(self.spec)
+        if limit is None or n <= limit:
+            return rows(0, n)
+        limit = max(int(limit), 1)
+        return sum_loss_and_gradients(
+            self.backend, (rows(lo, min(lo + limit, n)) for lo in range(0, n, limit))
         )
-        return sum_loss_and_gradients(self.backend, parts)
 
     def _batch_loss_and_gradients(
         self, X: Array, y: Array, denom: Any, sample_weight: Array | None
@@ -352,13 +383,21 @@ class MLP:
 
     def loss_sum(self, X: Array, y: Array, sample_weight: Array | None = None) -> Array:
         """The loss summed over a device batch (weighted by ``sample_weight``, a device vector,
-        if given), as a device scalar."""
-        trace = self._forward_trace(X)
-        z_out, yhat = trace[-1]
-        if sample_weight is not None:
-            xp = self.backend.xp
-            return xp.sum(sample_weight * self._loss_fn.value_rows(z_out, yhat, y, xp=xp))
-        return self.backend.loss_sum(z_out, yhat, y, self._loss_fn)
+        if given), as a device scalar, added over the fixed chunks in order."""
+        xp = self.backend.xp
+
+        def rows(lo: int, hi: int) -> Array:
+            z_out, yhat = self._forward_trace(X[lo:hi, :])[-1]
+            if sample_weight is not None:
+                values = self._loss_fn.value_rows(z_out, yhat, y[lo:hi, :], xp=xp)
+                return xp.sum(sample_weight[lo:hi] * values)
+            return self.backend.loss_sum(z_out, yhat, y[lo:hi, :], self._loss_fn)
+
+        parts = self._over_chunks(X.shape[0], rows)
+        total = parts[0]
+        for part in parts[1:]:
+            total = total + part
+        return total
 
     # -- public numerics on host data ---------------------------------------------------------
     def forward(self, X: Any, *, logits: bool = False) -> Array:

@@ -1,9 +1,9 @@
-"""backend="auto": the cost model (a pure function of the job), the compiled-kernel check,
-and the model that records its choice and moves at its first fit."""
+"""backend="auto" and the numba kernel tier: the cost model (a pure function of the job,
+never of timings or the cache), and the model that records its choice and moves at its
+first fit."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -14,11 +14,10 @@ import mlp_accel as ma
 from mlp_accel.backends import NetworkSpec
 from mlp_accel.backends._auto import (
     NARROW_MAX_WIDTH,
-    NUMBA_IMPORT_S,
     Job,
     choose_backend,
     estimate_seconds,
-    numba_kernels_cached,
+    numba_tier,
 )
 
 CPU = ("numpy", "numba")
@@ -31,29 +30,28 @@ STREAMING = Job((2, 4, 3, 1), "float32", rows=10_000_000, epochs=20, batch_size=
 MNIST = Job((784, 1024, 1024, 10), "float32", rows=60_000, epochs=10, batch_size=256)
 MNIST_TINY = Job((784, 1024, 1024, 10), "float32", rows=512, epochs=2)
 
-# (job, available, fused kernel cached, generic kernels cached, expected backend)
+# (job, available, expected backend): compiles are always counted, whatever is cached
 TABLE = [
-    (DIGITS, CPU, False, False, "numpy"),  # compiling can never pay back
-    (DIGITS, CPU, True, True, "numpy"),  # warm, the job is still too small
-    (WINE, CPU, False, True, "numpy"),
-    (TUTORIAL, CPU, True, True, "numpy"),  # 0.2 M samples: loading numba costs more
-    (CIRCLES_BIG, CPU, True, True, "numba"),  # cached kernels: numba pays back at once
-    (CIRCLES_BIG, CPU, False, False, "numpy"),  # seconds of compilation: not on this job
-    (STREAMING, CPU, False, False, "numba"),  # long enough to pay for compiling
-    (MNIST, CPU, True, True, "numpy"),  # GEMM-bound: both run BLAS, within the margin
-    (MNIST_TINY, CPU, True, True, "numpy"),  # within the margin: the safer numpy
-    (MNIST, GPU, True, True, "cupy"),
-    (TUTORIAL, GPU, True, True, "numpy"),  # the GPU's start-up dwarfs the job
-    (CIRCLES_BIG, ("numba",), False, False, "numba"),  # the only one there
+    (DIGITS, CPU, "numpy"),  # compiling can never pay back
+    (WINE, CPU, "numpy"),
+    (TUTORIAL, CPU, "numpy"),  # 0.2 M samples: loading numba costs more
+    (CIRCLES_BIG, CPU, "numpy"),  # seconds of compilation: not on this job
+    (STREAMING, CPU, "numba"),  # long enough to pay for compiling
+    (MNIST, CPU, "numpy"),  # GEMM-bound: both run BLAS, within the margin
+    (MNIST_TINY, CPU, "numpy"),  # within the margin: the safer numpy
+    (MNIST, GPU, "cupy"),
+    (TUTORIAL, GPU, "numpy"),  # the GPU's start-up dwarfs the job
+    (CIRCLES_BIG, ("numba",), "numba"),  # the only one there
 ]
 
 
-@pytest.mark.parametrize("job, available, fused, generic, expected", TABLE)
-def test_auto_rule(job, available, fused, generic, expected):
-    choice = choose_backend(job, available, numba_fused_cached=fused, numba_generic_cached=generic)
+@pytest.mark.parametrize("job, available, expected", TABLE)
+def test_auto_rule(job, available, expected):
+    choice = choose_backend(job, available)
     assert choice.name == expected, choice.reason
     assert set(choice.estimates) == set(available)
     assert "estimated" in choice.reason and f"{job.epochs} epochs" in choice.reason
+    assert choose_backend(job, available) == choice  # a pure function of its inputs
 
 
 def test_auto_without_a_job_is_numpy():
@@ -61,24 +59,36 @@ def test_auto_without_a_job_is_numpy():
     assert choice.name == "numpy" and "no job" in choice.reason
 
 
-def test_estimates_grow_with_the_job_and_compiling_costs():
+def test_estimates_grow_with_the_job_and_a_long_job_pays_its_compile():
     small = estimate_seconds("numba", TUTORIAL)
     assert estimate_seconds("numba", CIRCLES_BIG) > small
-    # A cold start never stalls: it costs NumPy-speed steps while the kernels compile in the
-    # background, so it lies between numba warm and numpy plus numba's start-up.
-    for job in (TUTORIAL, CIRCLES_BIG, MNIST):
-        warm = estimate_seconds("numba", job)
-        for fused, generic in ((False, True), (True, False), (False, False)):
-            cold = estimate_seconds(
-                "numba", job, numba_fused_cached=fused, numba_generic_cached=generic
-            )
-            assert warm <= cold <= estimate_seconds("numpy", job) + NUMBA_IMPORT_S + 1e-9
     long_job = Job(CIRCLES_BIG.widths, "float32", CIRCLES_BIG.rows, 5_000)
-    cold = estimate_seconds("numba", long_job, numba_fused_cached=False)
-    assert cold < estimate_seconds("numpy", long_job) / 2  # a long job pays back its compile
+    assert estimate_seconds("numba", long_job) < estimate_seconds("numpy", long_job) / 2
     assert estimate_seconds("numpy", TUTORIAL) < estimate_seconds("numpy", CIRCLES_BIG)
     f64 = Job(MNIST.widths, "float64", MNIST.rows, MNIST.epochs, MNIST.batch_size)
     assert estimate_seconds("numpy", f64) > estimate_seconds("numpy", MNIST)
+
+
+TINY = NetworkSpec((2, 4, 3, 1), ("relu", "relu", "sigmoid"), "binary_cross_entropy", "float32")
+NARROW = NetworkSpec((2, 16, 16, 1), ("relu", "relu", "sigmoid"), "binary_cross_entropy", "float32")
+WIDE = NetworkSpec((64, 256, 10), ("relu", "softmax"), "cross_entropy", "float32")
+
+
+@pytest.mark.parametrize(
+    "spec, job, expected",
+    [
+        (TINY, None, "generic"),  # no job known: the kernel every narrow shape shares
+        (WIDE, None, "layers"),
+        (TINY, TUTORIAL, "layers"),  # too short to repay a network kernel's compile
+        (TINY, STREAMING, "specialized"),  # the smallest shapes' kernel pays, and compiles fast
+        (NARROW, Job((2, 16, 16, 1), rows=10_000_000, epochs=20, batch_size=1024), "generic"),
+        (WIDE, MNIST, "layers"),
+    ],
+)
+def test_numba_tier_rule(spec, job, expected):
+    tier, why = numba_tier(spec, job)
+    assert tier == expected, why
+    assert numba_tier(spec, job) == (tier, why)
 
 
 def test_unknown_backend_has_no_cost_model():
@@ -96,63 +106,9 @@ def test_job_steps_and_unknown_rows():
 
 def test_narrow_limit_mirrors_the_fused_kernel():
     pytest.importorskip("numba")
-    from mlp_accel.backends import _numba_fused
+    from mlp_accel.backends.numba import fused
 
-    assert NARROW_MAX_WIDTH == _numba_fused.MAX_WIDTH
-
-
-def test_kernel_cache_check_reads_the_cache_folder(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLP_ACCEL_CACHE_DIR", str(tmp_path))
-    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
-    spec = NetworkSpec((3, 5, 1), ("relu", "sigmoid"), "binary_cross_entropy", "float32")
-    other = NetworkSpec((3, 6, 1), ("relu", "sigmoid"), "binary_cross_entropy", "float32")
-    assert numba_kernels_cached(spec)[0] is False
-    (tmp_path / "mlp_accel_fused_abc.py").write_text(f'"""Generated for {spec!r}."""\n')
-    assert numba_kernels_cached(spec)[0] is False  # source written, nothing compiled yet
-    (tmp_path / "__pycache__").mkdir()
-    (tmp_path / "__pycache__" / "mlp_accel_fused_abc.train_chunk-12.py311.nbi").write_text("")
-    assert numba_kernels_cached(spec)[0] is True
-    assert numba_kernels_cached(other)[0] is False
-    wide = NetworkSpec((3, 100, 1), ("relu", "sigmoid"), "binary_cross_entropy", "float32")
-    assert numba_kernels_cached(wide)[0] is True  # no fused kernel to compile
-
-
-def test_a_cached_generic_network_kernel_counts_for_every_shape_of_its_kind(tmp_path, monkeypatch):
-    from mlp_accel.backends._numba_paths import generic_title
-
-    monkeypatch.setenv("MLP_ACCEL_CACHE_DIR", str(tmp_path))
-    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
-    spec = NetworkSpec((3, 5, 1), ("relu", "sigmoid"), "binary_cross_entropy", "float32")
-    other_shape = NetworkSpec((7, 9, 4, 1), ("relu", "relu", "sigmoid"), spec.loss, "float32")
-    other_kind = NetworkSpec((3, 5, 1), ("tanh", "sigmoid"), spec.loss, "float32")
-    title = generic_title("float32", ("identity", "relu", "sigmoid"), spec.loss, "sigmoid")
-    (tmp_path / "mlp_accel_generic_abc.py").write_text(f'"""Generated for {title}."""\n')
-    assert numba_kernels_cached(spec)[0] is False
-    (tmp_path / "__pycache__").mkdir()
-    (tmp_path / "__pycache__" / "mlp_accel_generic_abc.train_serial-9.py311.nbi").write_text("")
-    assert numba_kernels_cached(spec)[0] is True
-    assert numba_kernels_cached(other_shape)[0] is True
-    assert numba_kernels_cached(other_kind)[0] is False
-
-
-def test_kernel_cache_check_follows_numba_cache_dir(tmp_path, monkeypatch):
-    # With NUMBA_CACHE_DIR set, Numba keeps the index of a generated module's kernels there,
-    # in a folder named for the module's directory and the SHA-1 of its path, not beside it.
-    import hashlib
-
-    kernels, numba_dir = tmp_path / "kernels", tmp_path / "numba"
-    kernels.mkdir()
-    monkeypatch.setenv("MLP_ACCEL_CACHE_DIR", str(kernels))
-    monkeypatch.setenv("NUMBA_CACHE_DIR", str(numba_dir))
-    spec = NetworkSpec((3, 5, 1), ("relu", "sigmoid"), "binary_cross_entropy", "float32")
-    (kernels / "mlp_accel_fused_abc.py").write_text(f'"""Generated for {spec!r}."""\n')
-    index = numba_dir / f"kernels_{hashlib.sha1(str(kernels.resolve()).encode()).hexdigest()}"
-    (kernels / "__pycache__").mkdir()
-    (kernels / "__pycache__" / "mlp_accel_fused_abc.train_chunk-12.py311.nbi").write_text("")
-    assert numba_kernels_cached(spec)[0] is False  # Numba does not look beside the file now
-    index.mkdir(parents=True)
-    (index / "mlp_accel_fused_abc.train_chunk-12.py311.nbi").write_text("")
-    assert numba_kernels_cached(spec)[0] is True
+    assert NARROW_MAX_WIDTH == fused.MAX_WIDTH
 
 
 def test_model_on_auto_records_its_choice_and_moves_at_fit(monkeypatch, rng):
@@ -168,7 +124,7 @@ def test_model_on_auto_records_its_choice_and_moves_at_fit(monkeypatch, rng):
     # A job that pays for Numba moves the model, with its weights, before training starts.
     monkeypatch.setattr(
         "mlp_accel.backends._auto.estimate_seconds",
-        lambda name, job, **kw: {"numpy": 10.0, "numba": 1.0}.get(name, 99.0),
+        lambda name, job: {"numpy": 10.0, "numba": 1.0}.get(name, 99.0),
     )
     if "numba" not in ma.available_backends():
         pytest.skip("numba does not start here")
@@ -199,64 +155,17 @@ def test_backends_command_explains_the_rule():
     assert "usable CPUs" in out.stdout
 
 
-def test_auto_compiles_for_the_next_run_only_where_numba_would_win():
-    # Cold caches: numba loses this run (NumPy-speed steps while compiling), but would win it
-    # once compiled, so the choice asks for a compile for the next run; a small job does not.
-    long_job = Job(CIRCLES_BIG.widths, "float32", CIRCLES_BIG.rows, 150)
-    cold = dict(numba_fused_cached=False, numba_generic_cached=False)
-    choice = choose_backend(long_job, CPU, **cold)
-    assert choice.name == "numpy" and choice.compile_numba
-    assert "compiling for the next run" in choice.reason
-    assert not choose_backend(TUTORIAL, CPU, **cold).compile_numba
-    warm = choose_backend(long_job, CPU)
-    assert warm.name == "numba" and not warm.compile_numba
-
-
-@pytest.mark.parametrize("cpus, at_once", [(2, False), (4, True)])
-def test_the_compile_for_the_next_run_waits_for_the_exit_on_a_small_machine(
-    cpus, at_once, monkeypatch
-):
-    # This run does not use the kernels: on 2 CPUs their compile would share its cores.
-    from mlp_accel.backends import _numba_compile as C
-    from mlp_accel.backends import _threads
-
-    started: list[list[dict]] = []
-    monkeypatch.delenv("MLP_ACCEL_NUMBA_COMPILE", raising=False)
-    monkeypatch.setattr(_threads, "usable_cpus", lambda *a, **k: cpus)
-    monkeypatch.setattr(C, "_start_detached", lambda tasks: started.append(tasks) or True)
-    monkeypatch.setattr(C, "_next_run", {})
-    monkeypatch.setattr(C, "_compiler", C._Compiler())  # _exit() shuts it down
-    spec = NetworkSpec((2, 4, 3, 1), ("relu", "relu", "sigmoid"), "binary_cross_entropy", "float32")
-    assert C.compile_for_next_run(spec)
-    kinds = ["generic", "layers", "fused"]
-    if at_once:
-        assert [t["kind"] for t in started[0]] == kinds and not C._next_run
-    else:
-        assert started == [] and [t["kind"] for t in C._next_run.values()] == kinds
-        C._exit()
-        assert [t["kind"] for t in started[0]] == kinds
-
-
-def test_choosing_numpy_on_cold_caches_does_not_import_numba(tmp_path):
-    # The long job of the test above, settled on cold caches: numpy now, numba's kernels for
-    # the next run; none of it may import Numba (half a second of the run it would slow).
+def test_choosing_numpy_does_not_import_numba():
+    # The choice reads nothing of Numba (nor its cache): half a second of the run it would slow.
     code = (
         "import sys\n"
-        "from mlp_accel.backends import NetworkSpec, _numba_compile as C\n"
+        "from mlp_accel.backends import NetworkSpec\n"
         "from mlp_accel._auto_request import settle_auto\n"
-        "C._start_detached = lambda tasks: print(len(tasks)) or True\n"
         "spec = NetworkSpec((2, 4, 3, 1), ('relu', 'relu', 'sigmoid'),"
         " 'binary_cross_entropy', 'float32')\n"
         "choice, _ = settle_auto(spec, 200000, 150, None, {})\n"
-        "print(choice.name, choice.compile_numba, 'numba' in sys.modules)\n"
+        "print(choice.name, 'numba' in sys.modules)\n"
     )
-    env = {
-        **os.environ,
-        "MLP_ACCEL_CACHE_DIR": str(tmp_path / "k"),
-        "NUMBA_CACHE_DIR": str(tmp_path / "n"),
-    }
-    env.pop("MLP_ACCEL_NUMBA_COMPILE", None)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    # (on 2 usable CPUs the three tasks go to the detached child at exit, printed last)
-    assert out.stdout.split()[:3] == ["numpy", "True", "False"]
+    assert out.stdout.split() == ["numpy", "False"]

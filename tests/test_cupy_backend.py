@@ -30,8 +30,8 @@ from mlp_accel.backends import (
     BackendUnavailableError,
     get_backend,
 )
-from mlp_accel.backends import _cupy_kernels as K
 from mlp_accel.backends.base import IDENTITY
+from mlp_accel.backends.cupy import kernels as K
 from mlp_accel.backends.numpy_backend import NumpyBackend
 from mlp_accel.data import load_dataset
 from mlp_accel.losses import get_loss
@@ -43,7 +43,7 @@ from . import _fake_cupy as fake_cupy
 
 
 def _new_cupy_backend(**kwargs):
-    from mlp_accel.backends.cupy_backend import CupyBackend
+    from mlp_accel.backends.cupy.backend import CupyBackend
 
     return CupyBackend(**kwargs)
 
@@ -63,7 +63,7 @@ def _our_env():
 
 
 def test_cupy_is_registered_and_preferred_by_auto():
-    assert BACKENDS["cupy"] == "mlp_accel.backends.cupy_backend:CupyBackend"
+    assert BACKENDS["cupy"] == "mlp_accel.backends.cupy.backend:CupyBackend"
     assert AUTO_ORDER[0] == "cupy"
 
 
@@ -218,7 +218,7 @@ def test_models_take_a_backend_with_options(monkeypatch):
 
 def test_importing_the_package_never_imports_cupy():
     code = (
-        "import sys, mlp_accel, mlp_accel.backends.cupy_backend as c; "
+        "import sys, mlp_accel, mlp_accel.backends.cupy.backend as c; "
         "mlp_accel.get_backend('numpy'); "
         "assert 'cupy' not in sys.modules, 'cupy imported'; "
         "assert 'numba' not in sys.modules, 'numba imported'"
@@ -662,7 +662,7 @@ def test_streamed_batches_arrive_whole_and_in_order(rows, copies_early, rng):
     """The double-buffered copy of host batches (CupyBackend.stream_to_device): each step,
     queued on the compute stream, reads its own batch while the buffers grow, shrink and
     alternate, whichever order the two streams' work runs in."""
-    from mlp_accel.backends._cupy_staging import stream_batches
+    from mlp_accel.backends.cupy.staging import stream_batches
 
     batches = [(rng.standard_normal((n, 3)), rng.standard_normal((n, 2))) for n in rows]
     compute = _Stream()
@@ -690,7 +690,7 @@ def gpu_backend():
 
 
 def test_gpu_tf32_is_off_by_default(gpu_backend):
-    from mlp_accel.backends._cupy_device import tf32_active
+    from mlp_accel.backends.cupy.device import tf32_active
 
     if os.environ.get("MLP_ACCEL_TF32", "").strip().lower() in ("1", "true", "yes", "on"):
         pytest.skip("MLP_ACCEL_TF32 asks for TF32")

@@ -17,18 +17,14 @@ from mlp_accel.losses import get_loss
 
 BACKENDS_DIR = Path(ma.__file__).parent / "backends"
 CUPY_MODULES = sorted(
-    [
-        BACKENDS_DIR / "cupy_backend.py",
-        *BACKENDS_DIR.glob("_cupy*.py"),
-        *(BACKENDS_DIR / "_cupy_kernels").glob("*.py"),
-    ]
+    [*(BACKENDS_DIR / "cupy").glob("*.py"), *(BACKENDS_DIR / "cupy" / "kernels").glob("*.py")]
 )
 
 
-def test_the_cupy_modules_are_the_split_ones():
+def test_the_cupy_backend_is_a_package_of_split_modules():
     names = {str(p.relative_to(BACKENDS_DIR)) for p in CUPY_MODULES}
-    assert "_cupy_kernels.py" not in names
-    assert {"cupy_backend.py", "_cupy_device.py", "_cupy_kernels/network.py"} <= names
+    assert not list(BACKENDS_DIR.glob("*cupy*.py"))
+    assert {"cupy/backend.py", "cupy/device.py", "cupy/kernels/network.py"} <= names
 
 
 def test_adam_bias_corrections_are_one_minus_beta_to_the_step():

@@ -302,7 +302,7 @@ def test_cli_large_batch_options(tmp_path):
 
 
 def test_weighted_gradients_are_micro_batched_to_the_backends_row_limit(monkeypatch):
-    # The weighted path used to ignore max_batch_rows and run the whole batch at once.
+    # The weighted path follows max_batch_rows too, not only the unweighted one.
     X, y = make_data(np.random.default_rng(8), 23, WIDTHS, LOSS)
     w = np.random.default_rng(9).uniform(0.0, 2.0, 23)
     model = _model("numpy")
@@ -317,6 +317,8 @@ def test_weighted_gradients_are_micro_batched_to_the_backends_row_limit(monkeypa
         seen.append(a.shape[0])
         return forward(a, *args, **kwargs)
 
+    # A GPU backend's rule (the CPU backends run fixed chunks instead), on NumPy's hooks.
+    monkeypatch.setattr(model.backend, "chunked", False)
     monkeypatch.setattr(model.backend, "max_batch_rows", lambda spec: 5)
     monkeypatch.setattr(model.backend, "dense_forward", spy)
     loss, grads = model.loss_and_gradients(Xd, yd, sample_weight=wd)

@@ -400,7 +400,7 @@ def cuda_backend(request, monkeypatch):
     if not emulator.available():
         pytest.skip("no C++ compiler for the CUDA emulator")
     fake_cupy.install(monkeypatch)
-    from mlp_accel.backends.cupy_backend import CupyBackend
+    from mlp_accel.backends.cupy.backend import CupyBackend
 
     return CupyBackend(device=0)
 

@@ -1,8 +1,9 @@
-"""What only the Numba backend has: fused kernels, their two paths, threads, compilation.
+"""What only the Numba backend has: its kernel tiers, threads, compilation.
 
-Every backend-parametrized test of the project also runs on numba; these tests check that
-the generated small-network kernel and the per-layer (BLAS) kernels agree with NumPy float64
-and with each other, on shapes and batch sizes that exercise the blocking and the threads.
+Every backend-parametrized test of the project also runs on numba (as users run it: the
+tier chosen per job); these tests check that each tier (the per-layer kernels beside BLAS,
+the generic network kernel, the kernel specialized on a shape) agrees with NumPy float64
+and with the others, on shapes and batch sizes that exercise the blocking and the chunks.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from .helpers import make_data
 
 numba = pytest.importorskip("numba")
 
-from mlp_accel.backends import _numba_fused  # noqa: E402
 from mlp_accel.backends.base import NetworkSpec  # noqa: E402
-from mlp_accel.backends.numba_backend import NumbaBackend  # noqa: E402
+from mlp_accel.backends.numba import fused as _numba_fused  # noqa: E402
+from mlp_accel.backends.numba.backend import NumbaBackend  # noqa: E402
 
 RTOL = {"float64": 1e-7, "float32": 1e-4}
 
@@ -48,58 +49,12 @@ def _layers(out_act: str, loss: str, k: int) -> tuple[list[int], list[str]]:
     return [2, 3, k], ["tanh", out_act]
 
 
-def precompile_tasks() -> list[dict]:
-    """The kernels these tests compile, in the order they need them.
-
-    The session fixture in conftest.py hands them to the background compiler as the suite
-    starts, so that on a machine with two cores they compile beside the other tests.
-    """
-    from mlp_accel.backends import _numba_compile as C
-
-    def spec(widths, acts, loss, dtype):
-        return NetworkSpec(tuple(widths), tuple(acts), loss, dtype)
-
-    tasks = [C.fused_task(spec(*_layers(*out), out[1], "float64")) for out in OUTPUTS]
-    tasks.append(C.fused_task(spec(*_layers(*OUTPUTS[0]), OUTPUTS[0][1], "float32")))
-    tutorial = ([2, 4, 3, 1], ["relu", "relu", "sigmoid"], "binary_cross_entropy")
-    for dtype in ("float64", "float32"):
-        tasks.append(C.fused_task(spec(*tutorial, dtype), parallel=True))
-    tasks.append(
-        C.fused_task(
-            spec([20, 30, 3], ["relu", "softmax"], "cross_entropy", "float64"), parallel=True
-        )
-    )
-    tasks.append(C.layer_task("float64", parallel=True))
-    tasks.append(C.fused_task(spec(*tutorial, "float32")))
-    warm = spec([2, 3, 1], ["tanh", "sigmoid"], "binary_cross_entropy", "float64")
-    tasks += [C.fused_task(warm), C.fused_task(warm, parallel=True)]
-    return tasks
+TIERS = ("layers", "generic", "specialized")
 
 
-def _wait_for_precompiled() -> None:
-    """Wait for the kernels the session fixture asked for: compiling them here as well
-    would only race the child process that is already compiling them."""
-    from mlp_accel.backends import _numba_compile as C
-
-    keys = [C.task_key(t) for t in precompile_tasks()]
-    C.wait([k for k in keys if C.state(k) is not None])
-
-
-def _backend(*, fused: bool = True, parallel: bool = False) -> NumbaBackend:
-    """A private backend instance: fused path on or off, parallel kernels forced or not.
-
-    It compiles on first use, in this thread (test_numba_compile.py tests the background
-    mode), so that the fused kernels these tests check are the ones that run.
-    """
-    _wait_for_precompiled()
-    backend = NumbaBackend()
-    backend.background = False
-    if not fused:
-        backend.fused_network = lambda spec: None  # the model then runs the per-layer hooks
-    if parallel:
-        backend.parallel_min_rows = 1
-        backend.parallel_min_elements = 1
-    return backend
+def _backend(tier: str | None = None) -> NumbaBackend:
+    """A private backend that runs every model on ``tier`` (``None``: per job, as users)."""
+    return NumbaBackend(tier=tier)
 
 
 def _assert_close(actual, desired, rtol):
@@ -128,35 +83,39 @@ def _compare(widths, acts, loss, dtype, backend, rng, batch_sizes=(1, 3, 37)):
 
 
 @pytest.mark.parametrize("out_act, loss, k", OUTPUTS)
-def test_fused_and_per_layer_paths_match_numpy_float64(out_act, loss, k, rng):
+def test_every_tier_matches_numpy_float64(out_act, loss, k, rng):
     widths, acts = _layers(out_act, loss, k)
     spec = NetworkSpec(tuple(widths), tuple(acts), loss, "float64")
     assert _numba_fused.supports(spec)
-    for backend in (_backend(fused=True), _backend(fused=False)):
+    for tier in ("layers", "specialized") if (out_act, loss, k) != OUTPUTS[0] else TIERS:
+        backend = _backend(tier)
         model = _compare(widths, acts, loss, "float64", backend, rng)
-        assert (model._fused_network() is not None) == (backend.fused_network(spec) is not None)
+        assert (model._fused_network() is None) == (tier == "layers")
 
 
 @pytest.mark.parametrize("out_act, loss, k", OUTPUTS[:1])
-def test_float32_paths_match_numpy_float64(out_act, loss, k, rng):
+def test_float32_tiers_match_numpy_float64(out_act, loss, k, rng):
     widths, acts = _layers(out_act, loss, k)
-    for backend in (_backend(fused=True), _backend(fused=False)):
-        _compare(widths, acts, loss, "float32", backend, rng)
+    for tier in TIERS:
+        _compare(widths, acts, loss, "float32", _backend(tier), rng)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_fused_path_agrees_with_per_layer_path_on_a_large_batch(dtype, rng):
-    """Many blocks, a ragged tail and both threads: the paths must agree with each other."""
+def test_the_tiers_agree_on_a_batch_of_several_chunks(dtype, rng):
+    """Many blocks, a ragged tail and several chunks on the worker threads."""
+    from mlp_accel.backends._chunks import chunk_plan
+
     widths, acts, loss = [2, 4, 3, 1], ["relu", "relu", "sigmoid"], "binary_cross_entropy"
-    X, y = make_data(rng, 4099, widths, loss)
+    X, y = make_data(rng, 40_099, widths, loss)
+    assert len(chunk_plan(40_099, tuple(widths))) > 1
     results = []
-    for backend in (_backend(fused=True, parallel=True), _backend(fused=False)):
-        model = ma.MLP(widths, acts, loss, backend=backend, dtype=dtype, seed=0)
+    for tier in TIERS:
+        model = ma.MLP(widths, acts, loss, backend=_backend(tier), dtype=dtype, seed=0)
         results.append(model.gradients(X, y))
-    (loss_a, grads_a), (loss_b, grads_b) = results
-    assert loss_a == pytest.approx(loss_b, rel=RTOL[dtype])
-    for a, b in zip(grads_a, grads_b, strict=True):
-        _assert_close(a, b, RTOL[dtype])
+    for loss_b, grads_b in results[1:]:
+        assert results[0][0] == pytest.approx(loss_b, rel=RTOL[dtype])
+        for a, b in zip(results[0][1], grads_b, strict=True):
+            _assert_close(a, b, RTOL[dtype])
 
 
 def test_lane_block_kernel_for_wider_small_networks(rng):
@@ -164,14 +123,20 @@ def test_lane_block_kernel_for_wider_small_networks(rng):
     widths, acts, loss = [20, 30, 3], ["relu", "softmax"], "cross_entropy"
     spec = NetworkSpec(tuple(widths), tuple(acts), loss, "float64")
     assert _numba_fused.supports(spec) and not _numba_fused._unrolled(spec)
-    _compare(widths, acts, loss, "float64", _backend(parallel=True), rng, batch_sizes=(1, 45, 70))
+    _compare(widths, acts, loss, "float64", _backend("specialized"), rng, batch_sizes=(1, 45, 70))
 
 
 def test_wide_network_takes_the_per_layer_path(rng):
-    backend = _backend(parallel=True)  # the parallel twins of the elementwise kernels, too
+    backend = _backend("generic")
     spec = NetworkSpec((4, 65, 2), ("tanh", "sigmoid"), "binary_cross_entropy", "float64")
     assert backend.fused_network(spec) is None
+    assert backend.choose_tier(spec)[0] == "layers"
     _compare([4, 65, 2], ["tanh", "sigmoid"], "binary_cross_entropy", "float64", backend, rng)
+
+
+def test_an_unknown_tier_is_refused():
+    with pytest.raises(ValueError, match="unknown numba kernel tier 'fast'"):
+        NumbaBackend(tier="fast")
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -200,11 +165,11 @@ def test_optimizer_steps_match_numpy(optimizer, dtype, rng):
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
-@pytest.mark.parametrize("fused", [True, False])
-def test_nan_injected_into_training_is_caught(fused):
+@pytest.mark.parametrize("tier", ["specialized", "layers"])
+def test_nan_injected_into_training_is_caught(tier):
     X, y = make_data(np.random.default_rng(0), 50, [2, 4, 3, 1], "binary_cross_entropy")
     for value in (np.nan, np.inf):
-        model = ma.MLP([2, 4, 3, 1], backend=_backend(fused=fused), seed=0)
+        model = ma.MLP([2, 4, 3, 1], backend=_backend(tier), seed=0)
         params = model.params
         params[2][1, 2] = value  # past set_weights' validation, as a numerical accident would
         model.set_params(params)
@@ -212,57 +177,29 @@ def test_nan_injected_into_training_is_caught(fused):
             ma.fit(model, X, y, epochs=2, optimizer=ma.optim.SGD(0.1))
 
 
-def test_two_blas_threads_and_two_numba_threads(rng):
-    """As a user has them on this machine: both pools at 2 threads, training still agrees."""
-    from threadpoolctl import threadpool_limits
-
-    previous = numba.get_num_threads()
-    widths, acts, loss = [8, 80, 3], ["relu", "softmax"], "cross_entropy"
-    X, y = make_data(rng, 300, widths, loss)
-    try:
-        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
-        with threadpool_limits(limits=2, user_api="blas"):
-            results = []
-            for backend in ("numpy", _backend(parallel=True), _backend(fused=True)):
-                model = ma.MLP(widths, acts, loss, backend=backend, dtype="float64", seed=5)
-                ma.fit(model, X, y, epochs=3, optimizer=ma.optim.Adam(0.01), shuffle=False)
-                results.append(model.get_weights())
-            info = _backend().describe()
-    finally:
-        numba.set_num_threads(previous)
-    assert info["threads"] == str(min(2, numba.config.NUMBA_NUM_THREADS))
-    for other in results[1:]:
-        for w, w_ref in zip(other, results[0], strict=True):
-            _assert_close(w, w_ref, 1e-7)
-
-
-def test_describe_names_version_threading_layer_and_threads():
-    info = ma.get_backend("numba").describe()
-    assert info["numba"] == numba.__version__
-    assert info["threading_layer"] in {"tbb", "omp", "workqueue"}
-    assert int(info["threads"]) >= 1
-
-
-def test_describe_runs_no_kernel_before_the_pool_starts(monkeypatch):
-    """Before Numba's first parallel call there is no threading layer to ask for; describe
-    says so instead of launching a kernel to start the pool."""
+def test_no_numba_thread_pool_and_the_same_bits_on_any_thread_count(rng):
+    """Every kernel is serial: Numba's own pool never starts, and the package's worker
+    threads run fixed chunks, so one thread and several give the same weights."""
     from numba.np.ufunc import parallel
 
-    backend = _backend()
+    widths, acts, loss = [2, 4, 3, 1], ["relu", "relu", "sigmoid"], "binary_cross_entropy"
+    X, y = make_data(rng, 40_000, widths, loss)
+    for tier in TIERS:
+        results = []
+        for count in (1, 2):
+            with ma.threads(count):
+                model = ma.MLP(widths, acts, loss, backend=_backend(tier), seed=5)
+                ma.fit(model, X, y, epochs=2, optimizer=ma.optim.Adam(0.01))
+                results.append(model.get_weights())
+        for a, b in zip(*results, strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert not getattr(parallel, "_is_initialized", False)
 
-    class NoKernels:
-        def __getattr__(self, name):
-            raise AssertionError(f"describe() ran the kernel {name}")
 
-    def not_started():
-        raise ValueError("Threading layer is not initialized.")
-
-    monkeypatch.setattr(parallel, "_is_initialized", False)
-    monkeypatch.setattr(numba, "threading_layer", not_started)
-    monkeypatch.setattr(backend, "_kernels", NoKernels())
-    info = backend.describe()
-    assert info["threading_layer"].startswith("not started (requested: ")
-    assert 1 <= int(info["threads"]) <= numba.config.NUMBA_NUM_THREADS
+def test_describe_names_version_and_threads():
+    info = ma.get_backend("numba").describe()
+    assert info["numba"] == numba.__version__
+    assert "worker threads" in info["threads"]
 
 
 def test_warmup_compiles_the_fused_kernels():
@@ -270,7 +207,7 @@ def test_warmup_compiles_the_fused_kernels():
     backend = _backend()
     backend.warmup(spec)
     module = _numba_fused.load_module(spec)
-    for name in ("train_serial", "train_parallel", "forward_serial", "forward_parallel"):
+    for name in ("train", "forward"):
         assert getattr(module, name).signatures, name
     # written under the cache directory, where Numba's cache=True can keep its machine code
     assert Path(module.__file__).parent == _numba_fused.cache_dir()
@@ -279,7 +216,8 @@ def test_warmup_compiles_the_fused_kernels():
 def test_generated_source_is_deterministic():
     spec = NetworkSpec((2, 4, 3, 1), ("relu", "relu", "sigmoid"), "binary_cross_entropy", "float32")
     assert _numba_fused.generate_source(spec) == _numba_fused.generate_source(spec)
-    assert "parallel=True" in _numba_fused.generate_source(spec)
+    assert "parallel=True" not in _numba_fused.generate_source(spec)
+    assert "nogil=True" in _numba_fused.generate_source(spec)
     too_wide = NetworkSpec((2, 65, 1), ("relu", "sigmoid"), "binary_cross_entropy", "float32")
     assert not _numba_fused.supports(too_wide)
     with pytest.raises(ValueError, match="no fused"):
@@ -287,7 +225,7 @@ def test_generated_source_is_deterministic():
 
 
 def test_fastmath_keeps_nan_and_inf_semantics():
-    from mlp_accel.backends._numba_kernels import FASTMATH
+    from mlp_accel.backends.numba.kernels import FASTMATH
 
     assert set(FASTMATH) <= {"reassoc", "contract", "arcp"}
 
@@ -297,9 +235,8 @@ def test_importing_the_package_neither_imports_numba_nor_compiles():
         "import sys, mlp_accel as ma\n"
         "assert 'numba' not in sys.modules\n"
         "b = ma.get_backend('numba')\n"
-        "from mlp_accel.backends import _numba_kernels as K\n"
-        "assert all(not s.signatures for s, p in K.KERNELS.values())\n"
-        "assert all(p is None or not p.signatures for s, p in K.KERNELS.values())\n"
+        "from mlp_accel.backends.numba import kernels as K\n"
+        "assert all(not k.signatures for k in K.KERNELS.values())\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 

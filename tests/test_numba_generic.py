@@ -1,9 +1,8 @@
 """The generic fused kernel of narrow networks: widths, depth and activations as data.
 
 Checked against NumPy float64 (and finite differences) on several depths, widths and
-activations, a registered one included, with every loss; serial against parallel; batches
-of one row, of a block and a row, and of odd sizes; one compiled kernel for several shapes;
-and its place between the specialized kernel and the per-layer path on the backend.
+activations, a registered one included, with every loss; batches of one row, of a block and
+a row, and of odd sizes; one compiled kernel for several shapes; and which tasks compile it.
 """
 
 from __future__ import annotations
@@ -12,16 +11,15 @@ import numpy as np
 import pytest
 
 import mlp_accel as ma
-from mlp_accel.backends import _numba_compile as C
 
 from .helpers import finite_difference_grads, make_data
 
 numba = pytest.importorskip("numba")
 
-from mlp_accel.backends import _numba_fused, _numba_generic  # noqa: E402
-from mlp_accel.backends._numba_networks import GenericNetwork, StagedNetwork  # noqa: E402
 from mlp_accel.backends.base import NetworkSpec  # noqa: E402
-from mlp_accel.backends.numba_backend import NumbaBackend  # noqa: E402
+from mlp_accel.backends.numba import generic as _numba_generic  # noqa: E402
+from mlp_accel.backends.numba import tasks as C  # noqa: E402
+from mlp_accel.backends.numba.networks import GenericNetwork  # noqa: E402
 
 ma.register_activation("generic_test_mish", "z * tanh(log1p(exp(z)))")
 
@@ -55,22 +53,6 @@ OUTPUTS = [
 RTOL = 1e-9
 
 
-def precompile_tasks() -> list[dict]:
-    """The generic kernels these tests compile (see conftest.py), in the order they run."""
-    specs = [
-        NetworkSpec(tuple(w), tuple(a), loss, dtype)
-        for (w, a, loss), dtype in [
-            *((case, "float64") for case in (DEEP, *OUTPUTS)),
-            (([3, 4, 3, 2], ["generic_test_mish", "tanh", "sigmoid"], DEEP[2]), "float64"),
-            (([2, 4, 3, 1], ["relu", "relu", "sigmoid"], DEEP[2]), "float32"),
-            (([2, 3, 1], ["tanh", "sigmoid"], DEEP[2]), "float64"),
-        ]
-    ]
-    tasks = [C.generic_task(spec) for spec in specs]
-    tasks.insert(1, C.generic_task(specs[0], parallel=True))
-    return tasks
-
-
 def _data(rng, n, widths, loss):
     if loss == "poisson":
         X = rng.normal(size=(n, widths[0]))
@@ -78,10 +60,10 @@ def _data(rng, n, widths, loss):
     return make_data(rng, n, widths, loss)
 
 
-def _network(widths, acts, loss, dtype="float64", parallel_min_rows=10**9):
+def _network(widths, acts, loss, dtype="float64"):
     spec = NetworkSpec(tuple(widths), tuple(acts), loss, dtype)
     module = _numba_generic.load_module(_numba_generic.generic_key(spec))
-    return GenericNetwork(spec, module, parallel_min_rows)
+    return GenericNetwork(spec, module)
 
 
 def _close(actual, desired, rtol=RTOL):
@@ -140,39 +122,6 @@ def test_float32_tutorial_network_matches_numpy_float64(rng):
     _check_against_numpy(net, widths, acts, loss, rng, (1, 127, 128, 129, 1000), rtol=2e-4)
 
 
-def test_serial_and_parallel_agree_and_threads_do_not_change_the_numbers(rng):
-    widths, acts, loss = DEEP
-    net = _network(widths, acts, loss)
-    m = net._module
-    params = net._pack(ma.MLP(widths, acts, loss, dtype="float64", seed=1).get_weights())
-    X, y = _data(rng, 1001, widths, loss)
-    Xd, yd = ma.MLP(widths, acts, loss, backend="numpy", dtype="float64").prepare(X, y)
-    serial = m.train_serial(Xd, yd, params, *net._tables, 0.5, 1)
-    one_chunk = m.train_parallel(Xd, yd, params, *net._tables, 0.5, 1)
-    assert serial[0] == one_chunk[0] and np.array_equal(serial[1], one_chunk[1])
-    before = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        on_one = m.train_parallel(Xd, yd, params, *net._tables, 0.5, 5)
-        forward_one = m.forward_parallel(Xd, params, *net._tables, 5)
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-        on_pool = m.train_parallel(Xd, yd, params, *net._tables, 0.5, 5)
-        forward_pool = m.forward_parallel(Xd, params, *net._tables, 5)
-    finally:
-        numba.set_num_threads(before)
-    assert on_one[0] == on_pool[0] and np.array_equal(on_one[1], on_pool[1])
-    assert np.array_equal(forward_one, forward_pool)
-    assert on_pool[0] == pytest.approx(serial[0], rel=1e-12)
-    _close(on_pool[1], serial[1], 1e-12)
-    _close(forward_pool, m.forward_serial(Xd, params, *net._tables, 1), 1e-14)
-    # the network object picks the parallel kernel for a batch big enough
-    parallel = _network(widths, acts, loss, parallel_min_rows=1)
-    weights = ma.MLP(widths, acts, loss, dtype="float64", seed=1).get_weights()
-    loss_sum, grads = parallel.loss_and_gradients(weights, Xd, yd, 2.0)
-    assert loss_sum == pytest.approx(serial[0], rel=1e-12)
-    _close(np.concatenate([g.ravel() for g in grads]), serial[1], 1e-12)
-
-
 def test_one_compiled_kernel_serves_every_shape_of_its_key(rng):
     nets = [_network(*case) for case in (DEEP, OTHER, WIDE)]
     module = nets[0]._module
@@ -183,7 +132,7 @@ def test_one_compiled_kernel_serves_every_shape_of_its_key(rng):
         Xd, yd = model.prepare(X, y)
         net.loss_and_gradients(model.get_weights(), Xd, yd, 9.0)
         net.forward(model.get_weights(), Xd)
-    for kernel in (module.train_serial, module.forward_serial):
+    for kernel in (module.train, module.forward):
         assert len(kernel.signatures) == 1, kernel.signatures
     # compiled here (once) or only linked into the entry points loaded from the disk cache
     assert len(module.train_chunk.signatures) <= 1
@@ -206,91 +155,35 @@ def test_generated_source_is_deterministic_and_bad_keys_are_refused():
         _numba_generic.generate_source(("float64", ("nope",), "squared_error", "nope"))
 
 
-def _background(specialize_after):
-    backend = NumbaBackend()
-    backend.background = True  # the default mode
-    backend.specialize_after = specialize_after
-    return backend
-
-
-def test_backend_runs_the_generic_kernel_and_specializes_only_where_it_pays(rng):
-    # a lane-block shape: the generic kernel is as fast, so it is never specialized
-    widths, acts, loss = OUTPUTS[1]
-    model = ma.MLP(widths, acts, loss, backend=_background(0.0), dtype="float64", seed=4)
-    ref = ma.MLP(widths, acts, loss, backend="numpy", dtype="float64", seed=4)
-    network = model._fused_network()
-    assert isinstance(network, StagedNetwork)
-    assert not _numba_fused._unrolled(model.spec)
-    key = C.task_key(C.generic_task(model.spec))
-    assert C.state(key) is not None  # asked for with the network, before any step
-    X, y = _data(rng, 50, widths, loss)
-    model.gradients(X, y)
-    assert C.wait([key], timeout=900) and C.state(key) == "ready", C.error(key)
-    loss_val, grads = model.gradients(X, y)
-    assert network._current() is network._generic is not None
-    loss_ref, grads_ref = ref.gradients(X, y)
-    assert loss_val == pytest.approx(loss_ref, rel=RTOL)
-    for g, g_ref in zip(grads, grads_ref, strict=True):
-        _close(g, g_ref)
-    _close(model.predict_proba(X), ref.predict_proba(X))
-    assert network._spent > 0  # counted on the generic path...
-    assert C.state(C.task_key(C.fused_task(model.spec))) is None  # ...but never specialized
-
-
-def test_smallest_networks_are_specialized_after_specialize_after(rng):
-    widths, acts, loss = [2, 3, 1], ["tanh", "sigmoid"], DEEP[2]  # test_numba_compile's shape
-    backend = _background(1e9)
-    model = ma.MLP(widths, acts, loss, backend=backend, dtype="float64", seed=0)
-    network = model._fused_network()
-    assert _numba_fused._unrolled(model.spec)
-    fused_key = C.task_key(C.fused_task(model.spec))
-    X, y = _data(rng, 20, widths, loss)
-    model.gradients(X, y)
-    if C.state(fused_key) is None:  # not in the disk cache: asked for after specialize_after
-        model.gradients(X, y)
-        assert C.state(fused_key) is None
-        backend.specialize_after = 0.0
-        model.gradients(X, y)
-        assert C.state(fused_key) is not None
-    assert C.wait([fused_key], timeout=900) and C.state(fused_key) == "ready"
-    model.gradients(X, y)
-    assert network._current() is network._fused is not None  # ahead of the generic kernel
-
-
-def test_generic_tier_can_be_switched_off(rng, monkeypatch):
-    compiler = C._Compiler()
-    monkeypatch.setattr(C, "_compiler", compiler)
-    try:
-        backend = _background(None)
-        backend.fuse_generic = False
-        widths, acts, loss = OUTPUTS[2]
-        model = ma.MLP(widths, acts, loss, backend=backend, dtype="float64", seed=0)
-        X, y = _data(rng, 10, widths, loss)
-        model.gradients(X, y)
-        assert C.state(C.task_key(C.generic_task(model.spec))) is None
-        assert model._fused_network()._current() is None  # the per-layer path
-    finally:
-        compiler.shutdown()
-
-
-def test_tasks_for_and_is_compiled_know_the_generic_kernel():
+def test_tasks_for_each_tier():
     spec = NetworkSpec((3, 6, 2), ("relu", "tanh"), "squared_error", "float64")
-    kinds = [(t["kind"], t["parallel"]) for t in C.tasks_for(spec)]
-    assert kinds == [
-        ("layers", False),
-        ("layers", True),
-        ("generic", False),
-        ("generic", True),
-        ("fused", False),
-        ("fused", True),
-    ]
+    assert [t["kind"] for t in C.tasks_for(spec, "all")] == ["layers", "generic", "fused"]
+    assert [t["kind"] for t in C.tasks_for(spec, "generic")] == ["layers", "generic"]
+    assert [t["kind"] for t in C.tasks_for(spec, "specialized")] == ["layers", "fused"]
+    assert [t["kind"] for t in C.tasks_for(spec, "layers")] == ["layers"]
+    # without evaluation, a network tier needs only the optimizer kernels beside its own
+    optim_only = C.tasks_for(spec, "generic", evaluate=False)[0]
+    assert optim_only["activations"] == [] and optim_only["optim"]
     lane_block = NetworkSpec((13, 32, 3), ("relu", "softmax"), "cross_entropy", "float64")
-    assert not C.specialization_pays(lane_block)  # the generic kernel is as fast: no compile
-    assert [t["kind"] for t in C.tasks_for(lane_block, parallel=False)] == ["layers", "generic"]
+    assert not C.specialization_pays(lane_block)  # the generic kernel is as fast
+    assert [t["kind"] for t in C.tasks_for(lane_block, "all")] == ["layers", "generic"]
     wide = NetworkSpec((3, 65, 2), ("relu", "tanh"), "squared_error", "float64")
-    assert [t["kind"] for t in C.tasks_for(wide)] == ["layers", "layers"]
+    assert [t["kind"] for t in C.tasks_for(wide, "generic")] == ["layers"]
     task = C.generic_task(
         NetworkSpec((2, 3, 1), ("generic_test_mish", "sigmoid"), DEEP[2], "float32")
     )
-    assert task["custom"]["generic_test_mish"]["expr"] == "z * tanh(log1p(exp(z)))"
     assert task["activations"] == ["generic_test_mish", "identity", "sigmoid"]
+
+
+def test_compile_tasks_says_what_it_compiles_only_when_it_compiles(tmp_path, monkeypatch):
+    import io
+
+    spec = NetworkSpec((2, 3, 1), ("tanh", "sigmoid"), DEEP[2], "float64")
+    tasks = C.tasks_for(spec, "generic", evaluate=False)
+    out = io.StringIO()
+    C.compile_tasks(tasks, out)  # compiled here, or loaded from the disk cache
+    assert all(C.cached(t) for t in tasks)
+    again = io.StringIO()
+    assert C.compile_tasks(tasks, again) == 0.0 and again.getvalue() == ""
+    if out.getvalue():
+        assert "mlp_accel: compiling" in out.getvalue() and "compiled in" in out.getvalue()

@@ -13,7 +13,7 @@ numba = pytest.importorskip("numba")
 special = pytest.importorskip("scipy.special")
 
 import mlp_accel as ma  # noqa: E402
-from mlp_accel.backends._numba_kernels import (  # noqa: E402
+from mlp_accel.backends.numba.kernels import (  # noqa: E402
     Constants,
     import_source,
     layer_module,
@@ -146,20 +146,6 @@ def test_renderer_calls_helpers_for_every_transcendental():
 MISH = "z * tanh(maximum(z, 0) + log1p(exp(-abs(z))))"
 
 
-def precompile_tasks() -> list[dict]:
-    """The built-in kernels these tests compile (see conftest.py): every elementwise row's
-    layer kernels in both dtypes, and the fused silu network."""
-    from mlp_accel.backends import _numba_compile as C
-    from mlp_accel.backends.base import NetworkSpec
-
-    names = [n for n, row in ACTIVATION_ROWS.items() if row.elementwise and row.builtin]
-    spec = NetworkSpec((3, 5, 2), ("silu", "softmax"), "cross_entropy", "float64")
-    return [
-        *(C.layer_task(dtype, False, names, [], optim=False) for dtype in ("float64", "float32")),
-        C.fused_task(spec),
-    ]
-
-
 @pytest.fixture(scope="module")
 def registered() -> list[str]:
     ma.register_activation("mish_math_test", MISH)
@@ -215,9 +201,9 @@ def test_mish_kernel_has_no_libm_call():
 def test_generated_kernel_sources_call_no_scalar_libm(registered):
     """Every layer and output module renders its per-element transcendentals to helpers
     (the per-layer softmax and log-sum-exp used math.exp per element)."""
-    from mlp_accel.backends._numba_fused import generate_source
-    from mlp_accel.backends._numba_layer_sources import layer_source, output_source
     from mlp_accel.backends.base import NetworkSpec
+    from mlp_accel.backends.numba.fused import generate_source
+    from mlp_accel.backends.numba.layer_sources import layer_source, output_source
     from mlp_accel.ops.table import LOSS_ROWS
 
     per_element = re.compile(r"math\.(exp|expm1|log1p|tanh|erf)\(")
@@ -235,10 +221,10 @@ def test_fused_kernel_of_a_transcendental_heavy_activation_calls_libm(registered
     """In a fused kernel LLVM leaves mish's 14 helper calls per unit as calls, and a scalar
     helper call costs more than libm's (the fused step ran 2.3x main's): libm there, helpers
     everywhere else."""
-    from mlp_accel.backends._numba_fused import generate_source
-    from mlp_accel.backends._numba_kernels import FUSED_HELPER_CALLS
-    from mlp_accel.backends._numba_layer_sources import layer_source
     from mlp_accel.backends.base import NetworkSpec
+    from mlp_accel.backends.numba.fused import generate_source
+    from mlp_accel.backends.numba.kernels import FUSED_HELPER_CALLS
+    from mlp_accel.backends.numba.layer_sources import layer_source
 
     def calls(name: str, source: str) -> int:
         return len(re.findall(rf"(?<!def )(?<![.\w]){name}\(", source))
@@ -256,9 +242,9 @@ def test_fused_kernel_of_a_transcendental_heavy_activation_calls_libm(registered
 def test_registered_relu_renders_the_builtin_kernels():
     """Issue #12: registered ``maximum(z, 0)`` ran 1.44x built-in relu's step. Not the
     rendering: both give the same kernels, line for line, apart from the title line."""
-    from mlp_accel.backends._numba_fused import generate_source
-    from mlp_accel.backends._numba_layer_sources import layer_source
     from mlp_accel.backends.base import NetworkSpec
+    from mlp_accel.backends.numba.fused import generate_source
+    from mlp_accel.backends.numba.layer_sources import layer_source
 
     ma.register_activation("relu_render_test", "maximum(z, 0)")
 
@@ -280,7 +266,7 @@ def test_fused_kernels_with_helpers_or_libm_match_numpy(registered, rng):
     inlined erf would triple this fused kernel's compile)."""
     from .test_numba_backend import _backend, _compare
 
-    backend = _backend()
+    backend = _backend("specialized")
     for act in ["silu", registered[0]]:
         model = _compare([3, 5, 2], [act, "softmax"], "cross_entropy", "float64", backend, rng)
         assert model._fused_network() is not None, act

@@ -1,10 +1,11 @@
-"""Thread pools: usable CPUs (affinity, cgroup quota), pinning, and the serial/parallel
-choice measured from step times."""
+"""Threads: usable CPUs (affinity, cgroup quota), the fixed chunks of a batch on the
+package's worker threads, and BLAS held to one thread while they run (then restored)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import types
 from pathlib import Path
 
@@ -13,8 +14,7 @@ import pytest
 from threadpoolctl import threadpool_info
 
 import mlp_accel as ma
-from mlp_accel.backends import _step_tuner, _threads
-from mlp_accel.backends._step_tuner import SerialParallelChooser, StepTuner
+from mlp_accel.backends import _chunks, _threads
 from mlp_accel.backends._threads import cgroup_cpu_limit, usable_cpus
 
 
@@ -113,316 +113,119 @@ def test_usable_cpus_of_this_process_respects_its_affinity():
     assert 1 <= usable_cpus() <= len(os.sched_getaffinity(0))
 
 
-PROC_STAT = (
-    "cpu  500 0 100 900 20 0 0 0 0 0\n"
-    "cpu0 200 0 50 300 10 0 0 0 0 0\n"
-    "cpu1 300 0 50 600 10 0 0 0 0 0\n"
-    "intr 1 2 3\n"
-)
-
-
-def test_idle_cpu_seconds_sums_idle_and_iowait_of_the_given_cpus(tmp_path):
-    import os
-
-    root = _write(tmp_path, {"proc/stat": PROC_STAT})
-    hz = os.sysconf("SC_CLK_TCK")
-    assert _threads.idle_cpu_seconds(root, cpus={0, 1}) == pytest.approx(920 / hz)
-    assert _threads.idle_cpu_seconds(root, cpus={1}) == pytest.approx(610 / hz)
-    assert _threads.idle_cpu_seconds(tmp_path / "nowhere") is None
-
-
-# -- the serial/parallel choice, with made-up step times ---------------------------------------
-
-
-def _drive(chooser: SerialParallelChooser, serial: float, parallel: float, steps: int) -> list:
-    modes = []
-    for _ in range(steps):
-        mode = chooser.parallel()
-        modes.append(mode)
-        chooser.record(parallel if mode else serial)
-    return modes
-
-
-def test_chooser_probes_both_modes_then_keeps_the_faster():
-    chooser = SerialParallelChooser(probe_steps=3, warmup=1)
-    modes = _drive(chooser, serial=2.0, parallel=1.0, steps=8)
-    assert modes == [False] * 4 + [True] * 4  # serial, then parallel, warm-up step first
-    assert chooser.choice is True and not chooser.probing
-    assert _drive(chooser, 2.0, 1.0, 20) == [True] * 20
-    assert "parallel" in chooser.reason
-
-
-def test_chooser_warmup_steps_are_not_counted():
-    chooser = SerialParallelChooser(probe_steps=2, warmup=1)
-    times = iter([100.0, 1.0, 1.0, 100.0, 2.0, 2.0])  # first step each way: compilation
-    while chooser.probing:
-        chooser.record(next(times))
-    assert chooser.choice is False  # serial 1.0 against parallel 2.0
-
-
-def test_chooser_ends_the_probe_early_on_a_clear_loser():
-    chooser = SerialParallelChooser(probe_steps=3, warmup=1, decisive=3.0)
-    modes = _drive(chooser, serial=1.0, parallel=4.0, steps=6)
-    assert modes == [False] * 4 + [True] * 2  # warm-up + 3 serial, warm-up + 1 parallel
-    assert not chooser.probing and chooser.choice is False
-
-
-def test_chooser_tie_goes_to_serial():
-    chooser = SerialParallelChooser(min_gain=1.15)
-    _drive(chooser, serial=1.0, parallel=0.9, steps=8)  # only 1.11x faster
-    assert chooser.choice is False
-
-
-def test_chooser_probes_again_when_steps_degrade_and_switches_to_serial():
-    chooser = SerialParallelChooser(probe_steps=3, warmup=1, window=5, degrade=2.0, recheck=10**6)
-    _drive(chooser, serial=2.0, parallel=1.0, steps=8)
-    assert chooser.choice is True
-    # A neighbour arrives: parallel steps collapse (a straggler thread), serial ones do not.
-    _drive(chooser, serial=2.2, parallel=24.0, steps=4)
-    assert not chooser.probing  # 4 slow steps: not yet a full window
-    _drive(chooser, serial=2.2, parallel=24.0, steps=1)
-    assert chooser.probing and chooser.probes == 2
-    _drive(chooser, serial=2.2, parallel=24.0, steps=8)
-    assert chooser.choice is False
-    assert _drive(chooser, 2.2, 24.0, 10) == [False] * 10
-
-
-def test_chooser_probes_again_when_the_choice_stops_paying_before_steps_double():
-    # Parallel at 1.0 against 2.0 serial; a neighbour slows parallel steps to 1.8: less than
-    # the 2x "degrade" rule, but now slower than what parallel needed to be chosen (2/1.15).
-    chooser = SerialParallelChooser(probe_steps=3, warmup=1, window=5, degrade=2.0, recheck=10**6)
-    _drive(chooser, serial=2.0, parallel=1.0, steps=8)
-    assert chooser.choice is True
-    _drive(chooser, serial=2.0, parallel=1.6, steps=10)  # still pays: no probe
-    assert not chooser.probing and chooser.probes == 1
-    _drive(chooser, serial=2.0, parallel=1.8, steps=5)
-    assert chooser.probing and chooser.probes == 2
-    _drive(chooser, serial=1.5, parallel=1.8, steps=8)
-    assert chooser.choice is False
-    # Serial steps of 1.6 stay under 1.8 * 1.15, where parallel as measured would win.
-    _drive(chooser, serial=1.6, parallel=1.8, steps=20)
-    assert not chooser.probing and chooser.probes == 2
-
-
-def test_chooser_compares_short_steps_over_a_longer_window():
-    # 70-microsecond steps: a burst of jitter (5 slow steps in a row) must not start a probe;
-    # a lasting slowdown must, within the longest window.
-    chooser = SerialParallelChooser(probe_steps=3, warmup=1, recheck=10**6, max_window=64)
-    _drive(chooser, serial=70e-6, parallel=80e-6, steps=8)
-    assert chooser.choice is False
-    for t in [70e-6] * 40 + [200e-6] * 5 + [70e-6] * 40:
-        chooser.record(t)
-    assert not chooser.probing and chooser.probes == 1
-    slow = 0
-    while not chooser.probing and slow < 64:
-        chooser.record(200e-6)
-        slow += 1
-    assert chooser.probing and chooser.probes == 2 and slow > 5
-
-
-def test_chooser_ignores_a_single_slow_step():
-    chooser = SerialParallelChooser(window=5, degrade=2.0, recheck=10**6)
-    _drive(chooser, serial=2.0, parallel=1.0, steps=8)
-    times = [1.0, 1.0, 50.0, 1.0, 1.0, 1.0, 1.0]  # one hiccup: the median stays put
-    for t in times:
-        chooser.record(t)
-    assert not chooser.probing and chooser.probes == 1
-
-
-def test_chooser_rechecks_periodically_and_backs_off_when_confirmed():
-    chooser = SerialParallelChooser(probe_steps=1, warmup=0, recheck=10)
-    _drive(chooser, serial=1.0, parallel=2.0, steps=2)
-    assert chooser.choice is False
-    _drive(chooser, 1.0, 2.0, 10)
-    assert chooser.probing and chooser.probes == 2  # a quiet machine could favour parallel
-    _drive(chooser, 1.0, 2.0, 2)  # same answer: the next recheck waits twice as long
-    _drive(chooser, 1.0, 2.0, 19)
-    assert not chooser.probing
-    _drive(chooser, 1.0, 2.0, 1)
-    assert chooser.probing and chooser.probes == 3
-    # The machine became quiet and parallel pays now: the recheck finds it.
-    _drive(chooser, serial=1.0, parallel=0.5, steps=2)
-    assert chooser.choice is True
-
-
-def test_chooser_probes_parallel_again_when_a_neighbour_leaves():
-    # Serial chosen beside a busy neighbour; serial steps do not speed up when it leaves,
-    # so only the idle CPUs tell: one more idle CPU probes parallel at once.
-    chooser = SerialParallelChooser(probe_steps=3, warmup=1, recheck=10**6)
-    _drive(chooser, serial=2.0, parallel=5.0, steps=8)
-    assert chooser.choice is False and not chooser.probing
-    _drive(chooser, 2.0, 5.0, 3)
-    chooser.observe_spare(0.05)  # the machine as serial was chosen
-    chooser.observe_spare(0.3)  # noise
-    assert not chooser.probing
-    chooser.observe_spare(1.0)
-    assert chooser.probing and chooser.probes == 2
-    assert "idle" in chooser.reason
-    # Parallel only: the recent serial steps are the reference.
-    assert _drive(chooser, serial=2.0, parallel=1.0, steps=4) == [True] * 4
-    assert chooser.choice is True and not chooser.probing
-
-
-def test_chooser_compares_with_the_machine_its_probe_saw():
-    # The neighbour leaves right as the probe decides: the first idle CPUs seen after the
-    # decision are not the machine serial was chosen on; the probe's serial steps are.
-    chooser = SerialParallelChooser(probe_steps=3, warmup=1, recheck=10**6)
-    _drive(chooser, serial=2.0, parallel=5.0, steps=4)
-    chooser.observe_spare(0.0)  # during the probe's serial steps: busy
-    _drive(chooser, serial=2.0, parallel=5.0, steps=5)
-    assert chooser.choice is False and not chooser.probing
-    chooser.observe_spare(1.0)
-    assert chooser.probing
-
-
-def test_chooser_keeps_serial_on_a_quiet_machine_where_parallel_does_not_pay():
-    chooser = SerialParallelChooser(probe_steps=3, warmup=1, recheck=10**6)
-    _drive(chooser, serial=2.0, parallel=2.1, steps=8)
-    for _ in range(5):  # quiet when decided and since: no neighbour to wait for
-        _drive(chooser, serial=2.0, parallel=2.1, steps=3)
-        chooser.observe_spare(1.0)
-    assert not chooser.probing and chooser.probes == 1
-
-
-class _FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_step_tuner_applies_modes_per_batch_bucket_and_times_the_step():
-    clock = _FakeClock()
-    applied: list[bool] = []
-    restored: list[bool] = []
-    state = {"parallel": None}
-
-    def apply(parallel: bool) -> None:
-        applied.append(parallel)
-        state["parallel"] = parallel
-
-    tuner = StepTuner(
-        apply,
-        lambda: restored.append(True),
-        tune_rows=lambda rows: rows >= 100,
-        chooser=lambda: SerialParallelChooser(probe_steps=1, warmup=0),
-        clock=clock,
-    )
-
-    def step(X):
-        clock.now += 1.0 if state["parallel"] else 3.0
-        return X.shape[0]
-
-    tuned = tuner.wrap(step)
-    for _ in range(6):
-        assert tuned(np.zeros((1000, 1))) == 1000
-    assert tuner.choosers[(1000).bit_length()].choice is True
-    assert applied == [False, True]  # applied only on a change
-    sys.modules["_mlp_accel_test_new_module"] = types.ModuleType("new")  # may bring a pool
-    try:
-        tuned(np.zeros((1000, 1)))
-    finally:
-        del sys.modules["_mlp_accel_test_new_module"]
-    assert applied == [False, True, True]  # applied again: a new pool gets the mode too
-    tuned(np.zeros((10, 1)))  # too small to tune: serial, no chooser
-    assert applied[-1] is False and len(tuner.choosers) == 1
-    tuned(np.zeros((300, 1)))  # another size bucket: its own probe
-    assert len(tuner.choosers) == 2
-    tuner.close()
-    assert restored == [True]
-
-
-def test_step_tuner_reads_idle_cpus_around_serial_steps():
-    clock = _FakeClock()
-    idle = {"seconds": 0.0, "reads": 0}
-    state = {"parallel": None, "neighbour": True}
-
-    def read_idle() -> float:
-        idle["reads"] += 1
-        return idle["seconds"]
-
-    def apply(parallel: bool) -> None:
-        state["parallel"] = parallel
-
-    tuner = StepTuner(
-        apply,
-        lambda: None,
-        chooser=lambda: SerialParallelChooser(probe_steps=1, warmup=0, recheck=10**6),
-        clock=clock,
-        idle=read_idle,
-        spare_every=0.5,
-    )
-
-    def step(X):
-        if state["parallel"]:
-            seconds = 3.0 if state["neighbour"] else 0.5
-        else:
-            seconds = 1.0
-        clock.now += seconds
-        # A busy neighbour leaves no CPU idle; without it, one stands idle beside us.
-        idle["seconds"] += 0.0 if state["neighbour"] else seconds
-        return None
-
-    tuned = tuner.wrap(step)
-    X = np.zeros((1000, 1))
-    for _ in range(5):
-        tuned(X)
-    chooser = tuner.choosers[(1000).bit_length()]
-    assert chooser.choice is False and idle["reads"] > 0
-    state["neighbour"] = False
-    for _ in range(4):
-        tuned(X)
-    assert chooser.choice is True and chooser.probes == 2
-
-
-# -- pinning, and the pools during training --------------------------------------------------
-
-
 def _blas_threads() -> set[int]:
     return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
 
 
 def test_set_threads_rejects_bad_counts():
-    for bad in (0, -1, 1.5, True, "2"):
+    for bad in (1.5, True, "2", np.float64(2.0)):
+        with pytest.raises(TypeError, match="threads must be a positive integer"):
+            ma.set_threads(bad)
+    for bad in (0, -1, np.int64(0)):
         with pytest.raises(ValueError, match="threads must be a positive integer"):
             ma.set_threads(bad)
 
 
-def test_threads_context_pins_blas_and_restores():
-    with ma.threads(1):
-        assert _blas_threads() == {1}
-        assert _threads.pinned_threads() == 1
-        assert _step_tuner.tuner_for(ma.MLP([2, 3, 1], backend="numpy")) is None
+def test_set_threads_takes_numpy_integers_and_leaves_blas_alone():
+    before = _blas_threads()
+    with ma.threads(np.int64(1)):
+        assert _threads.pinned_threads() == 1 and _threads.worker_count() == 1
+        assert _blas_threads() == before
     assert _threads.pinned_threads() is None
-    assert _blas_threads() == {_threads.pool_size()}
+    assert _threads.worker_count() == usable_cpus()
 
 
-@pytest.mark.skipif(usable_cpus() < 2, reason="one usable CPU: nothing to choose")
-def test_a_second_fit_of_the_same_shape_starts_decided(rng):
-    X = rng.standard_normal((300, 4))
-    y = (X[:, 0] > 0).astype(float)
-    model = ma.MLP([4, 8, 1], backend="numpy", seed=0)
-    ma.fit(model, X, y, epochs=12)
-    tuner = _step_tuner.tuner_for(ma.MLP([4, 8, 1], backend="numpy", seed=1))
-    try:
-        chooser = tuner.choosers[(300).bit_length()]
-        assert chooser.choice is not None and not chooser.probing
-    finally:
-        tuner.close()
+@pytest.mark.parametrize(
+    ("rows", "widths"),
+    [(1, (2, 4, 1)), (1000, (2, 4, 3, 1)), (100_000, (2, 4, 3, 1)), (4096, (784, 1024, 10))],
+)
+def test_chunk_plan_covers_the_batch_in_equal_chunks_whatever_the_threads(rows, widths):
+    plans = []
+    for count in (1, 2, 7):
+        with ma.threads(count):
+            plans.append(_chunks.chunk_plan(rows, widths))
+    assert plans[0] == plans[1] == plans[2]
+    plan = plans[0]
+    assert plan[0][0] == 0 and plan[-1][1] == rows
+    assert all(a[1] == b[0] for a, b in zip(plan, plan[1:]))
+    sizes = {hi - lo for lo, hi in plan[:-1]}
+    assert len(sizes) <= 1 and all(s % _chunks.ROW_QUANTUM == 0 for s in sizes)
 
 
-def test_an_outside_blas_limit_is_kept_during_fit(rng):
+def test_chunk_pool_runs_every_chunk_once_and_keeps_their_order():
+    pool = _chunks.ChunkPool()
+    seen = []
+    lock = threading.Lock()
+
+    def work(i):
+        with lock:
+            seen.append((i, threading.current_thread().name))
+        return i * i
+
+    assert pool.run(work, 50, 3) == [i * i for i in range(50)]
+    assert sorted(i for i, _ in seen) == list(range(50))
+
+
+def test_chunk_pool_raises_the_first_error_after_the_running_chunks_end():
+    pool = _chunks.ChunkPool()
+    finished = []
+
+    def work(i):
+        if i == 3:
+            raise ValueError("chunk 3 failed")
+        finished.append(i)
+        return i
+
+    with pytest.raises(ValueError, match="chunk 3 failed"):
+        pool.run(work, 40, 2)
+    assert 3 not in finished and len(finished) < 40
+    assert pool.run(lambda i: i, 4, 2) == [0, 1, 2, 3]  # the pool still works
+
+
+def test_blas_is_one_thread_inside_a_chunked_batch_and_restored_after(rng):
+    before = _blas_threads()
+    inside: list[set[int]] = []
+    _chunks.run_chunks(lambda i: inside.append(_blas_threads()), 3)
+    assert inside and all(s == {1} for s in inside)
+    assert _blas_threads() == before
+
+
+def test_two_fits_in_two_threads_keep_their_bits_and_leave_blas_as_it_was(rng):
+    """BLAS's setting is process-wide: counted, so two fits at once neither undo each
+    other's limit nor leave it changed, and each gives the bits it gives alone."""
+    X = rng.standard_normal((3000, 16))
+    y = (X[:, 0] > X[:, 1]).astype(float)
+    before = _blas_threads()
+
+    def run(seed, out):
+        model = ma.MLP([16, 64, 1], backend="numpy", dtype="float64", seed=seed)
+        ma.fit(model, X, y, epochs=3, batch_size=1024)
+        out[seed] = model.get_weights()
+
+    alone: dict[int, list] = {}
+    run(0, alone)
+    run(1, alone)
+    together: dict[int, list] = {}
+    threads = [threading.Thread(target=run, args=(seed, together)) for seed in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for seed in (0, 1):
+        for a, b in zip(alone[seed], together[seed], strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert _blas_threads() == before
+
+
+def test_an_outside_blas_limit_is_kept_after_fit(rng):
     from threadpoolctl import threadpool_limits
 
     X = rng.standard_normal((300, 4))
     y = (X[:, 0] > 0).astype(float)
-    seen: list[set[int]] = []
     with threadpool_limits(limits=1, user_api="blas"):
         model = ma.MLP([4, 8, 1], backend="numpy", seed=0)
-        ma.fit(model, X, y, epochs=12, callbacks=[lambda e, logs: seen.append(_blas_threads())])
-        assert _step_tuner.tuner_for(model) is None
-    assert seen and all(s == {1} for s in seen)
+        ma.fit(model, X, y, epochs=3)
+        assert _blas_threads() == {1}
 
 
 def test_fit_gives_back_the_blas_threads(rng):
@@ -434,27 +237,22 @@ def test_fit_gives_back_the_blas_threads(rng):
     assert _blas_threads() == before
 
 
-@pytest.mark.skipif(usable_cpus() < 2, reason="one usable CPU: nothing to choose")
-def test_fused_numba_kernel_runs_with_blas_at_one_thread_and_same_numbers(monkeypatch, rng):
-    """Parallel or serial, the fused kernel gives the same bits; BLAS sleeps beside it."""
-    pytest.importorskip("numba")
-    X = rng.standard_normal((4096, 2))
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_the_thread_count_changes_no_bit(backend, rng):
+    """The same fit with one worker thread and with several: identical weights (fixed chunks,
+    summed in order); a batch of 3 chunks, full-batch and mini-batch."""
+    if backend == "numba":
+        pytest.importorskip("numba")
+    X = rng.standard_normal((9000, 8))
     y = (X[:, 0] * X[:, 1] > 0).astype(float)
-    seen: list[set[int]] = []
     weights = []
-    for mode in (True, False):
-        monkeypatch.setattr(SerialParallelChooser, "parallel", lambda self, m=mode: m)
-        model = ma.MLP([2, 4, 3, 1], backend="numba", dtype="float64", seed=0)
-        ma.fit(
-            model,
-            X,
-            y,
-            epochs=3,
-            optimizer=ma.optim.Adam(0.01),
-            callbacks=[lambda epoch, logs: seen.append(_blas_threads())],
-        )
-        weights.append(model.get_weights())
-    assert all(s == {1} for s in seen), seen
+    for count in (1, 3):
+        with ma.threads(count):
+            model = ma.MLP([8, 96, 1], backend=backend, dtype="float32", seed=0)
+            ma.fit(model, X, y, epochs=2, batch_size=None, optimizer="adam")
+            ma.fit(model, X, y, epochs=1, batch_size=4000, optimizer="adam")
+            weights.append(model.get_weights())
+    assert len(_chunks.chunk_plan(9000, (8, 96, 1))) > 1
     for a, b in zip(*weights, strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -489,18 +287,3 @@ def test_blas_controllers_are_found_once_until_a_module_is_imported(monkeypatch)
     again = _threads.blas_controllers()
     assert again is not first
     assert [c.filepath for c in again] == [c.filepath for c in first]
-
-
-@pytest.mark.skipif(usable_cpus() < 2, reason="one usable CPU: nothing to choose")
-def test_batches_too_small_for_the_parallel_kernel_are_not_probed():
-    # The staged network runs serial kernels below the backend's parallel_min_rows: probing
-    # a "parallel" mode there would time the same kernel with a pool spinning beside it.
-    pytest.importorskip("numba")
-    model = ma.MLP([2, 4, 3, 1], backend="numba", dtype="float32", seed=0)
-    tuner = _step_tuner.tuner_for(model)
-    try:
-        assert tuner is not None
-        min_rows = model.backend.parallel_min_rows
-        assert not tuner._tune_rows(min_rows - 1) and tuner._tune_rows(min_rows)
-    finally:
-        tuner.close()

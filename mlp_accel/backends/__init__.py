@@ -31,8 +31,8 @@ __all__ = [
 #: Every backend this package knows, by name.
 BACKENDS: dict[str, str] = {
     "numpy": "mlp_accel.backends.numpy_backend:NumpyBackend",
-    "numba": "mlp_accel.backends.numba_backend:NumbaBackend",
-    "cupy": "mlp_accel.backends.cupy_backend:CupyBackend",
+    "numba": "mlp_accel.backends.numba.backend:NumbaBackend",
+    "cupy": "mlp_accel.backends.cupy.backend:CupyBackend",
 }
 
 #: Preference order of ``"auto"``: a GPU first, then jitted CPU kernels, then NumPy.
@@ -44,7 +44,7 @@ AUTO_ORDER: tuple[str, ...] = tuple(n for n in ("cupy", "numba", "numpy") if n i
 #: shared by every backend, so they are set process-wide with :func:`mlp_accel.set_threads`.
 BACKEND_OPTIONS: dict[str, tuple[str, ...]] = {
     "numpy": (),
-    "numba": (),
+    "numba": ("tier",),
     "cupy": ("device", "tf32"),
 }
 

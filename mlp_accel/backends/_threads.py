@@ -1,28 +1,27 @@
-"""Thread pools that hold up on a shared machine.
+"""How many threads the package uses, from the CPUs this process may use.
 
-Three rules, each for a failure measured on a 2-core machine with one core kept busy by
-another process:
+- **Thread counts come from the CPUs this process may use**: the affinity mask and a
+  container's cgroup CPU quota (:func:`usable_cpus`), not the host's core count.
+- **Threads change the time, never the bits.** A CPU batch is split into chunks fixed by the
+  job (``_chunks.chunk_plan``); the package's worker threads take chunks as they free up
+  (a thread on a busy core takes fewer), and BLAS is held to one thread while they run
+  (:func:`single_threaded_blas`), since OpenBLAS rounds differently with more threads.
+- **Nothing process-wide is left changed**: BLAS's own thread count is restored when the
+  last running batch ends, the environment is never written, and Numba's own thread pool
+  is never started (every kernel is serial).
 
-1. **Thread counts come from the CPUs this process may use**: the affinity mask and a
-   container's cgroup CPU quota (:func:`usable_cpus`), not the host's core count.
-2. **Never two busy pools.** The fused Numba kernel runs with BLAS limited to one thread;
-   on the per-layer path BLAS owns the cores and the Numba kernels beside it run serially.
-   Numba's OpenMP pool is asked to sleep rather than spin when idle
-   (``OMP_WAIT_POLICY=PASSIVE``, which libgomp reads once, when it loads: see
-   :func:`configure_numba`).
-3. **Serial or parallel is measured, per shape, and measured again when steps slow down**
-   (:mod:`._step_tuner`, from the step times the training loop produces anyway).
-
-:func:`set_threads` (``ma.set_threads``) pins every pool to a fixed count and turns the
-measurement off; ``set_threads(None)`` returns to the automatic rule.
+:func:`set_threads` (``ma.set_threads``) sets the number of worker threads;
+``set_threads(None)`` returns to :func:`usable_cpus`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,15 +30,12 @@ __all__ = [
     "affinity_cpus",
     "cgroup_cpu_limit",
     "usable_cpus",
-    "idle_cpu_seconds",
     "set_threads",
     "threads",
     "pinned_threads",
-    "pool_size",
-    "configure_numba",
+    "worker_count",
     "blas_controllers",
-    "set_blas_threads",
-    "set_numba_threads",
+    "single_threaded_blas",
 ]
 
 # -- how many CPUs ---------------------------------------------------------------------------
@@ -159,45 +155,15 @@ def usable_cpus(root: str | os.PathLike = "/", affinity: int | None = None) -> i
     return max(1, count)
 
 
-def idle_cpu_seconds(root: str | os.PathLike = "/", cpus: set[int] | None = None) -> float | None:
-    """Seconds the CPUs of this process's affinity mask have spent idle since boot, from
-    ``/proc/stat`` (idle and iowait), or ``None`` where there is no such file.
-
-    Two readings a known time apart give how many CPUs stood idle meanwhile: the step tuner's
-    sign that a busy neighbour left (:meth:`._step_tuner.SerialParallelChooser.observe_spare`).
-
-    Parameters
-    ----------
-    root : path, default "/"
-        Where ``proc`` is found (tests pass a directory of fixture files).
-    cpus : set of int, optional
-        The CPUs to count instead of this process's affinity mask (for tests).
-    """
-    text = _read(Path(root) / "proc" / "stat")
-    if text is None:
-        return None
-    if cpus is None:
-        getter = getattr(os, "sched_getaffinity", None)
-        cpus = set(getter(0)) if getter is not None else None
-    ticks = 0
-    for line in text.splitlines():
-        name, _, fields = line.partition(" ")
-        if not name.startswith("cpu") or not name[3:].isdigit():
-            continue
-        if cpus is None or int(name[3:]) in cpus:
-            values = fields.split()
-            ticks += int(values[3]) + int(values[4])  # idle, iowait
-    return ticks / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else None
-
-
 # -- the pools -------------------------------------------------------------------------------
 
 _pinned: int | None = None
 _usable: int | None = None
 
 
-def pool_size() -> int:
-    """Threads a parallel region may use: the pinned count, else the usable CPUs."""
+def worker_count() -> int:
+    """Threads that run the chunks of a batch: the count given to :func:`set_threads`, else
+    the usable CPUs."""
     global _usable
     if _pinned is not None:
         return _pinned
@@ -214,9 +180,9 @@ def pinned_threads() -> int | None:
 def blas_controllers() -> list[Any]:
     """threadpoolctl's controllers of the BLAS libraries loaded in this process.
 
-    Finding them walks every loaded shared library (milliseconds, paid by every ``fit``
-    before this was kept), so they are kept until the count of imported modules changes:
-    a new BLAS arrives with a new extension module (torch, scipy's own build).
+    Finding them walks every loaded shared library (milliseconds), so they are kept until
+    the count of imported modules changes: a new BLAS arrives with a new extension module
+    (torch, SciPy's own build).
     """
     global _controllers
     loaded = len(sys.modules)
@@ -229,30 +195,53 @@ def blas_controllers() -> list[Any]:
 
 
 _controllers: tuple[int, list[Any]] | None = None
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_saved: list[tuple[Any, int]] = []
 
 
-def set_blas_threads(count: int, controllers: list[Any] | None = None) -> None:
-    for lib in blas_controllers() if controllers is None else controllers:
-        if lib.num_threads != count:
-            lib.set_num_threads(count)
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """Hold every loaded BLAS library to one thread for the block.
 
-
-def set_numba_threads(count: int) -> None:
-    numba = sys.modules.get("numba")
-    if numba is not None and numba.get_num_threads() != min(count, numba.config.NUMBA_NUM_THREADS):
-        numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
+    Counted across threads: the first block to enter sets one thread, the last to leave
+    restores what each library had, so two fits in two threads neither undo each other's
+    setting nor leave BLAS changed. A library loaded during the block (a first import of
+    SciPy) gets one thread on the next block and is restored like the others.
+    """
+    global _blas_users, _blas_saved
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_saved = []
+        known = {id(lib) for lib, _ in _blas_saved}
+        for lib in blas_controllers():
+            if id(lib) not in known:
+                count = lib.num_threads
+                _blas_saved.append((lib, count))
+                if count != 1:
+                    lib.set_num_threads(1)
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                for lib, count in _blas_saved:
+                    if count != 1:
+                        lib.set_num_threads(count)
+                _blas_saved = []
 
 
 def set_threads(count: int | None) -> int | None:
-    """Pin BLAS and Numba to ``count`` threads, or return to the automatic rule with ``None``.
+    """Set how many threads run the chunks of a batch, or ``None`` for :func:`usable_cpus`.
 
-    With a count, every fit uses exactly that many threads and no serial/parallel
-    measurement is made (runs are then reproducible bit for bit). ``None``: pools sized to
-    :func:`usable_cpus`, serial or parallel measured per shape during training.
+    The count changes the speed only: a fit gives the same bits with any count.
 
     Parameters
     ----------
     count : int or None
+        A positive integer (NumPy's integers included), or ``None``.
 
     Returns
     -------
@@ -261,17 +250,20 @@ def set_threads(count: int | None) -> int | None:
 
     Raises
     ------
+    TypeError
+        If ``count`` is a bool, a float or not an integer.
     ValueError
-        If ``count`` is not a positive integer or None.
+        If ``count`` is below 1.
     """
     global _pinned
-    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
-        raise ValueError(f"threads must be a positive integer or None, got {count!r}")
+    if count is not None:
+        if isinstance(count, bool) or not isinstance(count, numbers.Integral):
+            raise TypeError(f"threads must be a positive integer or None, got {count!r}")
+        if count < 1:
+            raise ValueError(f"threads must be a positive integer or None, got {count!r}")
+        count = int(count)
     previous = _pinned
     _pinned = count
-    size = pool_size()
-    set_blas_threads(size)
-    set_numba_threads(size)
     return previous
 
 
@@ -283,26 +275,3 @@ def threads(count: int | None) -> Iterator[None]:
         yield
     finally:
         set_threads(previous)
-
-
-_numba_configured = False
-
-
-def configure_numba(numba: Any) -> None:
-    """Make Numba's pool polite, once, before its first parallel kernel starts the pool.
-
-    - ``OMP_WAIT_POLICY=PASSIVE`` (unless the user set it): idle OpenMP threads sleep
-      instead of spinning against BLAS or another process. libgomp reads it once, when it
-      is loaded (Numba loads it when the pool starts): set it in the environment before
-      any OpenMP library loads to make it hold for those too. The workqueue layer, which
-      never spins, is not forced: it aborts when two Python threads run parallel kernels
-      at once.
-    - The pool's active size becomes :func:`pool_size` (Numba's default is the host's
-      core count, whatever the affinity mask or the container's quota allow).
-    """
-    global _numba_configured
-    if _numba_configured:
-        return
-    _numba_configured = True
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    set_numba_threads(pool_size())

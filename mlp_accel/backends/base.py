@@ -225,12 +225,30 @@ class Backend:
         ]
         return new_p, new_m, new_v
 
-    def fused_network(self, spec: NetworkSpec) -> FusedNetwork | None:
-        """A whole-network kernel specialized on ``spec``, or ``None`` (the generic loop).
+    #: Whether a batch runs in fixed chunks of rows on the package's worker threads (the CPU
+    #: backends; see ``_chunks.py``), or whole (a GPU runs one batch at a time).
+    chunked: bool = False
 
-        The model asks once per spec and uses what it gets for every step.
+    def fused_network(self, spec: NetworkSpec, tier: str | None = None) -> FusedNetwork | None:
+        """A whole-network kernel for ``spec`` on kernel ``tier`` (``None``: the backend's
+        default for ``spec``), or ``None`` (the generic layer loop).
+
+        The model asks once, before its first step, and uses what it gets for every step.
         """
         return None
+
+    def choose_tier(self, spec: NetworkSpec, job: Any = None) -> tuple[str, str]:
+        """The kernel tier a fit of ``spec`` runs, and why, from the job alone (its widths,
+        rows, epochs and dtype: never timings or what a cache holds): ``"layers"`` here."""
+        return "layers", "the per-layer hooks"
+
+    def prepare(
+        self, spec: NetworkSpec, tier: str, stream: Any = None, evaluate: bool = True
+    ) -> float:
+        """Compile or load what ``tier`` of ``spec`` runs (with ``evaluate``, what computes a
+        loss outside a training step too), before a first step; returns the seconds spent
+        compiling (nothing to compile here)."""
+        return 0.0
 
     def max_batch_rows(self, spec: NetworkSpec) -> int | None:
         """Most rows of one training micro-batch of ``spec`` that fit in memory (``None``: any).

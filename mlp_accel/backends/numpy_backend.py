@@ -26,6 +26,7 @@ class NumpyBackend(Backend):
     name = "numpy"
     xp = xp_numpy
     device = "cpu"
+    chunked = True
 
     def asarray(self, x: Any, dtype: str) -> np.ndarray:
         return np.ascontiguousarray(x, dtype=dtype)

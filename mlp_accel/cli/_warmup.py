@@ -29,7 +29,9 @@ def add_arguments(w: argparse.ArgumentParser, backend_option: dict[str, Any]) ->
 def run(args: argparse.Namespace) -> int:
     import mlp_accel as ma
 
-    from ..backends import _numba_compile, _numba_fused, get_backend
+    from ..backends import get_backend
+    from ..backends.numba import tasks as T
+    from ..backends.numba.paths import fused_supports
 
     if args.model is not None:
         saved = ma.load(args.model, backend="numpy")
@@ -41,18 +43,14 @@ def run(args: argparse.Namespace) -> int:
     # the model resolves defaults and validates the spec, on NumPy (nothing compiles)
     spec = ma.MLP(layers, activations, loss, backend="numpy", dtype=dtype).spec
     backend = get_backend("numba")
-    tasks = _numba_compile.tasks_for(spec)
-    was_cached = [_numba_compile.cached(task) for task in tasks]
+    tasks = T.tasks_for(spec, "all")
+    was_cached = [T.cached(task) for task in tasks]
     start = time.perf_counter()
     backend.warmup(spec)
     seconds = time.perf_counter() - start
     for task, hit in zip(tasks, was_cached):
-        variant = "parallel" if task["parallel"] else "serial"
-        what = {"layers": "per-layer kernels", "generic": "generic network kernels"}.get(
-            task["kind"], "fused network kernels"
-        )
-        print(f"{'cached  ' if hit else 'compiled'} {what} ({variant}, {spec.dtype})")
-    fused = "fused kernels for" if _numba_fused.supports(spec) else "no fused kernel for"
+        print(f"{'cached  ' if hit else 'compiled'} {T.describe(task)}")
+    fused = "fused kernels for" if fused_supports(spec) else "no fused kernel for"
     print(f"{fused} {','.join(map(str, spec.widths))} {','.join(spec.activations)} {spec.loss}")
-    print(f"took {seconds:.1f} s; cache: {_numba_compile.cache_location()}")
+    print(f"took {seconds:.1f} s; cache: {T.cache_location()}")
     return 0

@@ -101,6 +101,10 @@ class _BaseMLP(StochasticSolverMixin, LbfgsSolverMixin, BaseEstimator):
         optimizer = state.pop("_optimizer", None)
         if optimizer is not None and model is not None:
             state["_optimizer_state"] = optimizer.state_dict(model.backend)
+        if model is not None:
+            # The kernel tier its fit ran: the restored model predicts with the same one
+            # (another tier rounds differently in the last bit).
+            state["_model_tier"] = model.tier
         return state
 
     def _layer_units(self, n_features: int, n_outputs: int) -> list[int]:
@@ -138,6 +142,7 @@ class _BaseMLP(StochasticSolverMixin, LbfgsSolverMixin, BaseEstimator):
             seed=0,
         )
         model.set_weights(self._flat_weights())
+        model.tier = getattr(self, "_model_tier", None)
         return model
 
     def _live_model(self, for_fit: bool = False) -> MLP:

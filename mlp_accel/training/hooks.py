@@ -47,12 +47,7 @@ class CheckpointWriter:
 
 
 class ProgressBar:
-    """A tqdm bar over the epochs with the loss and samples/s of the last one, and "compiling
-    kernels" while Numba compiles in the background.
-
-    When compilation ends the bar forgets the rate it measured meanwhile, so that its ETA
-    leaves the compile time out.
-    """
+    """A tqdm bar over the epochs with the loss and samples/s of the last one."""
 
     def __init__(self, first_epoch: int, last_epoch: int) -> None:
         from tqdm.auto import tqdm
@@ -63,21 +58,12 @@ class ProgressBar:
             dynamic_ncols=True,
             leave=False,
         )
-        self.compiling = False
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float], stopping: bool) -> None:
-        from ..backends._numba_compile import compiling
-
-        bar, now = self.bar, compiling()
+        bar = self.bar
         bar.update(1)
-        note = ", compiling kernels" if now else ""
-        postfix = f"loss={logs['loss']:.4g}, samples_s={logs['samples_per_sec']:.3g}{note}"
+        postfix = f"loss={logs['loss']:.4g}, samples_s={logs['samples_per_sec']:.3g}"
         bar.set_postfix_str(postfix, refresh=False)
-        if self.compiling and not now and hasattr(bar, "_ema_dt"):
-            # tqdm's ETA is the epochs left over a smoothed rate (private EMAs since 4.56)
-            bar._ema_dn = type(bar._ema_dn)(bar.smoothing)
-            bar._ema_dt = type(bar._ema_dt)(bar.smoothing)
-        self.compiling = now
 
     def close(self) -> None:
         self.bar.close()

@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_count, check_real
-from ..backends import _step_tuner
 from ..batches import BatchSource, make_source
 from ..model import MLP
 from ..optim import Adam, Optimizer, get_optimizer
 from ..schedules import Schedule
 from .hooks import CheckpointWriter, ProgressBar
+from .plan import plan_fit
 from .step import TrainingStep
 
 __all__ = ["fit", "History", "TrainingDivergedError", "accuracy_device"]
@@ -40,7 +40,12 @@ class History(dict):
     Keys: ``epoch``, ``loss`` (mean training loss of the epoch's steps, with the L2 penalty if
     any), ``lr`` (at the end of the epoch), ``time`` (seconds), ``samples_per_sec``, and with
     validation data ``val_loss`` and, for classification, ``val_accuracy``.
+
+    :attr:`code_path` says which backend and kernel tier the fit ran, and why.
     """
+
+    #: ``{"backend", "tier", "reason"}`` of the fit (see :meth:`mlp_accel.MLP.plan_fit`).
+    code_path: dict[str, str] | None = None
 
     @property
     def n_epochs(self) -> int:
@@ -280,7 +285,6 @@ class _Epochs:
         self,
         source: BatchSource,
         step: TrainingStep,
-        tuner: Any,
         schedule: Any,
         batch_size: int | None,
         shuffle: bool,
@@ -288,7 +292,7 @@ class _Epochs:
         last_epoch: int,
     ) -> None:
         self.source, self.step, self.schedule = source, step, schedule
-        self.run = step if tuner is None else tuner.wrap(step)
+        self.run = step
         self.batch_size, self.shuffle, self.val = batch_size, shuffle, val
         self.last_epoch = last_epoch
         self.steps_done = step.optimizer.t
@@ -439,16 +443,20 @@ def fit(
     optimizer = _checked_optimizer(optimizer)
     begin_hooks, epoch_hooks, end_hooks = _hooks(callbacks)
 
-    # backend="auto" is settled here, where the rows and epochs are known (once per model).
-    model.settle_backend(_row_count(X, y), epochs, batch_size)
+    # The code path (backend="auto" once per model, then the kernel tier) is fixed here,
+    # before the first step, from the job alone, and its kernels compiled.
+    if client is None:
+        evaluate = validation_data is not None
+        plan_fit(model, _row_count(X, y), epochs, batch_size, evaluate=evaluate)
+    else:
+        model.settle_backend(_row_count(X, y), epochs, batch_size)
     optimizer, first_epoch, base_lr, history = _start(model, optimizer, resume_from)
+    history.code_path = model.code_path
     source = _open_source(model, X, y, epochs - first_epoch + 1, sample_weight, client, local_steps)
     options = {"accumulate": accumulate, "alpha": alpha, "clip_norm": clip_norm}
     step = source.make_step(model, optimizer, base_lr=base_lr, **options)
     step.restore_lr()
     val = model.prepare(*validation_data) if validation_data is not None else None
-    # Serial or parallel, measured per batch size from the steps' own times.
-    tuner = _step_tuner.tuner_for(model) if client is None else None
     own: list[Any] = []
     try:
         if progress:
@@ -457,7 +465,7 @@ def fit(
             own.append(CheckpointWriter(checkpoint, checkpoint_every, epochs, step, history))
         for hook in begin_hooks:
             hook(model)
-        run_epoch = _Epochs(source, step, tuner, schedule, batch_size, shuffle, val, epochs)
+        run_epoch = _Epochs(source, step, schedule, batch_size, shuffle, val, epochs)
         # Callbacks and checkpoints see every epoch's weights: those epochs are checked.
         run_epoch.check_every = bool(epoch_hooks) or checkpoint is not None
         for epoch in range(first_epoch, epochs + 1):
@@ -470,9 +478,8 @@ def fit(
                 break
     finally:
         step.restore_lr()
-        for closing in (tuner, *own, source):
-            if closing is not None:
-                closing.close()
+        for closing in (*own, source):
+            closing.close()
     for hook in end_hooks:
         hook()
     return history

@@ -18,7 +18,7 @@ def _int_power(x: Node) -> int | None:
 
 
 #: Python names of the functions in generated Numba code (helpers the generated module
-#: defines; see ``mlp_accel/backends/_numba_math.py``).
+#: defines; see ``mlp_accel/backends/numba/vecmath.py``).
 PYTHON_FUNCTIONS = {
     "exp": "_exp",
     "expm1": "_expm1",

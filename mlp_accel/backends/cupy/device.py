@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import BackendUnavailableError
+from ..base import BackendUnavailableError
 
 __all__ = [
     "INSTALL_HINT",

@@ -1,16 +1,16 @@
-"""The unrolled per-sample strategy of the specialized network kernel (:mod:`._numba_fused`):
+"""The unrolled per-sample strategy of the specialized network kernel (:mod:`.fused`):
 for the smallest networks, every weight a scalar local and every sample's forward and backward
 pass straight-line code, which LLVM vectorizes across the samples of a block.
 """
 
 from __future__ import annotations
 
-from ._numba_fused import _UNROLLED_ROWS as ROWS
-from ._numba_kernels import Writer, emit_softmax
-from ._numba_output import act as _act
-from ._numba_output import der as _der
-from ._numba_output import emit_element_output, emit_softmax_output
-from .base import NetworkSpec
+from ..base import NetworkSpec
+from .fused import _UNROLLED_ROWS as ROWS
+from .kernels import Writer, emit_softmax
+from .output import act as _act
+from .output import der as _der
+from .output import emit_element_output, emit_softmax_output
 
 __all__ = ["ROWS", "scalar_chunks"]
 

@@ -11,9 +11,9 @@ inference kernel), the loss and output gradient (:func:`_loss_lines`), the backw
 
 from __future__ import annotations
 
-from ...ops import expr as E
-from ...ops.layout import n_parameters, param_layout
-from ...ops.table import ACTIVATION_ROWS, LOSS_ROWS, loss_row
+from ....ops import expr as E
+from ....ops.layout import n_parameters, param_layout
+from ....ops.table import ACTIVATION_ROWS, LOSS_ROWS, loss_row
 from .common import BLOCK, CTYPE, is_elementwise, kernel_name, preamble
 
 __all__ = [

@@ -7,8 +7,8 @@ and the warp and block sums the reducing kernels use.
 
 from __future__ import annotations
 
-from ...ops import expr as E
-from ...ops.table import ACTIVATION_ROWS
+from ....ops import expr as E
+from ....ops.table import ACTIVATION_ROWS
 
 __all__ = [
     "ELEMENTWISE_ACTIVATIONS",

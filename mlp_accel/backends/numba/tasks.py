@@ -1,10 +1,12 @@
-"""What the background compiler compiles: *tasks*, and the kernel calls of each.
+"""What a numba model compiles: *tasks*, the kernel calls of each, and the compile itself.
 
-A task is a small JSON-able dict naming kernels (``layers``, ``generic`` or ``fused``, see
-:mod:`._numba_compile`), so a child process can be given one on its command line. Here: how
-tasks are built from a network spec, which kernel calls compile a task (the argument types
-are the ones the hooks pass), and whether a task is already compiled, in this process or in
-Numba's disk cache. Nothing here imports Numba at module import.
+A task is a small dict naming kernels (``layers``, ``generic`` or ``fused``). Here: which
+tasks a network spec needs on each kernel tier, which kernel calls compile a task (the
+argument types are the ones the hooks pass), whether a task is already compiled (in this
+process or in Numba's disk cache, for the message only: what runs never depends on it), and
+:func:`compile_tasks`, which compiles them in the calling thread before a fit's first step,
+saying so on standard error when a compile (not a cache load) is needed. Nothing here
+imports Numba at module import.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ._numba_paths import fused_supports, generic_key, unrolled
+from .paths import fused_supports, generic_key, unrolled
 
 __all__ = [
     "Task",
@@ -25,11 +27,14 @@ __all__ = [
     "generic_task",
     "specialization_pays",
     "tasks_for",
+    "describe",
+    "compile_tasks",
+    "cache_location",
 ]
 
-#: A task: ``{"kind": "layers" | "generic" | "fused", "dtype": ..., "parallel": bool}`` plus,
-#: for fused tasks, ``"widths"``, ``"activations"`` and ``"loss"``, for generic tasks
-#: ``"activations"``, ``"loss"`` and ``"output"``. JSON, so a child can be given one.
+#: A task: ``{"kind": "layers" | "generic" | "fused", "dtype": ...}`` plus, for fused tasks,
+#: ``"widths"``, ``"activations"`` and ``"loss"``, for generic tasks ``"activations"``,
+#: ``"loss"`` and ``"output"``.
 Task = dict[str, Any]
 
 
@@ -49,54 +54,39 @@ def _layer_calls(task: Task) -> list[tuple[Any, tuple]]:
     """
     import numpy as np
 
-    from . import _numba_kernels as K
+    from . import kernels as K
 
-    dtype_name, parallel = task["dtype"], bool(task["parallel"])
+    dtype_name = task["dtype"]
     dtype = np.dtype(dtype_name)
     mat = np.ones((2, 3), dtype)
     vec = np.ones(3, dtype)
-    extra = (2,) if parallel else ()
     calls: list[tuple[Any, tuple]] = []
     for activation in task.get("activations", []):
         m = K.layer_module(activation, dtype_name)
-        forward = m.dense_forward_parallel if parallel else m.dense_forward
-        backward = m.dense_backward_parallel if parallel else m.dense_backward
-        calls.append((forward, (mat.copy(), vec, mat.copy(), *extra)))
-        calls.append((backward, (mat, mat, mat * 0.5, mat.copy(), vec.copy(), *extra)))
+        calls.append((m.dense_forward, (mat.copy(), vec, mat.copy())))
+        calls.append((m.dense_backward, (mat, mat, mat * 0.5, mat.copy(), vec.copy())))
     for loss, activation in task.get("outputs", []):
         m = K.output_module(loss, activation, dtype_name)
-        gradient = m.output_loss_gradient_parallel if parallel else m.output_loss_gradient
-        calls.append((gradient, (mat, mat * 0.5, mat, 1.0, mat.copy(), *extra)))
-        if not parallel:
-            calls.append((m.loss_sum, (mat, mat * 0.5, mat)))
+        calls.append((m.output_loss_gradient, (mat, mat * 0.5, mat, 1.0, mat.copy())))
+        calls.append((m.loss_sum, (mat, mat * 0.5, mat)))
     if task.get("optim", False):
-        adam = K.KERNELS["adam_update"][1 if parallel else 0]
         for p in (mat.copy(), vec.copy()):
-            calls.append((adam, (p, p * 0, p * 0, p * 0, 0.1, 0.9, 0.999, 1e-8, 0.1, 0.01, *extra)))
-            if not parallel:
-                calls.append((K.sgd_update, (p, p * 0, 0.1)))
-                calls.append((K.sgd_momentum_update, (p, p * 0, p * 0, 0.1, 0.9, False)))
+            calls.append(
+                (K.adam_update, (p, p * 0, p * 0, p * 0, 0.1, 0.9, 0.999, 1e-8, 0.1, 0.01))
+            )
+            calls.append((K.sgd_update, (p, p * 0, 0.1)))
+            calls.append((K.sgd_momentum_update, (p, p * 0, p * 0, 0.1, 0.9, False)))
     return calls
-
-
-def _register_custom(task: Task) -> None:
-    """Register the user-defined activations a task carries (a child knows only built-ins)."""
-    custom = task.get("custom")
-    if custom:
-        from ..ops.table import register_activation
-
-        for name, spec in custom.items():
-            register_activation(name, spec["expr"], spec.get("derivative"))
 
 
 def _fused_calls(task: Task) -> list[tuple[Any, tuple]]:
     """``(kernel, args)`` pairs that compile the fused train and forward kernels of a spec."""
     import numpy as np
 
-    from . import _numba_fused
+    from . import fused
 
     spec = _spec_of(task)
-    module = _numba_fused.load_module(spec)
+    module = fused.load_module(spec)
     dtype = np.dtype(spec.dtype)
     d = spec.widths
     rng = np.random.default_rng(0)
@@ -107,30 +97,22 @@ def _fused_calls(task: Task) -> list[tuple[Any, tuple]]:
     X = np.zeros((3, d[0]), dtype)
     y = np.zeros((3, d[-1]), dtype)
     block = int(module.BLOCK)
-    if task["parallel"]:
-        train, forward = module.train_parallel, module.forward_parallel
-    else:
-        train, forward = module.train_serial, module.forward_serial
-    return [(train, (X, y, *params, 1.0, 2, block)), (forward, (X, *params, 2, block))]
+    return [(module.train, (X, y, *params, 1.0, block)), (module.forward, (X, *params, block))]
 
 
 def _generic_calls(task: Task) -> list[tuple[Any, tuple]]:
     """``(kernel, args)`` pairs that compile the generic train and forward kernels of a task
     (on a small sample shape: the compiled code is the same for every shape)."""
-    from . import _numba_generic
+    from . import generic
 
     key = (task["dtype"], tuple(task["activations"]), task["loss"], task["output"])
-    module = _numba_generic.load_module(key)
-    X, Y, P, tables = _numba_generic.sample_arguments(key)
-    if task["parallel"]:
-        train, forward = module.train_parallel, module.forward_parallel
-    else:
-        train, forward = module.train_serial, module.forward_serial
-    return [(train, (X, Y, P, *tables, 1.0, 2)), (forward, (X, P, *tables, 2))]
+    module = generic.load_module(key)
+    X, Y, P, tables = generic.sample_arguments(key)
+    return [(module.train, (X, Y, P, *tables, 1.0)), (module.forward, (X, P, *tables))]
 
 
 def _spec_of(task: Task) -> Any:
-    from .base import NetworkSpec
+    from ..base import NetworkSpec
 
     return NetworkSpec(
         tuple(int(w) for w in task["widths"]),
@@ -141,7 +123,6 @@ def _spec_of(task: Task) -> Any:
 
 
 def _calls(task: Task) -> list[tuple[Any, tuple]]:
-    _register_custom(task)
     if task["kind"] == "layers":
         return _layer_calls(task)
     if task["kind"] == "fused":
@@ -190,15 +171,8 @@ def cached(task: Task) -> bool:
     return all(_in_memory(k, a) or _on_disk(k, a) for k, a in _calls(task))
 
 
-def _custom(names: Any) -> dict[str, Any]:
-    from ..ops.table import custom_activations
-
-    return custom_activations(list(names))
-
-
 def layer_task(
     dtype: str,
-    parallel: bool = False,
     activations: Any = (),
     outputs: Any = (),
     optim: bool = True,
@@ -211,14 +185,10 @@ def layer_task(
     task: Task = {
         "kind": "layers",
         "dtype": str(dtype),
-        "parallel": bool(parallel),
         "activations": activations,
         "outputs": [list(pair) for pair in outputs],
         "optim": bool(optim),
     }
-    custom = _custom([*activations, *(act for _, act in outputs)])
-    if custom:
-        task["custom"] = custom
     return task
 
 
@@ -226,7 +196,7 @@ def layer_items(spec: Any) -> tuple[list[str], list[tuple[str, str]]]:
     """The activations and ``(loss, activation)`` output pairs a model of ``spec`` runs on
     the per-layer path (the output pair of its hook, and the matched pair of ``loss_sum``);
     the identity is always among the activations."""
-    from ..ops.table import get_loss
+    from ...ops.table import get_loss
 
     fused_activation = get_loss(spec.loss).fused_activation
     outputs = {(spec.loss, spec.activations[-1])}
@@ -236,7 +206,7 @@ def layer_items(spec: Any) -> tuple[list[str], list[tuple[str, str]]]:
     return sorted({*spec.activations, "identity"}), sorted(outputs)
 
 
-def fused_task(spec: Any, parallel: bool = False) -> Task:
+def fused_task(spec: Any) -> Task:
     """The task of the fused kernels of the narrow network ``spec``."""
     task: Task = {
         "kind": "fused",
@@ -244,29 +214,21 @@ def fused_task(spec: Any, parallel: bool = False) -> Task:
         "activations": list(spec.activations),
         "loss": spec.loss,
         "dtype": spec.dtype,
-        "parallel": bool(parallel),
     }
-    custom = _custom(spec.activations)
-    if custom:
-        task["custom"] = custom
     return task
 
 
-def generic_task(spec: Any, parallel: bool = False) -> Task:
+def generic_task(spec: Any) -> Task:
     """The task of the generic fused kernels that serve the narrow network ``spec`` (and
     every other shape with its dtype, set of activations and output)."""
     dtype, activations, loss, output = generic_key(spec)
     task: Task = {
         "kind": "generic",
         "dtype": dtype,
-        "parallel": bool(parallel),
         "activations": list(activations),
         "loss": loss,
         "output": output,
     }
-    custom = _custom(activations)
-    if custom:
-        task["custom"] = custom
     return task
 
 
@@ -281,15 +243,82 @@ def specialization_pays(spec: Any) -> bool:
     return fused_supports(spec) and unrolled(spec)
 
 
-def tasks_for(spec: Any, parallel: bool = True) -> list[Task]:
-    """Every task a model of ``spec`` may run on the numba backend, serial ones first:
-    per-layer kernels, then for a narrow network the generic fused kernels and, where
-    :func:`specialization_pays`, the specialized ones."""
-    variants = (False, True) if parallel else (False,)
+def tasks_for(spec: Any, tier: str = "all", evaluate: bool = True) -> list[Task]:
+    """The tasks a model of ``spec`` compiles on the numba backend for kernel ``tier``.
+
+    ``"layers"``: the per-layer kernels. ``"generic"`` / ``"specialized"``: the optimizer
+    kernels and the network kernel of that tier, and with ``evaluate`` (a fit with
+    validation data, or anything else that computes a loss outside a training step) the
+    per-layer kernels too. ``"all"``: every tier ``spec`` may run (``mlp-accel warmup``).
+    """
     activations, outputs = layer_items(spec)
-    tasks = [layer_task(spec.dtype, p, activations, outputs) for p in variants]
-    if fused_supports(spec):
-        tasks += [generic_task(spec, p) for p in variants]
-    if specialization_pays(spec):
-        tasks += [fused_task(spec, p) for p in variants]
+    every_layer = layer_task(spec.dtype, activations, outputs)
+    if tier == "layers" or not fused_supports(spec):
+        return [every_layer]
+    tasks = [every_layer if evaluate or tier == "all" else layer_task(spec.dtype)]
+    if tier in ("generic", "all"):
+        tasks.append(generic_task(spec))
+    if tier == "specialized" or (tier == "all" and specialization_pays(spec)):
+        tasks.append(fused_task(spec))
     return tasks
+
+
+def describe(task: Task) -> str:
+    """What ``task`` compiles, for the message a compile prints."""
+    if task["kind"] == "layers":
+        if not task["activations"] and not task["outputs"]:
+            return f"optimizer kernels ({task['dtype']}, once per machine)"
+        names = ", ".join(task["activations"])
+        return f"per-layer kernels ({task['dtype']}: {names}; once per machine)"
+    if task["kind"] == "generic":
+        hidden = ", ".join(a for a in task["activations"] if a != task["output"]) or "identity"
+        return (
+            f"the network kernel for {task['dtype']} {hidden} networks with a "
+            f"{task['output']} output, once per machine"
+        )
+    widths = "-".join(str(w) for w in task["widths"])
+    return f"the network kernel specialized on {widths} ({task['dtype']})"
+
+
+def compile_tasks(tasks: list[Task], stream: Any = None) -> float:
+    """Compile (or load from the disk cache) every kernel of ``tasks`` in this thread, before
+    a first step. Where a kernel is not cached, one line says what compiles and another how
+    long it took, on ``stream`` (standard error by default; ``False``: silent).
+
+    Returns
+    -------
+    float
+        Seconds spent compiling (0 when everything was cached).
+    """
+    import sys
+    import time
+
+    out = sys.stderr if stream is None else stream
+    spent = 0.0
+    for task in tasks:
+        if cached(task):
+            run_task(task)  # a load from the disk cache: milliseconds
+            continue
+        if out:
+            print(f"mlp_accel: compiling {describe(task)} with Numba ...", file=out, flush=True)
+        start = time.perf_counter()
+        run_task(task)
+        seconds = time.perf_counter() - start
+        spent += seconds
+        if out:
+            print(f"mlp_accel: compiled in {seconds:.1f} s (cached on disk)", file=out, flush=True)
+    return spent
+
+
+def cache_location() -> str:
+    """Where the compiled kernels are kept: Numba's cache of the per-layer kernels, and the
+    directory of the generated network modules (with their Numba cache)."""
+    import os
+
+    from . import kernels
+
+    try:
+        layers = str(kernels.adam_update._cache._cache_path)
+    except AttributeError:  # Numba's private layout changed: name what decides it
+        layers = os.environ.get("NUMBA_CACHE_DIR") or "Numba's default cache"
+    return f"{layers} (per-layer kernels), {kernels.cache_dir()} (network kernels)"

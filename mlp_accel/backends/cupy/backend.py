@@ -1,7 +1,7 @@
 """The CuPy backend: the generic array-API equations on an NVIDIA GPU, plus fused CUDA kernels.
 
 ``xp`` is ``array_api_compat.cupy``, so every generic hook of :class:`~.base.Backend` runs on
-the GPU unchanged. The hot hooks are overridden with kernels from :mod:`._cupy_kernels`
+the GPU unchanged. The hot hooks are overridden with kernels from :mod:`.kernels`
 (compiled by NVRTC on first use and cached on disk by CuPy):
 
 - ``dense_forward``: cuBLAS GEMM, then bias + activation in one pass (softmax per row);
@@ -18,9 +18,9 @@ code. Data crosses between host and device only in ``asarray``/``index_array`` a
 to CuPy's memory pool, so after the first step it allocates no new device memory.
 
 This module holds the backend class and its hooks; what they use lives beside it:
-:mod:`._cupy_device` (importing CuPy, probing the GPU, the options, TF32),
-:mod:`._cupy_launch` (the kernel cache and launch sizes), :mod:`._cupy_staging` (streaming
-batches to the GPU) and :mod:`._cupy_network` (the fused whole-network object).
+:mod:`.device` (importing CuPy, probing the GPU, the options, TF32),
+:mod:`.launch` (the kernel cache and launch sizes), :mod:`.staging` (streaming
+batches to the GPU) and :mod:`.network` (the fused whole-network object).
 
 CuPy is imported when the backend starts, never by ``import mlp_accel``.
 """
@@ -35,15 +35,16 @@ from typing import Any
 
 import numpy as np
 
-from ..ops.layout import param_layout
-from ..ops.table import Activation, Loss, get_activation, get_loss
-from . import _cupy_device, _cupy_kernels
-from . import _layer_loop as layer_loop
-from ._cupy_device import INSTALL_HINT
-from ._cupy_launch import Launcher, c_contiguous, ceil_div, fusable, updatable
-from ._cupy_network import CupyFusedNetwork
-from ._cupy_staging import stream_batches
-from .base import Backend, NetworkSpec, adam_bias_corrections
+from ...ops.layout import param_layout
+from ...ops.table import Activation, Loss, get_activation, get_loss
+from .. import _layer_loop as layer_loop
+from ..base import Backend, NetworkSpec, adam_bias_corrections
+from . import device as _device
+from . import kernels as _kernels
+from .device import INSTALL_HINT
+from .launch import Launcher, c_contiguous, ceil_div, fusable, updatable
+from .network import CupyFusedNetwork
+from .staging import stream_batches
 
 __all__ = ["CupyBackend", "INSTALL_HINT"]
 
@@ -88,10 +89,10 @@ class CupyBackend(Backend):
     name = "cupy"
 
     def __init__(self, device: int | None = None, tf32: bool | None = None) -> None:
-        device = _cupy_device.device_option(device)
-        tf32 = _cupy_device.tf32_option(tf32)
-        cupy = _cupy_device.import_cupy()
-        _cupy_device.probe_device(cupy, device)
+        device = _device.device_option(device)
+        tf32 = _device.tf32_option(tf32)
+        cupy = _device.import_cupy()
+        _device.probe_device(cupy, device)
         import array_api_compat.cupy as xp_cupy
 
         self._cp = cupy
@@ -105,7 +106,7 @@ class CupyBackend(Backend):
         props = self._runtime.getDeviceProperties(device)
         self._props = props
         self.tf32 = tf32
-        if not _cupy_device.set_tf32(self.tf32) and self.tf32:
+        if not _device.set_tf32(self.tf32) and self.tf32:
             warnings.warn(
                 "this CuPy offers no switch for TF32: float32 products follow CUPY_TF32 "
                 "(set it to 1 before starting Python)",
@@ -129,9 +130,9 @@ class CupyBackend(Backend):
         state another backend, or another library, may have changed)."""
         if self._runtime.getDevice() != self.device_id:
             self._runtime.setDevice(self.device_id)
-        applied = _cupy_device.tf32_applied()
+        applied = _device.tf32_applied()
         if applied is not None and applied is not self.tf32:
-            _cupy_device.set_tf32(self.tf32)
+            _device.set_tf32(self.tf32)
 
     def asarray(self, x: Any, dtype: str) -> Array:
         """Copy host data to this GPU as a C-contiguous ``dtype`` array (device data is cast)."""
@@ -170,7 +171,7 @@ class CupyBackend(Backend):
         """Copy the next batch up while the current one computes.
 
         Through two pinned staging buffers and a second stream
-        (:func:`~._cupy_staging.stream_batches`); the batches yielded are views of two device
+        (:func:`~.staging.stream_batches`); the batches yielded are views of two device
         buffers, valid until the next batch is requested.
         """
         self._activate()
@@ -178,7 +179,7 @@ class CupyBackend(Backend):
 
     def describe(self) -> dict[str, str]:
         """GPU name, memory, compute capability, CUDA and CuPy versions, TF32 state."""
-        return _cupy_device.describe_gpu(self._cp, self.device_id, self._props, self.tf32)
+        return _device.describe_gpu(self._cp, self.device_id, self._props, self.tf32)
 
     # -- hot hooks ----------------------------------------------------------------------------
     def dense_forward(
@@ -186,7 +187,7 @@ class CupyBackend(Backend):
     ) -> tuple[Array, Array]:
         act = activation.name
         if (
-            (not _cupy_kernels.is_elementwise(act) and act != "softmax")
+            (not _kernels.is_elementwise(act) and act != "softmax")
             or a_prev.dtype != W.dtype
             or b.ndim != 1
             or b.shape[0] != W.shape[1]
@@ -201,28 +202,28 @@ class CupyBackend(Backend):
         rows, cols = z.shape
         dtype = z.dtype.name
         if act == "softmax":
-            if cols > _cupy_kernels.MAX_SOFTMAX_WIDTH:
+            if cols > _kernels.MAX_SOFTMAX_WIDTH:
                 z += b
                 return z, activation.forward(z, xp=self.xp)
             a = cp.empty_like(z)
             kernel = self._launch.kernel(
-                ("bias_softmax", dtype), lambda: _cupy_kernels.bias_softmax_source(dtype)
+                ("bias_softmax", dtype), lambda: _kernels.bias_softmax_source(dtype)
             )
             kernel(
                 (self._launch.blocks(rows),),
-                (_cupy_kernels.BLOCK,),
+                (_kernels.BLOCK,),
                 (z, b, a, np.int64(rows), np.int64(cols)),
             )
             return z, a
         kernel = self._launch.kernel(
-            ("bias_act", act, dtype), lambda: _cupy_kernels.bias_activation_source(act, dtype)
+            ("bias_act", act, dtype), lambda: _kernels.bias_activation_source(act, dtype)
         )
         grid = (self._launch.blocks(rows * cols),)
         if act == "identity":
-            kernel(grid, (_cupy_kernels.BLOCK,), (z, b, np.int64(rows), np.int64(cols)))
+            kernel(grid, (_kernels.BLOCK,), (z, b, np.int64(rows), np.int64(cols)))
             return z, z
         a = cp.empty_like(z)
-        kernel(grid, (_cupy_kernels.BLOCK,), (z, b, a, np.int64(rows), np.int64(cols)))
+        kernel(grid, (_kernels.BLOCK,), (z, b, a, np.int64(rows), np.int64(cols)))
         return z, a
 
     def dense_backward(
@@ -236,7 +237,7 @@ class CupyBackend(Backend):
         need_input_grad: bool,
     ) -> tuple[Array, Array, Array | None]:
         act = activation.name
-        if not _cupy_kernels.is_elementwise(act) or grad.ndim != 2:
+        if not _kernels.is_elementwise(act) or grad.ndim != 2:
             return super().dense_backward(grad, z, a, a_prev, W, activation, need_input_grad)
         arrays = (grad,) if act == "identity" else (grad, z, a)
         if not fusable(*arrays) or grad.dtype != W.dtype or a_prev.dtype != W.dtype:
@@ -249,17 +250,17 @@ class CupyBackend(Backend):
         db = cp.empty(cols, dtype=grad.dtype)
         # With one row chunk the kernel writes the column sums straight into db.
         dst = db if chunks == 1 else cp.empty(cols * chunks, dtype=grad.dtype)
-        grid = (ceil_div(cols, _cupy_kernels.COLSUM_BLOCK[0]), chunks)
+        grid = (ceil_div(cols, _kernels.COLSUM_BLOCK[0]), chunks)
         tail = (np.int64(rows), np.int64(cols), np.int64(rows_per_block))
         kernel = self._launch.kernel(
-            ("colsum", act, dtype), lambda: _cupy_kernels.colsum_source(act, dtype)
+            ("colsum", act, dtype), lambda: _kernels.colsum_source(act, dtype)
         )
         if act == "identity":
             dz = grad
-            kernel(grid, _cupy_kernels.COLSUM_BLOCK, (grad, dst, *tail))
+            kernel(grid, _kernels.COLSUM_BLOCK, (grad, dst, *tail))
         else:
             dz = cp.empty_like(grad)
-            kernel(grid, _cupy_kernels.COLSUM_BLOCK, (grad, z, a, dz, dst, *tail))
+            kernel(grid, _kernels.COLSUM_BLOCK, (grad, z, a, dz, dst, *tail))
         if chunks > 1:
             self._launch.sum_segments(dst, db, cols, chunks)
         dW = a_prev.T @ dz
@@ -276,7 +277,7 @@ class CupyBackend(Backend):
             row is not None
             and row.value_tree is not None
             and row.requires in (None, act)
-            and _cupy_kernels.is_elementwise(act)
+            and _kernels.is_elementwise(act)
         )
         softmax_ce = name == "cross_entropy" and act == "softmax"
         if (
@@ -285,7 +286,7 @@ class CupyBackend(Backend):
             or z.shape != y.shape
             or z.shape != yhat.shape
             or not fusable(z, yhat, y)
-            or (softmax_ce and z.shape[1] > _cupy_kernels.MAX_SOFTMAX_WIDTH)
+            or (softmax_ce and z.shape[1] > _kernels.MAX_SOFTMAX_WIDTH)
         ):
             return super().output_loss_gradient(z, yhat, y, loss, activation, denom)
         self._activate()
@@ -301,16 +302,16 @@ class CupyBackend(Backend):
         dst = value if blocks == 1 else cp.empty(blocks, dtype=z.dtype)
         if softmax_ce:
             kernel = self._launch.kernel(
-                ("outgrad_ce", dtype), lambda: _cupy_kernels.softmax_cross_entropy_source(dtype)
+                ("outgrad_ce", dtype), lambda: _kernels.softmax_cross_entropy_source(dtype)
             )
             args = (z, yhat, y, dz, dst, np.int64(rows), np.int64(cols), inv_denom)
         else:
             kernel = self._launch.kernel(
                 ("outgrad", name, act, dtype),
-                lambda: _cupy_kernels.output_gradient_source(name, act, dtype),
+                lambda: _kernels.output_gradient_source(name, act, dtype),
             )
             args = (z, yhat, y, dz, dst, np.int64(rows * cols), inv_denom)
-        kernel((blocks,), (_cupy_kernels.BLOCK,), args)
+        kernel((blocks,), (_kernels.BLOCK,), args)
         if blocks > 1:
             self._launch.sum_segments(dst, value, 1, blocks)
         return value, dz
@@ -337,7 +338,7 @@ class CupyBackend(Backend):
             variant = "nesterov" if nesterov else "momentum"
             scalars = (real(lr), real(momentum))
         self._launch.multi_tensor(
-            ("sgd", variant), lambda s, d: _cupy_kernels.sgd_source(s, d, variant), lists, scalars
+            ("sgd", variant), lambda s, d: _kernels.sgd_source(s, d, variant), lists, scalars
         )
         return params, velocity
 
@@ -370,22 +371,32 @@ class CupyBackend(Backend):
             real(c1),
             real(c2),
         )
-        self._launch.multi_tensor(
-            ("adam",), _cupy_kernels.adam_source, (params, grads, m, v), scalars
-        )
+        self._launch.multi_tensor(("adam",), _kernels.adam_source, (params, grads, m, v), scalars)
         return params, m, v
 
     # -- whole networks and big batches ---------------------------------------------------------
-    def fused_network(self, spec: NetworkSpec) -> CupyFusedNetwork | None:
-        """The one-kernel forward + backward for small networks (widths <= 32), else ``None``."""
+    def fused_network(self, spec: NetworkSpec, tier: str | None = None) -> CupyFusedNetwork | None:
+        """The one-kernel forward + backward for small networks (widths <= 32), else ``None``.
+
+        ``tier`` is the one :meth:`choose_tier` gives (``"fused"`` or ``"layers"``), or
+        ``None`` for that choice."""
+        if tier == "layers":
+            return None
         if spec not in self._network_kernels:
-            ok = self._use_fused and _cupy_kernels.fused_supported(
+            ok = self._use_fused and _kernels.fused_supported(
                 tuple(spec.widths), tuple(spec.activations), spec.loss, spec.dtype
             )
             self._network_kernels[spec] = (
                 CupyFusedNetwork(spec, self._launch, self._activate) if ok else None
             )
         return self._network_kernels[spec]
+
+    def choose_tier(self, spec: NetworkSpec, job: Any = None) -> tuple[str, str]:
+        """``"fused"`` (one kernel for the whole network) where :meth:`fused_network` has
+        one for ``spec``, else ``"layers"``: a property of the spec alone."""
+        if self.fused_network(spec) is not None:
+            return "fused", "the whole-network CUDA kernel"
+        return "layers", "the per-layer hooks"
 
     def max_batch_rows(self, spec: NetworkSpec) -> int | None:
         """Rows of one training micro-batch that fit in the GPU's free memory.
@@ -410,7 +421,7 @@ class CupyBackend(Backend):
         per_row = itemsize * (2 * sum(widths[1:]) + 3 * max(widths))
         # Gradients of two micro-batches being summed, plus room for cuBLAS workspaces and
         # fragmentation of the pool.
-        reserve = itemsize * _cupy_kernels.n_parameters(tuple(widths)) * 4 + (256 << 20)
+        reserve = itemsize * _kernels.n_parameters(tuple(widths)) * 4 + (256 << 20)
         rows = int(max(available - reserve, 0) * 0.8 // per_row)
         rows = max(rows, 1)
         if rows > 8192:

@@ -1,6 +1,6 @@
 """A whole-network kernel for narrow networks that does not depend on the widths or depth.
 
-The specialized kernel of :mod:`._numba_fused` is generated for one exact width tuple and
+The specialized kernel of :mod:`.fused` is generated for one exact width tuple and
 takes seconds to compile, so every new shape would run its first seconds (or all of a short
 job) on the slower per-layer path. The kernel written here takes the shape as data instead:
 
@@ -14,15 +14,14 @@ output layer's (loss, activation), which are rendered from the math table
 (:mod:`mlp_accel.ops.table`) exactly as in the specialized kernel (the output loss and its
 gradient come from the same emitters). So it is compiled once per
 :func:`generic_key` (for the default networks: once per machine, like the per-layer kernels)
-and serves every depth and every width up to :data:`~._numba_paths.MAX_WIDTH`.
+and serves every depth and every width up to :data:`~.paths.MAX_WIDTH`.
 
 Samples go through in blocks of :data:`BLOCK` lanes held unit by unit (unit ``j`` of a
 block is ``BLOCK`` consecutive elements of one working array), so every innermost loop runs
 over the lanes with a constant trip count and vectorizes, whatever the widths; a block's
 activations stay in the L1/L2 cache. Gradients are reduced over the lanes of each block.
-``train_parallel`` splits the rows into ``chunks`` pieces (``prange``) and adds their
-gradients in a fixed order, as the specialized kernel does, so one thread or the pool give
-the same numbers.
+Every kernel is serial and ``nogil``: a batch is parallelized above the kernel, in fixed
+chunks of rows run on the package's worker threads (``backends/_chunks.py``).
 """
 
 from __future__ import annotations
@@ -33,10 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from ..ops.layout import param_layout
-from ..ops.table import ACTIVATION_ROWS, activation_row, loss_row
-from ._numba_fused import supports
-from ._numba_kernels import (
+from ...ops.layout import param_layout
+from ...ops.table import ACTIVATION_ROWS, activation_row, loss_row
+from ..base import NetworkSpec
+from .fused import supports
+from .kernels import (
     Writer,
     emit_softmax,
     import_source,
@@ -44,9 +44,8 @@ from ._numba_kernels import (
     render_activation,
     render_derivative,
 )
-from ._numba_output import emit_element_output, emit_softmax_output
-from ._numba_paths import generic_key, generic_title
-from .base import NetworkSpec
+from .output import emit_element_output, emit_softmax_output
+from .paths import generic_key, generic_title
 
 __all__ = [
     "supports",
@@ -55,8 +54,8 @@ __all__ = [
     "load_module",
 ]
 
-_SERIAL = "@njit(cache=True, fastmath=FASTMATH, error_model='numpy')"
-_PARALLEL = "@njit(cache=True, fastmath=FASTMATH, error_model='numpy', parallel=True)"
+#: nogil: the package's worker threads run chunks of a batch side by side.
+_SERIAL = "@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy')"
 
 #: Lanes per block, by dtype: 512 bytes per unit. Measured (serial, float32, 2-core AMD EPYC
 #: with AVX2, step time relative to 64 lanes): 32 lanes 1.6-3.4x slower (LLVM unrolls a
@@ -322,7 +321,7 @@ def _emit_entry_points(w: Writer) -> None:
     w("")
     w("")
     w(_SERIAL)
-    w(f"def train_serial(X, Y, {args}, scale, chunks):")
+    w(f"def train(X, Y, {args}, scale):")
     with w.indent():
         w("n = X.shape[0]")
         w("G = np.zeros(P.shape[0], dtype=DT)")
@@ -331,49 +330,12 @@ def _emit_entry_points(w: Writer) -> None:
         w("return lsum, G")
     w("")
     w("")
-    w(_PARALLEL)
-    w(f"def train_parallel(X, Y, {args}, scale, chunks):")
-    with w.indent():
-        w("n = X.shape[0]")
-        w("per = (n + BLOCK * chunks - 1) // (BLOCK * chunks) * BLOCK")
-        w("sc = DT(scale)")
-        w("npar = P.shape[0]")
-        w("partial = np.zeros((chunks, npar), dtype=DT)")
-        w("losses = np.zeros(chunks)")
-        w("for c in prange(chunks):")
-        with w.indent():
-            w("lo = min(n, c * per)")
-            w(f"losses[c] = train_chunk(X, Y, {args}, lo, min(n, lo + per), sc, partial[c])")
-        # summed in chunk order, in plain loops: the same numbers on one thread or on the
-        # pool (``losses.sum()`` would become a parallel reduction split by thread count)
-        w("G = np.zeros(npar, dtype=DT)")
-        w("total = 0.0")
-        w("for c in range(chunks):")
-        w("    total += losses[c]")
-        w("    for q in range(npar):")
-        w("        G[q] += partial[c, q]")
-        w("return total, G")
-    w("")
-    w("")
     w(_SERIAL)
-    w(f"def forward_serial(X, {args}, chunks):")
+    w(f"def forward(X, {args}):")
     with w.indent():
         w("n = X.shape[0]")
         w("out = np.empty((n, widths[widths.shape[0] - 1]), dtype=DT)")
         w(f"forward_chunk(X, {args}, n - n, n, out)")
-        w("return out")
-    w("")
-    w("")
-    w(_PARALLEL)
-    w(f"def forward_parallel(X, {args}, chunks):")
-    with w.indent():
-        w("n = X.shape[0]")
-        w("per = (n + BLOCK * chunks - 1) // (BLOCK * chunks) * BLOCK")
-        w("out = np.empty((n, widths[widths.shape[0] - 1]), dtype=DT)")
-        w("for c in prange(chunks):")
-        with w.indent():
-            w("lo = min(n, c * per)")
-            w(f"forward_chunk(X, {args}, lo, min(n, lo + per), out)")
         w("return out")
 
 

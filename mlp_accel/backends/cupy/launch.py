@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _cupy_kernels
+from . import kernels as _kernels
 
 __all__ = ["Launcher", "ceil_div", "c_contiguous", "fusable", "updatable"]
 
@@ -98,14 +98,14 @@ class Launcher:
 
     def blocks(self, work: int, per_sm: int = 8) -> int:
         """Blocks of ``BLOCK`` threads for ``work`` items: enough to fill the GPU, no more."""
-        return max(1, min(ceil_div(work, _cupy_kernels.BLOCK), self.sm_count * per_sm))
+        return max(1, min(ceil_div(work, _kernels.BLOCK), self.sm_count * per_sm))
 
     def colsum_grid(self, rows: int, cols: int, one_chunk_rows: int) -> tuple[int, int]:
         """``(rows_per_block, row_chunks)`` of the column-sum kernels: about 8 blocks per SM,
         and one row chunk (no second launch) up to ``one_chunk_rows`` rows."""
         if rows <= one_chunk_rows:
             return max(8, ceil_div(rows, 8) * 8), 1
-        col_tiles = ceil_div(cols, _cupy_kernels.COLSUM_BLOCK[0])
+        col_tiles = ceil_div(cols, _kernels.COLSUM_BLOCK[0])
         chunks = max(1, min(ceil_div(self.sm_count * 8, col_tiles), ceil_div(rows, 64)))
         rows_per_block = ceil_div(ceil_div(rows, chunks), 8) * 8
         return rows_per_block, ceil_div(rows, rows_per_block)
@@ -114,10 +114,8 @@ class Launcher:
         """``out[k] = sum(src[k * seglen : (k + 1) * seglen])``: the second launch of a
         reduction, adding the partial sums of the first in a fixed order."""
         dtype = out.dtype.name
-        kernel = self.kernel(
-            ("sum_segments", dtype), lambda: _cupy_kernels.sum_segments_source(dtype)
-        )
-        threads = 32 if seglen <= 256 else _cupy_kernels.BLOCK
+        kernel = self.kernel(("sum_segments", dtype), lambda: _kernels.sum_segments_source(dtype))
+        threads = 32 if seglen <= 256 else _kernels.BLOCK
         kernel((n_segments,), (threads,), (src, out, np.int64(seglen)))
 
     def multi_tensor(
@@ -139,4 +137,4 @@ class Launcher:
             sizes = tuple(int(lists[0][i].size) for i in group)
             kernel = self.kernel((*kind, sizes, dtype), lambda s=sizes: make(s, dtype))
             args = [lst[i] for i in group for lst in lists]
-            kernel((self.blocks(sum(sizes)),), (_cupy_kernels.BLOCK,), (*args, *scalars))
+            kernel((self.blocks(sum(sizes)),), (_kernels.BLOCK,), (*args, *scalars))

@@ -26,13 +26,13 @@ __all__ = [
 #: Widest layer the fused small-network kernel is generated for.
 MAX_WIDTH = 64
 #: Networks with at most this many weights are unrolled into scalar code per sample
-#: (:mod:`._numba_unrolled`); larger narrow ones get the lane-block kernel.
+#: (:mod:`.unrolled`); larger narrow ones get the lane-block kernel.
 UNROLL_LIMIT = 128
 
 
 def fused_supports(spec: Any) -> bool:
     """Whether a fused kernel can be generated for ``spec`` (any rows of the math table)."""
-    from ..ops.table import ACTIVATION_ROWS, LOSS_ROWS
+    from ...ops.table import ACTIVATION_ROWS, LOSS_ROWS
 
     if spec.dtype not in ("float32", "float64") or spec.loss not in LOSS_ROWS:
         return False

@@ -2,15 +2,14 @@
 derivative + column sums) and one per (loss, output activation) pair (the loss and its
 gradient from the logits), rendered from the math table (:mod:`mlp_accel.ops`).
 
-:func:`._numba_kernels.layer_module` and :func:`._numba_kernels.output_module` write them to
+:func:`.kernels.layer_module` and :func:`.kernels.output_module` write them to
 the kernel cache directory and import them.
 """
 
 from __future__ import annotations
 
-from ..ops.table import ActivationRow, LossRow, activation_row, loss_row
-from ._numba_kernels import (
-    _PARALLEL,
+from ...ops.table import ActivationRow, LossRow, activation_row, loss_row
+from .kernels import (
     _SERIAL,
     Constants,
     Writer,
@@ -26,7 +25,7 @@ __all__ = ["layer_source", "output_source"]
 
 
 def layer_source(activation: str, dtype: str) -> str:
-    """Source of ``dense_forward``/``dense_backward`` (and ``*_parallel``) for one activation.
+    """Source of ``dense_forward``/``dense_backward`` for one activation.
 
     ``dense_forward(z, b, a)``: ``z += b`` and ``a = f(z)`` row by row (for the identity
     ``a`` may be ``z`` and is left alone). ``dense_backward(grad, z, a, dz, db)``:
@@ -54,15 +53,6 @@ def layer_source(activation: str, dtype: str) -> str:
                 w(f"    a[r, j] = {render_activation(row, 'z[r, j]', c)}")
     w("")
     w("")
-    w(_PARALLEL)
-    w("def dense_forward_parallel(z, b, a, chunks):")
-    with w.indent():
-        w("n = z.shape[0]")
-        w("for c in prange(chunks):")
-        w("    lo, hi = c * n // chunks, (c + 1) * n // chunks")
-        w("    dense_forward(z[lo:hi], b, a[lo:hi])")
-    w("")
-    w("")
     w(_SERIAL)
     w("def dense_backward(grad, z, a, dz, db):")
     with w.indent():
@@ -87,27 +77,12 @@ def layer_source(activation: str, dtype: str) -> str:
             w("    acc[j] += dz[r, j]")
         w("for j in range(m):")
         w("    db[j] = acc[j]")
-    w("")
-    w("")
-    w(_PARALLEL)
-    w("def dense_backward_parallel(grad, z, a, dz, db, chunks):")
-    with w.indent():
-        w("n, m = grad.shape")
-        w("partial = np.zeros((chunks, m), dtype=db.dtype)")
-        w("for c in prange(chunks):")
-        w("    lo, hi = c * n // chunks, (c + 1) * n // chunks")
-        w("    dense_backward(grad[lo:hi], z[lo:hi], a[lo:hi], dz[lo:hi], partial[c])")
-        w("for j in range(m):")
-        w("    db[j] = 0.0")
-        w("for c in range(chunks):")
-        w("    for j in range(m):")
-        w("        db[j] += partial[c, j]")
     header = module_header(f"the {activation!r} layer kernels ({row.expr})", dtype, c)
     return "\n".join(header + w.lines) + "\n"
 
 
 def output_source(loss: str, activation: str, dtype: str) -> str:
-    """Source of ``loss_sum`` and ``output_loss_gradient`` (and its ``*_parallel`` twin).
+    """Source of ``loss_sum`` and ``output_loss_gradient``.
 
     ``loss_sum(z, yhat, y)``: the loss summed over the batch from the logits, accumulated in
     float64. ``output_loss_gradient(z, yhat, y, scale, dz)``: that sum, and
@@ -144,18 +119,6 @@ def output_source(loss: str, activation: str, dtype: str) -> str:
             w("total += _row_loss(z, yhat, y, r)")
             _row_gradient(w, lrow, arow, c)
         w("return total")
-    w("")
-    w("")
-    w(_PARALLEL)
-    w("def output_loss_gradient_parallel(z, yhat, y, scale, dz, chunks):")
-    with w.indent():
-        w("n = z.shape[0]")
-        w("partial = np.zeros(chunks)")
-        w("for c in prange(chunks):")
-        w("    lo, hi = c * n // chunks, (c + 1) * n // chunks")
-        rows = ", ".join(f"{name}[lo:hi]" for name in ("z", "yhat", "y"))
-        w(f"    partial[c] = output_loss_gradient({rows}, scale, dz[lo:hi])")
-        w("return partial.sum()")
     header = module_header(f"the {loss!r} output with {activation!r}", dtype, c)
     return "\n".join(header + w.lines) + "\n"
 

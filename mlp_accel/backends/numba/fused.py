@@ -5,9 +5,12 @@ hooks spend their time on n-by-width temporaries and calls, not arithmetic. This
 writes the source of two kernels specialized on the exact widths, activations, loss and
 dtype of one :class:`~mlp_accel.backends.base.NetworkSpec`:
 
-- ``train_*(X, Y, W1, b1, ..., scale, chunks) -> (loss_sum, flat_grads)``: forward, loss and
-  backward for every sample, accumulating the gradients per thread;
-- ``forward_*(X, W1, b1, ...) -> outputs``.
+- ``train(X, Y, W1, b1, ..., scale, nl) -> (loss_sum, dW1, db1, ...)``: forward, loss and
+  backward for every sample of ``X``;
+- ``forward(X, W1, b1, ..., nl) -> outputs``.
+
+Both are serial and ``nogil``: a batch is parallelized above them, in fixed chunks of rows
+run on the package's worker threads (``backends/_chunks.py``).
 
 Samples are processed in blocks of :func:`block_size` lanes. All working memory of a thread
 (a copy of the weights, the activations of one block, the gradient accumulators) lives in
@@ -31,25 +34,25 @@ from __future__ import annotations
 import threading
 from types import ModuleType
 
-from ..ops.layout import n_parameters, param_layout
-from ..ops.table import activation_row
-from ._numba_kernels import (
+from ...ops.layout import n_parameters, param_layout
+from ...ops.table import activation_row
+from ..base import NetworkSpec
+from .kernels import (
     Writer,
     cache_dir,
     emit_softmax,
     import_source,
     module_header,
 )
-from ._numba_output import act as _act
-from ._numba_output import der as _der
-from ._numba_output import emit_element_output, emit_softmax_output
-from .base import NetworkSpec
+from .output import act as _act
+from .output import der as _der
+from .output import emit_element_output, emit_softmax_output
 
 __all__ = ["MAX_WIDTH", "supports", "generate_source", "load_module", "cache_dir"]
 
-from ._numba_paths import MAX_WIDTH
-from ._numba_paths import fused_supports as supports
-from ._numba_paths import unrolled as _unrolled
+from .paths import MAX_WIDTH
+from .paths import fused_supports as supports
+from .paths import unrolled as _unrolled
 
 #: Lane accumulators (one gradient copy per lane) are kept while they stay this small
 #: (elements); beyond it each block's lanes are summed into one gradient copy.
@@ -244,12 +247,7 @@ def _backward_layers(w: Writer, lay: _Layout, activations: tuple[str, ...]) -> N
                 w(f"    S[{below} + i * {B} + s] *= {deriv}")
 
 
-def _chunk_bounds(w: Writer, lanes: int) -> None:
-    w("n = X.shape[0]")
-    w(f"per = (n + {lanes} * chunks - 1) // ({lanes} * chunks) * {lanes}")
-
-
-#: Rows per block of the unrolled per-sample kernel (:mod:`._numba_unrolled`).
+#: Rows per block of the unrolled per-sample kernel (:mod:`.unrolled`).
 _UNROLLED_ROWS = 256
 
 
@@ -335,25 +333,23 @@ def generate_source(spec: NetworkSpec) -> str:
     if not supports(spec):
         raise ValueError(f"no fused small-network kernel for {spec}")
     lay = _Layout(spec, block_size(spec.dtype))
-    L, B, dL = lay.n_layers, lay.lanes, lay.widths[-1]
+    L, dL = lay.n_layers, lay.widths[-1]
     params = ", ".join(f"W{k}, b{k}" for k in range(1, L + 1))
     w = Writer()
     # error_model="numpy": a float division needs no zero check, so loops with one vectorize
-    serial = "@njit(cache=True, fastmath=FASTMATH, error_model='numpy')"
-    parallel = "@njit(cache=True, fastmath=FASTMATH, error_model='numpy', parallel=True)"
+    # nogil: the package's worker threads run chunks of a batch side by side
+    serial = "@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy')"
     P = lay.n_params
-    # The per-sample work is compiled once, in the *_chunk kernels; the serial and parallel
-    # entry points only split the rows (parfor analysis of a big body is slow to compile).
     if _unrolled(spec):
-        from . import _numba_unrolled
+        from . import unrolled
 
-        _numba_unrolled.scalar_chunks(w, spec, serial)
+        unrolled.scalar_chunks(w, spec, serial)
     else:
         _lane_chunks(w, spec, serial)
     w("")
     w("")
     w(serial)
-    w(f"def train_serial(X, Y, {params}, scale, chunks, nl):")
+    w(f"def train(X, Y, {params}, scale, nl):")
     with w.indent():
         # n - n, not 0: a literal 0 would compile train_chunk a second time
         w("n = X.shape[0]")
@@ -362,42 +358,12 @@ def generate_source(spec: NetworkSpec) -> str:
         _shaped_return(w, spec, "lsum")
     w("")
     w("")
-    w(parallel)
-    w(f"def train_parallel(X, Y, {params}, scale, chunks, nl):")
-    with w.indent():
-        _chunk_bounds(w, B)
-        w("sc = DT(scale)")
-        w(f"partial = np.zeros((chunks, {P}), dtype=DT)")
-        w("losses = np.zeros(chunks)")
-        w("for c in prange(chunks):")
-        with w.indent():
-            w("lo = min(n, c * per)")
-            w(f"losses[c] = train_chunk(X, Y, {params}, lo, min(n, lo + per), sc, partial[c], nl)")
-        w(f"grads = np.zeros({P}, dtype=DT)")
-        w("for c in range(chunks):")
-        w(f"    for q in range({P}):")
-        w("        grads[q] += partial[c, q]")
-        _shaped_return(w, spec, "losses.sum()")
-    w("")
-    w("")
     w(serial)
-    w(f"def forward_serial(X, {params}, chunks, nl):")
+    w(f"def forward(X, {params}, nl):")
     with w.indent():
         w("n = X.shape[0]")
         w(f"out = np.empty((n, {dL}), dtype=DT)")
         w(f"forward_chunk(X, {params}, n - n, n, out, nl)")
-        w("return out")
-    w("")
-    w("")
-    w(parallel)
-    w(f"def forward_parallel(X, {params}, chunks, nl):")
-    with w.indent():
-        _chunk_bounds(w, B)
-        w(f"out = np.empty((n, {dL}), dtype=DT)")
-        w("for c in prange(chunks):")
-        with w.indent():
-            w("lo = min(n, c * per)")
-            w(f"forward_chunk(X, {params}, lo, min(n, lo + per), out, nl)")
         w("return out")
     # The header comes last: it defines the typed constants the rendered expressions used.
     header = module_header(str(spec), spec.dtype, w.consts)

@@ -8,8 +8,8 @@ kernels take one thread per row, and the reductions write per-block partial sums
 
 from __future__ import annotations
 
-from ...ops import expr as E
-from ...ops.table import loss_row
+from ....ops import expr as E
+from ....ops.table import loss_row
 from .common import check_activation, kernel_name, preamble
 
 __all__ = [

@@ -1,5 +1,5 @@
-"""Lines of generated network kernels shared by every strategy (:mod:`._numba_fused`,
-:mod:`._numba_unrolled`, :mod:`._numba_generic`): an activation and its derivative from the
+"""Lines of generated network kernels shared by every strategy (:mod:`.fused`,
+:mod:`.unrolled`, :mod:`.generic`): an activation and its derivative from the
 math table, and the output layer's loss and dz, written in this one place.
 """
 
@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..ops.table import activation_row, loss_row
-from ._numba_kernels import (
+from ...ops.table import activation_row, loss_row
+from ..base import NetworkSpec
+from .kernels import (
     Writer,
     emit_softmax,
     render_activation,
@@ -16,7 +17,6 @@ from ._numba_kernels import (
     render_loss_grad,
     render_loss_value,
 )
-from .base import NetworkSpec
 
 __all__ = ["act", "der", "emit_element_output", "emit_softmax_output"]
 

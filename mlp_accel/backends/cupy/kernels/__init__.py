@@ -22,7 +22,7 @@ from __future__ import annotations
 
 # The package's face is its modules' public names: each module's ``__all__`` says what it
 # offers, and this one adds them up rather than list them again.
-from ...ops.layout import n_parameters
+from ....ops.layout import n_parameters
 from . import layers, network, optimizers
 from .common import (
     BLOCK,

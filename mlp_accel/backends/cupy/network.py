@@ -1,5 +1,5 @@
 """The CuPy backend's fused whole-network object: forward + loss + backward of a small
-network in one kernel (sources in :mod:`._cupy_kernels.network`)."""
+network in one kernel (sources in :mod:`._kernels.network`)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from ..ops.layout import param_layout
-from . import _cupy_kernels
-from ._cupy_launch import Launcher, c_contiguous
-from .base import NetworkSpec
+from ...ops.layout import param_layout
+from ..base import NetworkSpec
+from . import kernels as _kernels
+from .launch import Launcher, c_contiguous
 
 __all__ = ["CupyFusedNetwork"]
 
@@ -28,7 +28,7 @@ class CupyFusedNetwork:
     Parameters
     ----------
     spec : NetworkSpec
-        The network; :func:`~._cupy_kernels.fused_supported` must accept it.
+        The network; :func:`~._kernels.fused_supported` must accept it.
     launch : Launcher
         The backend's kernel cache and grid sizes.
     activate : callable
@@ -50,11 +50,11 @@ class CupyFusedNetwork:
         self._n_params = slots[-1].end
         self._train = launch.kernel(
             ("fused_train", widths, activations, spec.loss, dtype),
-            lambda: _cupy_kernels.fused_train_source(widths, activations, spec.loss, dtype),
+            lambda: _kernels.fused_train_source(widths, activations, spec.loss, dtype),
         )
         self._forward = launch.kernel(
             ("fused_forward", widths, activations, dtype),
-            lambda: _cupy_kernels.fused_forward_source(widths, activations, dtype),
+            lambda: _kernels.fused_forward_source(widths, activations, dtype),
         )
 
     def _c_array(self, x: Array) -> Array:
@@ -84,7 +84,7 @@ class CupyFusedNetwork:
         dst = out if blocks == 1 else cp.empty(n_acc * blocks, dtype=self._dtype)
         self._train(
             (blocks,),
-            (_cupy_kernels.BLOCK,),
+            (_kernels.BLOCK,),
             (X, y, *params, dst, np.int64(n), self._real(1.0 / denom)),
         )
         if blocks > 1:
@@ -103,5 +103,5 @@ class CupyFusedNetwork:
         X, params = self._inputs(params, X)
         n = int(X.shape[0])
         out = launch.cp.empty((n, self._n_out), dtype=self._dtype)
-        self._forward((launch.blocks(n),), (_cupy_kernels.BLOCK,), (X, *params, out, np.int64(n)))
+        self._forward((launch.blocks(n),), (_kernels.BLOCK,), (X, *params, out, np.int64(n)))
         return out
