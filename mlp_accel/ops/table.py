@@ -449,13 +449,7 @@ def register_activation(name: str, expr: str, derivative: str | None = None) -> 
         raise TypeError(f"derivative must be a string or None, got {type(derivative).__name__}")
     if not isinstance(expr, str):
         raise TypeError(f"expr must be a string, got {type(expr).__name__}")
-    try:
-        E.parse(expr, ("z",))
-        if derivative is not None:
-            E.parse(derivative, ("z",))
-    except ValueError as exc:
-        raise ValueError(f"activation {name!r}: {exc}") from None
-    row = ActivationRow(name, expr, derivative, builtin=False)
+    row, view = custom_row(name, expr, derivative)
     with _lock:
         current = ACTIVATION_ROWS.get(name)
         if current is not None:
@@ -468,7 +462,31 @@ def register_activation(name: str, expr: str, derivative: str | None = None) -> 
                 )
             return
         ACTIVATION_ROWS[name] = row
-        ACTIVATIONS[name] = _activation_view(row)
+        ACTIVATIONS[name] = view
+
+
+def custom_row(name: str, expr: str, derivative: str | None) -> tuple[ActivationRow, Activation]:
+    """The checked row of a user-defined activation and its array-API view, built whole
+    before anything is stored, so a refusal leaves nothing behind.
+
+    Raises
+    ------
+    ValueError
+        For an expression outside the language or beyond its limits (length, nodes, nesting,
+        rendered size), or a constant that is not finite; the message names the activation.
+    """
+    try:
+        if derivative is not None:
+            E.parse(derivative, ("z",))  # a user's derivative is in z only
+        row = ActivationRow(name, expr, derivative, builtin=False)
+        E.check_renderable(row.forward_tree, "the expression")
+        E.check_renderable(row.derivative_tree, "its derivative")
+        return row, _activation_view(row)
+    except ValueError as exc:
+        raise ValueError(f"activation {name!r}: {exc}") from None
+    except (RecursionError, MemoryError, OverflowError) as exc:
+        why = type(exc).__name__
+        raise ValueError(f"activation {name!r}: the expression is too large ({why})") from None
 
 
 def custom_activations(names: Any) -> dict[str, dict[str, str | None]]:
