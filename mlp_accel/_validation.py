@@ -302,6 +302,9 @@ def make_rng(seed: Any) -> np.random.Generator:
 def check_weights(weights: Any, shapes: list[tuple[int, ...]], dtype: str) -> list[np.ndarray]:
     """Validate ``[W1, b1, ...]`` against the expected shapes; return finite ``dtype`` arrays.
 
+    The arrays returned are always new ones: training updates parameters in place, so a model
+    must never share memory with the caller's arrays (or with another model built from them).
+
     Raises
     ------
     ValueError
@@ -318,7 +321,7 @@ def check_weights(weights: Any, shapes: list[tuple[int, ...]], dtype: str) -> li
             raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
         if not np.issubdtype(arr.dtype, np.number):
             raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
-        arr = np.ascontiguousarray(arr, dtype=dtype)
+        arr = np.array(arr, dtype=dtype, order="C", copy=True)
         bad = nonfinite_kind(arr)
         if bad is not None:
             raise ValueError(f"{name} contains {bad}")

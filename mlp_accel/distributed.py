@@ -45,12 +45,18 @@ class WorkerLostError(RuntimeError):
 
 
 def _meta(model: Any) -> tuple:
+    # The formulas of user-defined activations travel with the model: a worker process
+    # knows only the built-in names.
+    table = tuple(
+        sorted((n, f["expr"], f["derivative"]) for n, f in model.activation_table.items())
+    )
     return (
         tuple(model.layers),
         tuple(model.activations),
         model.loss,
         model.dtype,
         model.backend.name,
+        table,
     )
 
 
@@ -59,8 +65,17 @@ def _worker_model(meta: tuple) -> Any:
     if model is None:
         from .model import MLP
 
-        layers, activations, loss, dtype, backend = meta
-        model = MLP(list(layers), list(activations), loss, backend=backend, dtype=dtype, seed=0)
+        layers, activations, loss, dtype, backend, table = meta
+        custom = {n: {"expr": e, "derivative": d} for n, e, d in table}
+        model = MLP(
+            list(layers),
+            list(activations),
+            loss,
+            backend=backend,
+            dtype=dtype,
+            seed=0,
+            custom_activations=custom,
+        )
         _MODELS[meta] = model
     return model
 

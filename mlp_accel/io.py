@@ -24,7 +24,6 @@ import numpy as np
 
 from ._atomic import atomic_write
 from .ops.layout import param_layout, param_name
-from .ops.table import custom_activations, register_activation
 
 __all__ = [
     "save",
@@ -100,10 +99,9 @@ def save(
         "backend": model.backend.name,
         "user": dict(metadata or {}),
     }
-    # A user-registered activation travels as its expression, so a fresh process loads it.
-    custom = custom_activations(model.activations)
-    if custom:
-        meta["custom_activations"] = custom
+    # A user-defined activation travels as its expression, so a fresh process loads it.
+    if model.activation_table:
+        meta["custom_activations"] = model.activation_table
     weights = {param_name(i): w for i, w in enumerate(model.get_weights())}
     _check_finite_for_save(path, weights)
     arrays: dict[str, np.ndarray] = {_META_KEY: _encode_json(meta), **weights}
@@ -217,21 +215,26 @@ def _open(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray
             f"this mlp_accel reads version {FORMAT_VERSION}"
         )
     _check_meta(path, meta)
-    _register_custom(meta.get("custom_activations", {}), path)
+    meta["custom_activations"] = _custom_table(meta.get("custom_activations", {}), meta, path)
     return meta, arrays
 
 
-def _register_custom(custom: Any, path: str) -> None:
-    """Register the file's user-defined activations, re-checking every expression."""
+def _custom_table(custom: Any, meta: dict[str, Any], path: str) -> dict[str, Any]:
+    """The file's formulas of the user-defined activations its model uses (others are
+    ignored, unread); they go to the model, never into the process-wide registry."""
     if not isinstance(custom, dict):
         raise ValueError(f"{path} has malformed metadata: custom_activations is not a mapping")
+    used = {a.strip().lower() for a in meta["activations"]}
+    table = {}
     for name, spec in custom.items():
+        if name.strip().lower() not in used:
+            continue
         if not isinstance(spec, dict) or not isinstance(spec.get("expr"), str):
             raise ValueError(f"{path} has malformed metadata for activation {name!r}")
-        try:
-            register_activation(name, spec["expr"], spec.get("derivative"))
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: {exc}") from None
+        if not isinstance(spec.get("derivative"), (str, type(None))):
+            raise ValueError(f"{path} has malformed metadata for activation {name!r}")
+        table[name] = {"expr": spec["expr"], "derivative": spec.get("derivative")}
+    return table
 
 
 def _is_int(value: Any) -> bool:
@@ -331,6 +334,7 @@ def load(path: str | os.PathLike, backend: Any = None) -> Any:
             dtype=meta["dtype"],
             init=meta.get("init", "he"),
             seed=0,
+            custom_activations=meta["custom_activations"],
         )
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{path} has invalid metadata: {exc}") from None

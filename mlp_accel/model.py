@@ -7,7 +7,7 @@ converted once, at the edge (:meth:`MLP.prepare`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._auto_request import auto_options, settle_auto
@@ -26,6 +26,7 @@ from .backends._auto import BackendChoice, choose_backend
 from .backends._chunks import over_chunks
 from .initializers import initial_weights
 from .losses import get_loss
+from .ops.custom import model_activations
 from .ops.layout import n_parameters, param_shapes
 
 if TYPE_CHECKING:
@@ -86,8 +87,15 @@ class MLP:
     init : {"he", "glorot", "normal"}, default "glorot"
         Weight initialization; ``"normal"`` is the tutorial's N(0, 0.1).
     weights : sequence of array-like, optional
-        Initial ``[W1, b1, W2, b2, ...]`` (as :meth:`get_weights`) instead of drawn ones; the
-        generator is then not advanced.
+        Initial ``[W1, b1, W2, b2, ...]`` (as :meth:`get_weights`) instead of drawn ones
+        (copied; the generator is then not advanced).
+    custom_activations : mapping, optional
+        Formulas of user-defined activations named in ``activations``, ``{name: {"expr":
+        ..., "derivative": ... or None}}`` (the form of :attr:`activation_table`); names not
+        given here are looked up among those added with
+        :func:`~mlp_accel.register_activation`. Nothing is registered: the model keeps the
+        formulas it uses in :attr:`activation_table`, saves them with it, and runs them in
+        any process.
 
     Examples
     --------
@@ -109,8 +117,21 @@ class MLP:
         seed: Any = None,
         init: str = "glorot",
         weights: Sequence[Any] | None = None,
+        custom_activations: Mapping[str, Mapping[str, str | None]] | None = None,
     ) -> None:
-        self.layers, self.activations, self.loss = check_layer_spec(layers, activations, loss)
+        resolved, table, names = model_activations(activations, custom_activations)
+        try:
+            self.layers, kernel, self.loss = check_layer_spec(layers, resolved, loss)
+        except ValueError as exc:  # name the user's activations, not their formula keys
+            message = str(exc)
+            for key, name in names.items():
+                message = message.replace(key, name)
+            raise ValueError(message) from None
+        #: The user-defined activations' formulas, ``{name: {"expr", "derivative"}}``.
+        self.activation_table: dict[str, dict[str, str | None]] = table
+        #: The names the backends run: a user-defined activation's formula key.
+        self._kernel_activations = kernel
+        self.activations = tuple(names.get(k, k) for k in kernel)
         self.dtype = check_dtype(dtype)
         self.init = init
         self.rng = make_rng(seed)
@@ -128,7 +149,7 @@ class MLP:
             self.backend = get_backend(self.backend_choice.name)
         else:
             self.backend = get_backend(backend)
-        self._activation_fns = [get_activation(a) for a in self.activations]
+        self._activation_fns = [get_activation(a) for a in self._kernel_activations]
         self._loss_fn = get_loss(self.loss)
         self._fused: Any = None
         self._fused_checked = False
@@ -148,7 +169,7 @@ class MLP:
     @property
     def spec(self) -> NetworkSpec:
         """What a backend's fused kernel would be specialized on."""
-        return NetworkSpec(self.layers, self.activations, self.loss, self.dtype)
+        return NetworkSpec(self.layers, self._kernel_activations, self.loss, self.dtype)
 
     @property
     def n_layers(self) -> int:
@@ -471,6 +492,7 @@ class MLP:
             seed=rng,
             init=self.init,
             weights=self.get_weights(),
+            custom_activations=self.activation_table,
         )
 
     def settle_backend(self, rows: int | None, epochs: int, batch_size: int | None) -> None:

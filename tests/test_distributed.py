@@ -71,6 +71,27 @@ def test_equals_single_process(client, data, shuffle, options, as_dask):
     assert all(t >= 0 for t in h2["compute_time"] + h2["comm_time"])
 
 
+def test_a_model_with_its_own_activation_trains_on_the_workers(client, data):
+    # The workers rebuild the model from what travels with it: the formula, not a name
+    # registered in the driver.
+    X, y = data
+    table = {"act_dask": {"expr": "z * tanh(z) + 0.1 * z", "derivative": None}}
+    single, dist = (
+        ma.MLP(
+            LAYERS,
+            ["act_dask", "act_dask", "softmax"],
+            backend="numpy",
+            dtype="float64",
+            seed=5,
+            custom_activations=table,
+        )
+        for _ in range(2)
+    )
+    ma.fit(single, X, y, epochs=2, batch_size=64, shuffle=False)
+    ma.fit(dist, X, y, epochs=2, batch_size=64, shuffle=False, client=client)
+    assert _max_diff(single, dist) < 1e-10
+
+
 def test_local_sgd_trains_but_is_not_single_process(client, data):
     X, y = data
     single, local = _model(), _model()

@@ -226,6 +226,25 @@ def test_set_weights_is_validated():
         model.set_weights(weights)
 
 
+def test_weights_passed_in_are_copied(backend_name):
+    # Training updates parameters in place: a model built from (or given) the caller's arrays
+    # must not write into them, nor into another model built from the same list.
+    w = ma.MLP(*TUTORIAL, backend="numpy", dtype="float64", seed=0).get_weights()
+    before = [x.copy() for x in w]
+    a = ma.MLP(*TUTORIAL, backend=backend_name, dtype="float64", weights=w)
+    b = ma.MLP(*TUTORIAL, backend=backend_name, dtype="float64", weights=w)
+    c = ma.MLP(*TUTORIAL, backend=backend_name, dtype="float64", seed=1)
+    c.set_weights(w)
+    X = np.random.default_rng(0).normal(size=(16, 2))
+    y = (X[:, 0] > 0).astype(float)
+    for trained in (a, c):
+        ma.fit(trained, X, y, epochs=2, optimizer="sgd")
+        assert any(not np.array_equal(p, q) for p, q in zip(trained.get_weights(), before))
+    for model_weights in (w, b.get_weights()):
+        for p, q in zip(model_weights, before, strict=True):
+            np.testing.assert_array_equal(p, q)
+
+
 def test_registry_errors(monkeypatch):
     from mlp_accel import backends
 

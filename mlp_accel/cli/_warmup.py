@@ -37,11 +37,16 @@ def run(args: argparse.Namespace) -> int:
         saved = ma.load(args.model, backend="numpy")
         layers, activations, loss = saved.layers, saved.activations, saved.loss
         dtype = args.dtype or saved.dtype
+        table = saved.activation_table  # the file's own formulas, never registered
     else:
         layers, activations, loss = args.layers, args.activations, args.loss
         dtype = args.dtype or "float32"
+        table = None
     # the model resolves defaults and validates the spec, on NumPy (nothing compiles)
-    spec = ma.MLP(layers, activations, loss, backend="numpy", dtype=dtype).spec
+    model = ma.MLP(
+        layers, activations, loss, backend="numpy", dtype=dtype, custom_activations=table
+    )
+    spec = model.spec
     backend = get_backend("numba")
     tasks = T.tasks_for(spec, "all")
     was_cached = [T.cached(task) for task in tasks]

@@ -43,7 +43,8 @@ def canonical_name(
         raise TypeError(f"{kind} must be a string, got {type(name).__name__}")
     key = name.strip().lower()
     if key not in names:
-        valid = ", ".join(sorted(names))
+        # "__"-prefixed entries are internal keys (a formula's own name), never listed.
+        valid = ", ".join(sorted(n for n in names if not n.startswith("__")))
         raise ValueError(f"unknown {kind} {name!r}; valid {plural or kind + 's'}: {valid}")
     return key
 

@@ -17,8 +17,6 @@ This module imports nothing from the package outside :mod:`mlp_accel.ops`.
 from __future__ import annotations
 
 import math
-import re
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +41,7 @@ __all__ = [
     "get_loss",
     "is_builtin",
     "custom_activations",
+    "custom_row",
 ]
 
 Array = Any
@@ -404,78 +403,5 @@ def is_builtin(name: str) -> bool:
     return row is not None and row.builtin
 
 
-# -- user-defined activations -------------------------------------------------------------------
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
-_lock = threading.Lock()
-
-
-def register_activation(name: str, expr: str, derivative: str | None = None) -> None:
-    """Add an elementwise activation written as an expression in ``z``.
-
-    The expression may use numbers, the name ``z``, ``+ - * / **``, unary minus,
-    ``exp expm1 log log1p tanh erf sqrt abs``, ``maximum(x, y)``, ``minimum(x, y)`` and
-    ``where(condition, x, y)`` with a comparison as the condition. Nothing else is accepted
-    and the text is never evaluated as Python. Once registered, ``name`` works in
-    ``MLP(activations=...)``, in the estimators and on every backend, fused kernels included;
-    a saved model stores the expression, so :func:`mlp_accel.load` needs no registration.
-
-    Parameters
-    ----------
-    name : str
-        A new name (letters, digits, underscores), not a built-in one.
-    expr : str
-        ``f(z)``, e.g. ``"z * tanh(log1p(exp(z)))"``.
-    derivative : str, optional
-        ``f'(z)`` in ``z``; derived symbolically when omitted.
-
-    Raises
-    ------
-    TypeError
-        If an argument is not a string.
-    ValueError
-        For a bad name, a built-in name, a name already registered with another
-        expression, or an expression outside the allowed language (the message names the
-        offending token).
-    """
-    if not isinstance(name, str):
-        raise TypeError(f"activation name must be a string, got {type(name).__name__}")
-    if not _NAME.match(name):
-        raise ValueError(
-            f"activation name {name!r} must be letters, digits and underscores "
-            "(not starting with a digit, at most 64 characters)"
-        )
-    name = name.lower()  # names are looked up case-insensitively, as every registry's
-    if derivative is not None and not isinstance(derivative, str):
-        raise TypeError(f"derivative must be a string or None, got {type(derivative).__name__}")
-    if not isinstance(expr, str):
-        raise TypeError(f"expr must be a string, got {type(expr).__name__}")
-    try:
-        E.parse(expr, ("z",))
-        if derivative is not None:
-            E.parse(derivative, ("z",))
-    except ValueError as exc:
-        raise ValueError(f"activation {name!r}: {exc}") from None
-    row = ActivationRow(name, expr, derivative, builtin=False)
-    with _lock:
-        current = ACTIVATION_ROWS.get(name)
-        if current is not None:
-            if current.builtin:
-                raise ValueError(f"{name!r} is a built-in activation and cannot be redefined")
-            if (current.expr, current.derivative) != (expr, derivative):
-                raise ValueError(
-                    f"activation {name!r} is already registered as {current.expr!r}; "
-                    "choose another name"
-                )
-            return
-        ACTIVATION_ROWS[name] = row
-        ACTIVATIONS[name] = _activation_view(row)
-
-
-def custom_activations(names: Any) -> dict[str, dict[str, str | None]]:
-    """``{name: {"expr": ..., "derivative": ...}}`` of the registered (not built-in) ones."""
-    out: dict[str, dict[str, str | None]] = {}
-    for name in names:
-        row = ACTIVATION_ROWS.get(name)
-        if row is not None and not row.builtin:
-            out[name] = {"expr": row.expr, "derivative": row.derivative}
-    return out
+# -- user-defined activations (in .custom, which builds its rows from this table) -------------
+from .custom import custom_activations, custom_row, register_activation  # noqa: E402

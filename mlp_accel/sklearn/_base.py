@@ -11,11 +11,13 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator, is_classifier
 from sklearn.utils import check_random_state, column_or_1d
+from sklearn.utils._param_validation import validate_parameter_constraints
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .._validation import check_count, check_dtype
 from ..backends import Backend, BackendUnavailableError, get_backend
 from ..model import MLP
+from ..ops.custom import registered_formulas
 from ..train import TrainingDivergedError
 from ._docs import fill_doc
 from ._lbfgs import LbfgsSolverMixin
@@ -98,6 +100,10 @@ class _BaseMLP(StochasticSolverMixin, LbfgsSolverMixin, BaseEstimator):
         # A copy: object.__getstate__ hands back the live __dict__ itself.
         state = dict(super().__getstate__())
         model = state.pop("_model", None)
+        # The formulas of user-defined activations travel with the estimator (to joblib's
+        # and Dask's workers, to a fresh process), which registers nothing on arrival; the
+        # estimator's own formulas win over names registered here.
+        state["_activation_table"] = {**registered_formulas(), **self._own_formulas()}
         optimizer = state.pop("_optimizer", None)
         if optimizer is not None and model is not None:
             state["_optimizer_state"] = optimizer.state_dict(model.backend)
@@ -106,6 +112,20 @@ class _BaseMLP(StochasticSolverMixin, LbfgsSolverMixin, BaseEstimator):
             # (another tier rounds differently in the last bit).
             state["_model_tier"] = model.tier
         return state
+
+    def _own_formulas(self) -> dict[str, Any]:
+        return dict(self.__dict__.get("_activation_table") or {})
+
+    def _validate_params(self) -> None:
+        # scikit-learn's check knows the registered names only; a name whose formula the
+        # estimator carries (unpickled in a worker) is valid too.
+        if isinstance(self.activation, str) and self.activation.lower() in self._own_formulas():
+            constraints = {**self._parameter_constraints, "activation": [str]}
+            validate_parameter_constraints(
+                constraints, self.get_params(deep=False), caller_name=type(self).__name__
+            )
+            return
+        super()._validate_params()
 
     def _layer_units(self, n_features: int, n_outputs: int) -> list[int]:
         hidden = self.hidden_layer_sizes
@@ -140,7 +160,10 @@ class _BaseMLP(StochasticSolverMixin, LbfgsSolverMixin, BaseEstimator):
             backend=backend,
             dtype=self._dtype,
             seed=0,
+            custom_activations=self._own_formulas(),
         )
+        # the formulas this estimator runs are its own from now on (pickled with it)
+        self._activation_table = {**self._own_formulas(), **model.activation_table}
         model.set_weights(self._flat_weights())
         model.tier = getattr(self, "_model_tier", None)
         return model
@@ -151,7 +174,7 @@ class _BaseMLP(StochasticSolverMixin, LbfgsSolverMixin, BaseEstimator):
 
         In scikit-learn those lists are the live arrays, and users (pruning scripts, manual
         surgery) edit them in place: reloading before each predict or fit honours such edits,
-        which comparing identities could not see. On the numpy backend the load is no copy.
+        which comparing identities could not see.
         """
         model = getattr(self, "_model", None)
         if model is None:

@@ -39,7 +39,11 @@ class _HiddenActivationNames(set):
     def _names(self) -> list[str]:
         from ..ops.table import ACTIVATION_ROWS
 
-        table = (n for n, row in ACTIVATION_ROWS.items() if row.elementwise and n != "sigmoid")
+        table = (
+            n
+            for n, row in ACTIVATION_ROWS.items()
+            if row.elementwise and n != "sigmoid" and not n.startswith("__")
+        )
         return sorted({*HIDDEN_ACTIVATIONS, *table})
 
     def __contains__(self, name: object) -> bool:

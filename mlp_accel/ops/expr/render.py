@@ -4,11 +4,15 @@ CUDA C expression (:func:`to_cuda`)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 
 from .tree import BinOp, Compare, Neg, Node, Num, Var
 
-__all__ = ["PYTHON_FUNCTIONS", "to_python", "to_cuda"]
+__all__ = ["MAX_RENDERED", "PYTHON_FUNCTIONS", "check_renderable", "to_python", "to_cuda"]
+
+#: Longest accepted rendering of one expression or derivative (characters, either dialect).
+MAX_RENDERED = 20_000
 
 
 def _int_power(x: Node) -> int | None:
@@ -98,6 +102,11 @@ def _render(
     """The one walk of both dialects; they differ in numbers, functions, ``where`` and a
     non-integer power (Python's ``**`` unless ``power`` is given)."""
 
+    def int_power(base: str, n: int) -> str:
+        if n == 1:
+            return base
+        return f"({base} ** {n})" if power is None else power(base, num(float(n)))
+
     def r(x: Node) -> str:
         if isinstance(x, Num):
             return num(x.value)
@@ -108,9 +117,14 @@ def _render(
         if isinstance(x, (BinOp, Compare)):
             if isinstance(x, BinOp) and x.op == "**":
                 n = _int_power(x.right)
-                if n is not None:  # repeated product: no pow call, dtype kept
-                    base = r(x.left)
-                    return "(" + " * ".join([base] * n) + ")"
+                if n is not None and isinstance(x.left, (Var, Num)):
+                    # repeated product: no pow call, dtype kept
+                    return "(" + " * ".join([r(x.left)] * n) + ")"
+                if n is not None:
+                    # A compound base is written once, so nested powers render in linear
+                    # size: Numba computes ``x ** 3`` (a literal int) by multiplication,
+                    # in x's dtype; CUDA calls pow.
+                    return int_power(r(x.left), n)
                 if power is not None:
                     return power(r(x.left), r(x.right))
             return f"({r(x.left)} {x.op} {r(x.right)})"
@@ -120,3 +134,39 @@ def _render(
         return f"{functions[x.fn]}({', '.join(r(a) for a in x.args)})"
 
     return r(node)
+
+
+def check_renderable(node: Node, what: str) -> None:
+    """Refuse an expression whose rendering the kernels could not hold.
+
+    Raises
+    ------
+    ValueError
+        The Numba or CUDA rendering is longer than :data:`MAX_RENDERED` characters, is not
+        valid Python (nested too deeply for the compiler), or a number in it (a derivative's
+        constant) is not finite. ``what`` names the expression in the message.
+    """
+    try:
+        numbers = _numbers(node)
+        if not all(math.isfinite(v) for v in numbers):
+            raise ValueError(f"{what} has a constant that is not finite")
+        names = {"z": "z", "a": "a", "y": "y"}
+        python = to_python(node, names, lambda value: "_K")
+        cuda = to_cuda(node, names)
+        if max(len(python), len(cuda)) > MAX_RENDERED:
+            raise ValueError(f"{what} renders to more than {MAX_RENDERED} characters")
+        compile(python, "<expression>", "eval")
+    except (RecursionError, MemoryError, SyntaxError):
+        raise ValueError(f"{what} is nested too deeply to be compiled") from None
+
+
+def _numbers(node: Node) -> list[float]:
+    if isinstance(node, Num):
+        return [node.value]
+    if isinstance(node, Var):
+        return []
+    if isinstance(node, Neg):
+        return _numbers(node.arg)
+    if isinstance(node, (BinOp, Compare)):
+        return _numbers(node.left) + _numbers(node.right)
+    return [v for arg in node.args for v in _numbers(arg)]
