@@ -7,7 +7,7 @@ converted once, at the edge (:meth:`MLP.prepare`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._auto_request import auto_options, settle_auto
@@ -20,10 +20,10 @@ from ._validation import (
     make_rng,
 )
 from .activations import get_activation
-from .backends import Backend, BackendLike, NetworkSpec, get_backend
+from .backends import BackendLike, NetworkSpec, get_backend
 from .backends import _layer_loop as layer_loop
 from .backends._auto import BackendChoice, choose_backend
-from .backends._chunks import over_chunks
+from .backends._chunks import over_chunks, sum_loss_and_gradients
 from .initializers import initial_weights
 from .losses import get_loss
 from .ops.custom import model_activations
@@ -32,30 +32,9 @@ from .ops.layout import n_parameters, param_shapes
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["MLP", "sum_loss_and_gradients"]
+__all__ = ["MLP"]
 
 Array = Any
-
-
-def sum_loss_and_gradients(
-    backend: Backend, parts: Iterable[tuple[Array, list[Array]]]
-) -> tuple[Array, list[Array]]:
-    """Add up the ``(loss_sum, grads)`` of the micro-batches of one batch.
-
-    Each part must have been divided by the whole batch's ``denom``, so the sums are the big
-    batch's (to float rounding) and the caller makes one update from them.
-    """
-    loss_sum: Any = None
-    grads: list[Array] = []
-    for part_loss, part in parts:
-        if loss_sum is None:
-            # A backend may hand back reused buffers: the sum must own its arrays.
-            loss_sum = backend.copy(part_loss)
-            grads = [backend.copy(g) for g in part]
-        else:
-            loss_sum = loss_sum + part_loss
-            grads = [g + p for g, p in zip(grads, part)]
-    return loss_sum, grads
 
 
 class MLP:
@@ -282,10 +261,6 @@ class MLP:
             self._fused_checked = True
         return self._fused
 
-    def _over_chunks(self, n: int, fn: Any) -> list[Any]:
-        """``[fn(lo, hi), ...]`` over the fixed row chunks of ``n`` rows, in order."""
-        return over_chunks(self.backend, tuple(self.layers), n, fn)
-
     def _forward_trace(self, X: Array) -> list[tuple[Array, Array]]:
         """``[(z_1, a_1), ..., (z_L, a_L)]`` for device inputs ``X``."""
         return layer_loop.forward_trace(self.backend, self._params, self._activation_fns, X)
@@ -300,7 +275,7 @@ class MLP:
                 return fused.forward(self._params, part)
             return self._forward_trace(part)[-1][1]
 
-        parts = self._over_chunks(X.shape[0], rows)
+        parts = over_chunks(self.backend, tuple(self.layers), X.shape[0], rows)
         return parts[0] if len(parts) == 1 else self.backend.xp.concat(parts, axis=0)
 
     def loss_and_gradients(
@@ -340,7 +315,7 @@ class MLP:
             return self._batch_loss_and_gradients(X[lo:hi, :], y[lo:hi, :], denom, weights)
 
         if self.backend.chunked:
-            parts = self._over_chunks(n, rows)
+            parts = over_chunks(self.backend, tuple(self.layers), n, rows)
             return parts[0] if len(parts) == 1 else sum_loss_and_gradients(self.backend, parts)
         limit = self.backend.max_batch_rows(self.spec)
         if limit is None or n <= limit:
@@ -414,7 +389,7 @@ class MLP:
                 return xp.sum(sample_weight[lo:hi] * values)
             return self.backend.loss_sum(z_out, yhat, y[lo:hi, :], self._loss_fn)
 
-        parts = self._over_chunks(X.shape[0], rows)
+        parts = over_chunks(self.backend, tuple(self.layers), X.shape[0], rows)
         total = parts[0]
         for part in parts[1:]:
             total = total + part

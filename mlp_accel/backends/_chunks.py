@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import _threads
@@ -27,6 +27,7 @@ __all__ = [
     "chunk_plan",
     "run_chunks",
     "over_chunks",
+    "sum_loss_and_gradients",
     "TARGET_FLOPS",
     "MIN_ROWS",
     "MAX_ROWS",
@@ -194,3 +195,24 @@ def over_chunks(
         return [fn(0, rows)]
     plan = chunk_plan(rows, widths)
     return run_chunks(lambda i: fn(*plan[i]), len(plan))
+
+
+def sum_loss_and_gradients(
+    backend: Any, parts: Iterable[tuple[Any, list[Any]]]
+) -> tuple[Any, list[Any]]:
+    """Add up the ``(loss_sum, grads)`` of the micro-batches of one batch.
+
+    Each part must have been divided by the whole batch's ``denom``, so the sums are the big
+    batch's (to float rounding) and the caller makes one update from them.
+    """
+    loss_sum: Any = None
+    grads: list[Any] = []
+    for part_loss, part in parts:
+        if loss_sum is None:
+            # A backend may hand back reused buffers: the sum must own its arrays.
+            loss_sum = backend.copy(part_loss)
+            grads = [backend.copy(g) for g in part]
+        else:
+            loss_sum = loss_sum + part_loss
+            grads = [g + p for g, p in zip(grads, part)]
+    return loss_sum, grads

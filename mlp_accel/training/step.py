@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..model import MLP, sum_loss_and_gradients
+from ..backends._chunks import sum_loss_and_gradients
+from ..model import MLP
 
 __all__ = ["TrainingStep", "accumulated_loss_and_gradients"]
 
