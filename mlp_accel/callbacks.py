@@ -1,5 +1,7 @@
-"""Training callbacks. A callback is a callable ``cb(epoch, logs) -> stop?`` or an object with
-any of ``on_train_begin(model)``, ``on_epoch_end(epoch, logs) -> stop?``, ``on_train_end()``.
+"""Training callbacks.
+
+A callback is a callable ``cb(epoch, logs) -> stop?`` or an object with any of
+``on_train_begin(model)``, ``on_epoch_end(epoch, logs) -> stop?``, ``on_train_end()``.
 """
 
 from __future__ import annotations
@@ -61,10 +63,18 @@ class EarlyStopping(Callback):
         self._best_params: list[Any] | None = None
 
     def on_train_begin(self, model: Any) -> None:
+        """Reset the best value and the patience count for a new run of ``model``."""
         self._model = model
         self.best, self.best_epoch, self._wait, self._best_params = math.inf, 0, 0, None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> bool:
+        """Return True (stop) when ``monitor`` has not improved for ``patience`` epochs.
+
+        Raises
+        ------
+        ValueError
+            ``logs`` holds no ``monitor`` value (a ``val_*`` metric without validation data).
+        """
         if self.monitor not in logs:
             raise ValueError(
                 f"EarlyStopping monitors {self.monitor!r}, but the epoch logs hold "
@@ -84,5 +94,6 @@ class EarlyStopping(Callback):
         return False
 
     def on_train_end(self) -> None:
+        """Put back the best epoch's weights when ``restore_best_weights`` is set."""
         if self.restore_best_weights and self._best_params is not None:
             self._model.set_params(self._best_params)

@@ -354,8 +354,9 @@ def load_metadata(path: str | os.PathLike) -> dict[str, Any]:
 def save_checkpoint(
     path: str | os.PathLike, model: Any, optimizer: Any, state: Mapping[str, Any]
 ) -> None:
-    """Atomically save weights, optimizer state and the JSON training ``state`` (epoch, RNG
-    state, history, ...) so that training can resume exactly where it stopped.
+    """Atomically save weights, optimizer state and the JSON training ``state``.
+
+    The state (epoch, RNG state, history, ...) lets training resume exactly where it stopped.
 
     Raises
     ------

@@ -64,12 +64,15 @@ class MLP:
     layers : sequence of int
         Widths ``[n_in, hidden..., n_out]``.
     activations : sequence of str or str, optional
-        One per weight layer (``len(layers) - 1``): ``identity``, ``relu``, ``leaky_relu``,
-        ``sigmoid``, ``tanh``, ``softmax`` (output only). Default: relu hidden layers and
-        the output activation that matches ``loss``.
+        One per weight layer (``len(layers) - 1``), or one name for all: ``identity``,
+        ``relu``, ``leaky_relu``, ``sigmoid``, ``tanh``, ``gelu``, ``silu``, ``elu``,
+        ``softplus``, ``exp`` (the output of ``poisson``), ``softmax`` (output only), or a
+        name added with :func:`~mlp_accel.register_activation`. Default: relu hidden layers
+        and the output activation that matches ``loss``.
     loss : str, optional
-        ``binary_cross_entropy`` (sigmoid output), ``cross_entropy`` (softmax output) or
-        ``squared_error`` (any output). Default: the one that matches the output activation.
+        ``binary_cross_entropy`` (sigmoid output), ``cross_entropy`` (softmax output),
+        ``poisson`` (exp output) or ``squared_error`` (any output). Default: the one that
+        matches the output activation.
     backend : str, Backend or (str, dict), default "auto"
         ``"auto"``, ``"numpy"``, ``"numba"``, ``"cupy"``, a :class:`Backend` instance, or a
         name with backend options, ``("cupy", {"device": 1, "tf32": True})`` (the same as
@@ -186,8 +189,10 @@ class MLP:
         self._params = [self.backend.asarray(w, self.dtype) for w in checked]
 
     def weight_total(self, sample_weight: Array) -> Array:
-        """The sum of a device weight vector as a device scalar; 1 where it is 0 (the gradient
-        of a batch whose weights are all zero is zero, not NaN)."""
+        """Return the sum of a device weight vector as a device scalar, 1 where it is 0.
+
+        The gradient of a batch whose weights are all zero is then zero, not NaN.
+        """
         xp = self.backend.xp
         total = xp.sum(sample_weight)
         return total + xp.astype(total == 0, total.dtype)
@@ -351,8 +356,10 @@ class MLP:
         return step(X, y, sample_weight=sample_weight)
 
     def loss_sum(self, X: Array, y: Array, sample_weight: Array | None = None) -> Array:
-        """The loss summed over a device batch (weighted by ``sample_weight``, a device vector,
-        if given), as a device scalar."""
+        """Return the loss summed over a device batch, as a device scalar.
+
+        Rows are weighted by ``sample_weight`` (a device vector) if given.
+        """
         trace = self._forward_trace(X)
         z_out, yhat = trace[-1]
         if sample_weight is not None:
@@ -435,8 +442,11 @@ class MLP:
         )
 
     def settle_backend(self, rows: int | None, epochs: int, batch_size: int | None) -> None:
-        """Settle ``backend="auto"`` for a fit of ``rows`` x ``epochs``: move this model, in
-        place, to the backend the cost model picks (once; see :mod:`._auto_request`)."""
+        """Settle ``backend="auto"`` for a fit of ``rows`` x ``epochs``.
+
+        Moves this model, in place and once, to the backend the cost model picks (see
+        ``mlp_accel._auto_request``).
+        """
         if not self._auto_pending:
             return
         self._auto_pending = False

@@ -118,10 +118,12 @@ class SGD(Optimizer):
         self.velocity: list[Array] | None = None
 
     def reset(self) -> None:
+        """Forget all state (moments, velocities, step count)."""
         super().reset()
         self.velocity = None
 
     def step(self, params: list[Array], grads: list[Array], backend: Backend) -> list[Array]:
+        """Apply one update; return the new parameter list."""
         if self.momentum and self.velocity is None:
             self.velocity = _zeros_like(params, backend)
         self.t += 1
@@ -131,6 +133,7 @@ class SGD(Optimizer):
         return new_params
 
     def hyperparameters(self) -> dict[str, Any]:
+        """Return the constructor arguments, JSON-serializable."""
         return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov}
 
 
@@ -166,10 +169,12 @@ class Adam(Optimizer):
         self.v: list[Array] | None = None
 
     def reset(self) -> None:
+        """Forget all state (moments, velocities, step count)."""
         super().reset()
         self.m = self.v = None
 
     def step(self, params: list[Array], grads: list[Array], backend: Backend) -> list[Array]:
+        """Apply one update; return the new parameter list."""
         if self.m is None:
             self.m = _zeros_like(params, backend)
             self.v = _zeros_like(params, backend)
@@ -180,6 +185,7 @@ class Adam(Optimizer):
         return new_params
 
     def hyperparameters(self) -> dict[str, Any]:
+        """Return the constructor arguments, JSON-serializable."""
         return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
 
 

@@ -32,6 +32,7 @@ class Schedule:
     """Base class: ``factor = schedule(step, epoch)``."""
 
     def __call__(self, step: int, epoch: float) -> float:
+        """Return the learning-rate factor at optimizer ``step`` and (fractional) ``epoch``."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -43,6 +44,7 @@ class Constant(Schedule):
     """The base learning rate throughout."""
 
     def __call__(self, step: int, epoch: float) -> float:
+        """Return the learning-rate factor at optimizer ``step`` and (fractional) ``epoch``."""
         return 1.0
 
 
@@ -55,6 +57,7 @@ class StepDecay(Schedule):
         self.gamma = check_real(gamma, "gamma", 0.0, 1.0, low_open=True)
 
     def __call__(self, step: int, epoch: float) -> float:
+        """Return the learning-rate factor at optimizer ``step`` and (fractional) ``epoch``."""
         return self.gamma ** (int(epoch) // self.step_size)
 
 
@@ -66,6 +69,7 @@ class Cosine(Schedule):
         self.min_factor = check_real(min_factor, "min_factor", 0.0, 1.0)
 
     def __call__(self, step: int, epoch: float) -> float:
+        """Return the learning-rate factor at optimizer ``step`` and (fractional) ``epoch``."""
         progress = min(epoch / self.epochs, 1.0)
         return self.min_factor + (1 - self.min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
 
@@ -77,6 +81,7 @@ class InvScaling(Schedule):
         self.power_t = check_real(power_t, "power_t", 0.0)
 
     def __call__(self, step: int, epoch: float) -> float:
+        """Return the learning-rate factor at optimizer ``step`` and (fractional) ``epoch``."""
         return 1.0 / (step + 1) ** self.power_t
 
 
@@ -93,14 +98,17 @@ class Warmup(Schedule):
         self.start_factor = check_real(start_factor, "start_factor", 0.0, 1.0)
 
     def __call__(self, step: int, epoch: float) -> float:
+        """Return the learning-rate factor at optimizer ``step`` and (fractional) ``epoch``."""
         if epoch < self.epochs:
             return self.start_factor + (1 - self.start_factor) * epoch / self.epochs
         return self.after(step, epoch - self.epochs)
 
 
 def get_schedule(name: str | Schedule | None, epochs: int, warmup: float = 0.0) -> Schedule:
-    """A schedule by name: ``constant``, ``step`` (x0.1 every third of the run), ``cosine``;
-    with ``warmup > 0`` epochs of linear warmup in front.
+    """Return a schedule by name.
+
+    ``constant``, ``step`` (x0.1 every third of the run) or ``cosine``; with ``warmup > 0``
+    epochs of linear warmup in front.
 
     Raises
     ------

@@ -58,8 +58,10 @@ _lock = threading.Lock()
 
 
 def _options_key(options: Mapping[str, Any]) -> _OptionsKey:
-    """The cache key of ``options``: sorted, ``None`` (the default) left out, so that
-    ``get_backend("cupy")`` and ``get_backend("cupy", device=None)`` are one backend."""
+    """Return the cache key of ``options``: sorted, with ``None`` (the default) left out.
+
+    So ``get_backend("cupy")`` and ``get_backend("cupy", device=None)`` are one backend.
+    """
     key = tuple(sorted((k, v) for k, v in options.items() if v is not None))
     try:
         hash(key)
