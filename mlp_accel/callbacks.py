@@ -7,9 +7,13 @@ A callback is a callable ``cb(epoch, logs) -> stop?`` or an object with any of
 from __future__ import annotations
 
 import math
-from typing import Any
+import typing
 
-from ._validation import check_count, check_real
+from ._validation import check_count as _check_count
+from ._validation import check_real as _check_real
+
+if typing.TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Callback", "EarlyStopping"]
 
@@ -51,8 +55,8 @@ class EarlyStopping(Callback):
         if not isinstance(monitor, str):
             raise TypeError(f"monitor must be the name of a logged metric, got {monitor!r}")
         self.monitor = monitor
-        self.patience = check_count(patience, "patience")
-        self.min_delta = check_real(min_delta, "min_delta", 0.0)
+        self.patience = _check_count(patience, "patience")
+        self.min_delta = _check_real(min_delta, "min_delta", 0.0)
         self.restore_best_weights = restore_best_weights
         self.sign = 1.0 if monitor.endswith("loss") else -1.0
         self.best = math.inf
@@ -97,3 +101,7 @@ class EarlyStopping(Callback):
         """Put back the best epoch's weights when ``restore_best_weights`` is set."""
         if self.restore_best_weights and self._best_params is not None:
             self._model.set_params(self._best_params)
+
+
+# The namespace holds __all__ and modules only: the __future__ import binds a name too.
+del annotations

@@ -130,6 +130,9 @@ class DaskSource(BatchSource):
     list of those), which :class:`DaskStep` sends to the workers that hold them.
     """
 
+    #: Known from the start, unlike a stream's (``BatchSource.n_rows`` may be ``None``).
+    n_rows: int
+
     def __init__(
         self, client: Any, model: Any, X: Any, y: Any, local_steps: int = 1, sample_weight=None
     ) -> None:

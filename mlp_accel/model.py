@@ -322,8 +322,21 @@ class MLP:
             z_out, yhat, y, self._loss_fn, self._activation_fns[-1], 1.0
         )
         grad = grad * xp.reshape(sample_weight / denom, (-1, 1))
-        loss_sum = xp.sum(sample_weight * self._loss_fn.value_rows(z_out, yhat, y, xp=xp))
+        loss_sum = xp.sum(sample_weight * self._loss_rows(z_out, yhat, y))
         return loss_sum, self._backward(X, trace, grad)
+
+    def _loss_rows(self, z_out: Array, yhat: Array, y: Array) -> Array:
+        """Return the loss of each row, which weighting by ``sample_weight`` needs.
+
+        Raises
+        ------
+        TypeError
+            The loss has no per-row values (every loss of the table has them).
+        """
+        rows = self._loss_fn.value_rows
+        if rows is None:
+            raise TypeError(f"loss {self.loss!r} has no per-row values for sample_weight")
+        return rows(z_out, yhat, y, xp=self.backend.xp)
 
     def _backward(self, X: Array, trace: list[tuple[Array, Array]], grad: Array) -> list[Array]:
         """Gradients ``[dW1, db1, ...]`` from the output layer's ``dL/dz``."""
@@ -363,8 +376,7 @@ class MLP:
         trace = self._forward_trace(X)
         z_out, yhat = trace[-1]
         if sample_weight is not None:
-            xp = self.backend.xp
-            return xp.sum(sample_weight * self._loss_fn.value_rows(z_out, yhat, y, xp=xp))
+            return self.backend.xp.sum(sample_weight * self._loss_rows(z_out, yhat, y))
         return self.backend.loss_sum(z_out, yhat, y, self._loss_fn)
 
     # -- public numerics on host data ---------------------------------------------------------

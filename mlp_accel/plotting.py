@@ -152,7 +152,7 @@ def plot_training(
     fig = Figure(figsize=(10 if boundary else 5, 4))
     axes = fig.subplots(1, 2 if boundary else 1, squeeze=False)
     plot_loss(history, ax=axes[0, 0])
-    if boundary:
+    if boundary and y is not None:
         plot_decision_boundary(model, X, y, ax=axes[0, 1], title=f"Decision boundary ({data_name})")
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))

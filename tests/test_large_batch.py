@@ -302,7 +302,7 @@ def test_cli_large_batch_options(tmp_path):
 
 
 def test_weighted_gradients_are_micro_batched_to_the_backends_row_limit(monkeypatch):
-    # The weighted path used to ignore max_batch_rows and run the whole batch at once.
+    # The weighted path honours max_batch_rows too, never running the whole batch at once.
     X, y = make_data(np.random.default_rng(8), 23, WIDTHS, LOSS)
     w = np.random.default_rng(9).uniform(0.0, 2.0, 23)
     model = _model("numpy")

@@ -75,10 +75,11 @@ def _split(name: BackendLike, options: dict[str, Any]) -> tuple[str | Backend, d
     if isinstance(name, tuple):
         if len(name) != 2 or not isinstance(name[1], Mapping):
             raise TypeError(f"a backend tuple must be (name, {{option: value}}), got {name!r}")
-        both = set(name[1]) & set(options)
+        head, extra = name
+        both = set(extra) & set(options)
         if both:
             raise TypeError(f"backend option {sorted(both)[0]!r} given twice")
-        name, options = name[0], {**name[1], **options}
+        name, options = head, {**extra, **options}
     if isinstance(name, Backend):
         if options:
             raise TypeError(
