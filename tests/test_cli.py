@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from mlp_accel import MLP
 from mlp_accel.cli import main
 
 
@@ -72,7 +73,8 @@ def test_train_save_then_predict(tmp_path, capsys):
         )
         == 0
     )
-    pred = np.loadtxt(out, delimiter=",")
+    assert out.read_text().splitlines()[0] == "prediction"
+    pred = np.loadtxt(out, delimiter=",", skiprows=1)
     assert pred.shape == (150,) and np.mean(pred == y) > 0.9
     assert (
         main(
@@ -80,7 +82,9 @@ def test_train_save_then_predict(tmp_path, capsys):
         )
         == 0
     )
-    proba = np.loadtxt(capsys.readouterr().out.splitlines(), delimiter=",")
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header == "proba_0,proba_1,proba_2"  # iris's classes, as saved with the model
+    proba = np.loadtxt(rows, delimiter=",")
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-4)
 
 
@@ -253,3 +257,16 @@ def test_environment_selects_backend():
     env = dict(os.environ, MLP_ACCEL_BACKEND="numpy")
     result = run_cli("train", "--epochs", "5", "--no-progress", env=env)
     assert result.returncode == 0 and "[numpy," in result.stdout
+
+
+def test_predict_names_its_columns(tmp_path, capsys):
+    model_path = tmp_path / "m.npz"
+    MLP([2, 4, 3], backend="numpy", seed=0).save(model_path)
+    data = tmp_path / "x.csv"
+    np.savetxt(data, np.zeros((2, 2)), delimiter=",")
+    capsys.readouterr()
+    base = ["predict", "--model", str(model_path), "--data", str(data), "--backend", "numpy"]
+    assert main([*base, "--proba"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "proba_0,proba_1,proba_2"
+    assert main(base) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "prediction"
