@@ -231,3 +231,13 @@ def test_a_checkpoint_is_written_when_a_callback_stops_training(tmp_path):
     from mlp_accel.io import load_checkpoint
 
     assert load_checkpoint(path)["state"]["epoch"] == 2
+
+
+def test_progress_bar_is_off_in_pipes(monkeypatch, capsys):
+    # A log file or a pipe gets no carriage-return frames: tqdm's disable=None.
+    pytest.importorskip("tqdm")
+    monkeypatch.delenv("MLP_ACCEL_PROGRESS", raising=False)
+    X, y = _data()
+    model = ma.MLP([3, 4, 1], backend="numpy", dtype="float64", seed=0)
+    ma.fit(model, X, y, epochs=3, batch_size=8, optimizer="sgd", progress=True)
+    assert "\r" not in capsys.readouterr().err
