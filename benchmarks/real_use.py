@@ -1,4 +1,4 @@
-"""Issue 11's target measurements in one script: busy machines and first runs, as users meet them.
+"""Busy machines and first runs, as users meet them, measured in one script.
 
 Usage::
 

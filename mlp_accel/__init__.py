@@ -4,8 +4,6 @@ The equations are written once against an array-API namespace; a backend supplie
 namespace and optional fused kernels. Importing this package imports neither numba nor cupy.
 """
 
-from __future__ import annotations
-
 from . import callbacks, io, optim, schedules
 from .backends import Backend, BackendUnavailableError, available_backends, get_backend
 from .backends._threads import set_threads, threads, usable_cpus

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -29,6 +29,12 @@ __all__ = [
 ]
 
 
+@overload
+def check_count(
+    value: Any, name: str, minimum: int = 1, allow_none: Literal[False] = False
+) -> int: ...
+@overload
+def check_count(value: Any, name: str, minimum: int = 1, *, allow_none: bool) -> int | None: ...
 def check_count(value: Any, name: str, minimum: int = 1, allow_none: bool = False) -> int | None:
     """Return a count (epochs, rows, widths, ...) as a Python int of at least ``minimum``.
 

@@ -1,13 +1,19 @@
-"""Training callbacks. A callback is a callable ``cb(epoch, logs) -> stop?`` or an object with
-any of ``on_train_begin(model)``, ``on_epoch_end(epoch, logs) -> stop?``, ``on_train_end()``.
+"""Training callbacks.
+
+A callback is a callable ``cb(epoch, logs) -> stop?`` or an object with any of
+``on_train_begin(model)``, ``on_epoch_end(epoch, logs) -> stop?``, ``on_train_end()``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+import typing
 
-from ._validation import check_count, check_real
+from ._validation import check_count as _check_count
+from ._validation import check_real as _check_real
+
+if typing.TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Callback", "EarlyStopping"]
 
@@ -49,8 +55,8 @@ class EarlyStopping(Callback):
         if not isinstance(monitor, str):
             raise TypeError(f"monitor must be the name of a logged metric, got {monitor!r}")
         self.monitor = monitor
-        self.patience = check_count(patience, "patience")
-        self.min_delta = check_real(min_delta, "min_delta", 0.0)
+        self.patience = _check_count(patience, "patience")
+        self.min_delta = _check_real(min_delta, "min_delta", 0.0)
         self.restore_best_weights = restore_best_weights
         self.sign = 1.0 if monitor.endswith("loss") else -1.0
         self.best = math.inf
@@ -61,10 +67,18 @@ class EarlyStopping(Callback):
         self._best_params: list[Any] | None = None
 
     def on_train_begin(self, model: Any) -> None:
+        """Reset the best value and the patience count for a new run of ``model``."""
         self._model = model
         self.best, self.best_epoch, self._wait, self._best_params = math.inf, 0, 0, None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> bool:
+        """Return True (stop) when ``monitor`` has not improved for ``patience`` epochs.
+
+        Raises
+        ------
+        ValueError
+            ``logs`` holds no ``monitor`` value (a ``val_*`` metric without validation data).
+        """
         if self.monitor not in logs:
             raise ValueError(
                 f"EarlyStopping monitors {self.monitor!r}, but the epoch logs hold "
@@ -84,5 +98,10 @@ class EarlyStopping(Callback):
         return False
 
     def on_train_end(self) -> None:
+        """Put back the best epoch's weights when ``restore_best_weights`` is set."""
         if self.restore_best_weights and self._best_params is not None:
             self._model.set_params(self._best_params)
+
+
+# The namespace holds __all__ and modules only: the __future__ import binds a name too.
+del annotations

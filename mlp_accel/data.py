@@ -281,10 +281,12 @@ class Standardizer:
         self.scale = scale
 
     def fit(self, X: np.ndarray) -> Standardizer:
+        """Learn the column means and standard deviations of ``X`` (1 for constant columns)."""
         self.mean = X.mean(axis=0)
         std = X.std(axis=0)
         self.scale = np.where(std > 0, std, 1.0)
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
+        """Return ``X`` centred and scaled by the fitted statistics."""
         return (X - self.mean) / self.scale

@@ -95,8 +95,7 @@ def _select(part: tuple[np.ndarray, np.ndarray], rows: Any) -> tuple[np.ndarray,
 def _chunk_gradients(
     meta: tuple, weights: list[np.ndarray], part: Any, rows: Any, accumulate: int
 ) -> tuple[float, list[np.ndarray], int, float]:
-    """Summed loss and summed gradients of ``rows`` of one chunk, their count, and the seconds
-    this took."""
+    """Return the summed loss and gradients of ``rows`` of one chunk, their count and seconds."""
     t0 = time.perf_counter()
     model = _worker_model(meta)
     backend = model.backend
@@ -145,6 +144,9 @@ class DaskSource(BatchSource):
     batch's ``X`` is its global rows (``(start, stop)``, an index array, or with local SGD a
     list of those), which :class:`DaskStep` sends to the workers that hold them.
     """
+
+    #: Known from the start, unlike a stream's (``BatchSource.n_rows`` may be ``None``).
+    n_rows: int
 
     def __init__(
         self, client: Any, model: Any, X: Any, y: Any, local_steps: int = 1, sample_weight=None
@@ -195,6 +197,7 @@ class DaskSource(BatchSource):
 
     # -- batches ---------------------------------------------------------------------------
     def epoch(self, rng: np.random.Generator, batch_size: int | None, shuffle: bool):
+        """Yield the epoch's batches as (chunk, rows) groups, drawn as ``DeviceSource`` draws."""
         n = self.n_rows
         bs = n if batch_size is None else min(batch_size, n)
         order = rng.permutation(n) if shuffle and bs < n else None  # as DeviceSource draws it
@@ -269,8 +272,10 @@ class DaskSource(BatchSource):
         return self.client.scatter({key: obj}, hash=False)[key]
 
     def _with_retry(self, step: Any) -> Any:
-        """Run a step; if a worker was lost, run it once more on the workers left (the chunks
-        are recomputed from their graph). The model is updated only by a complete step."""
+        """Run a step; if a worker was lost, run it once more on the workers left.
+
+        The chunks are recomputed from their graph; only a complete step updates the model.
+        """
         try:
             return step()
         except WorkerLostError as first:
@@ -294,9 +299,11 @@ class DaskSource(BatchSource):
         self.bytes += sent
 
     def epoch_stats(self) -> dict[str, float]:
-        """Seconds of compute and communication and bytes sent in the epoch just run
-        (then reset). Compute is the slowest worker's task time plus the driver's update;
-        communication is the rest of the step's wall time."""
+        """Return the epoch's seconds of compute and communication and bytes sent, then reset.
+
+        Compute is the slowest worker's task time plus the driver's update; communication is
+        the rest of the step's wall time.
+        """
         stats = {
             "compute_time": self.compute,
             "comm_time": self.comm,
@@ -318,8 +325,11 @@ class DaskSource(BatchSource):
 
 
 class DaskStep(TrainingStep):
-    """One step of data-parallel training: gradients summed over the workers that hold the
-    batch's rows, then penalty, clipping and the update here, as :class:`TrainingStep`."""
+    """One step of data-parallel training.
+
+    Gradients are summed over the workers that hold the batch's rows, then the penalty,
+    clipping and the update run here, as in :class:`TrainingStep`.
+    """
 
     def __init__(self, source: DaskSource, model: Any, optimizer: Any, **options: Any) -> None:
         super().__init__(model, optimizer, **options)

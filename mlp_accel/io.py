@@ -220,8 +220,10 @@ def _open(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray
 
 
 def _custom_table(custom: Any, meta: dict[str, Any], path: str) -> dict[str, Any]:
-    """The file's formulas of the user-defined activations its model uses (others are
-    ignored, unread); they go to the model, never into the process-wide registry."""
+    """Return the file's formulas of the user-defined activations its model uses.
+
+    Others are ignored, unread; they go to the model, never into the process-wide registry.
+    """
     if not isinstance(custom, dict):
         raise ValueError(f"{path} has malformed metadata: custom_activations is not a mapping")
     used = {a.strip().lower() for a in meta["activations"]}
@@ -358,8 +360,9 @@ def load_metadata(path: str | os.PathLike) -> dict[str, Any]:
 def save_checkpoint(
     path: str | os.PathLike, model: Any, optimizer: Any, state: Mapping[str, Any]
 ) -> None:
-    """Atomically save weights, optimizer state and the JSON training ``state`` (epoch, RNG
-    state, history, ...) so that training can resume exactly where it stopped.
+    """Atomically save weights, optimizer state and the JSON training ``state``.
+
+    The state (epoch, RNG state, history, ...) lets training resume exactly where it stopped.
 
     Raises
     ------

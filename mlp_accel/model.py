@@ -45,12 +45,15 @@ class MLP:
     layers : sequence of int
         Widths ``[n_in, hidden..., n_out]``.
     activations : sequence of str or str, optional
-        One per weight layer (``len(layers) - 1``): ``identity``, ``relu``, ``leaky_relu``,
-        ``sigmoid``, ``tanh``, ``softmax`` (output only). Default: relu hidden layers and
-        the output activation that matches ``loss``.
+        One per weight layer (``len(layers) - 1``), or one name for all: ``identity``,
+        ``relu``, ``leaky_relu``, ``sigmoid``, ``tanh``, ``gelu``, ``silu``, ``elu``,
+        ``softplus``, ``exp`` (the output of ``poisson``), ``softmax`` (output only), or a
+        name added with :func:`~mlp_accel.register_activation`. Default: relu hidden layers
+        and the output activation that matches ``loss``.
     loss : str, optional
-        ``binary_cross_entropy`` (sigmoid output), ``cross_entropy`` (softmax output) or
-        ``squared_error`` (any output). Default: the one that matches the output activation.
+        ``binary_cross_entropy`` (sigmoid output), ``cross_entropy`` (softmax output),
+        ``poisson`` (exp output) or ``squared_error`` (any output). Default: the one that
+        matches the output activation.
     backend : str, Backend or (str, dict), default "auto"
         ``"auto"``, ``"numpy"``, ``"numba"``, ``"cupy"``, a :class:`Backend` instance, or a
         name with backend options, ``("cupy", {"device": 1, "tf32": True})`` (the same as
@@ -193,8 +196,10 @@ class MLP:
         self._params = [self.backend.asarray(w, self.dtype) for w in checked]
 
     def weight_total(self, sample_weight: Array) -> Array:
-        """The sum of a device weight vector as a device scalar; 1 where it is 0 (the gradient
-        of a batch whose weights are all zero is zero, not NaN)."""
+        """Return the sum of a device weight vector as a device scalar, 1 where it is 0.
+
+        The gradient of a batch whose weights are all zero is then zero, not NaN.
+        """
         xp = self.backend.xp
         total = xp.sum(sample_weight)
         return total + xp.astype(total == 0, total.dtype)
@@ -246,8 +251,10 @@ class MLP:
     # -- the equations -----------------------------------------------------------------------
     @property
     def tier(self) -> str | None:
-        """The backend's kernel tier this model runs: the one its last fit chose, else
-        ``None``, the backend's default for the network."""
+        """The backend's kernel tier this model runs.
+
+        The one its last fit chose, else ``None``: the backend's default for the network.
+        """
         return self._tier
 
     @tier.setter
@@ -344,8 +351,21 @@ class MLP:
             z_out, yhat, y, self._loss_fn, self._activation_fns[-1], 1.0
         )
         grad = grad * xp.reshape(sample_weight / denom, (-1, 1))
-        loss_sum = xp.sum(sample_weight * self._loss_fn.value_rows(z_out, yhat, y, xp=xp))
+        loss_sum = xp.sum(sample_weight * self._loss_rows(z_out, yhat, y))
         return loss_sum, self._backward(X, trace, grad)
+
+    def _loss_rows(self, z_out: Array, yhat: Array, y: Array) -> Array:
+        """Return the loss of each row, which weighting by ``sample_weight`` needs.
+
+        Raises
+        ------
+        TypeError
+            The loss has no per-row values (every loss of the table has them).
+        """
+        rows = self._loss_fn.value_rows
+        if rows is None:
+            raise TypeError(f"loss {self.loss!r} has no per-row values for sample_weight")
+        return rows(z_out, yhat, y, xp=self.backend.xp)
 
     def _backward(self, X: Array, trace: list[tuple[Array, Array]], grad: Array) -> list[Array]:
         """Gradients ``[dW1, db1, ...]`` from the output layer's ``dL/dz``."""
@@ -378,15 +398,17 @@ class MLP:
         return step(X, y, sample_weight=sample_weight)
 
     def loss_sum(self, X: Array, y: Array, sample_weight: Array | None = None) -> Array:
-        """The loss summed over a device batch (weighted by ``sample_weight``, a device vector,
-        if given), as a device scalar, added over the fixed chunks in order."""
-        xp = self.backend.xp
+        """Return the loss summed over a device batch, as a device scalar.
+
+        Rows are weighted by ``sample_weight`` (a device vector) if given; the sums of the
+        fixed chunks are added in order.
+        """
 
         def rows(lo: int, hi: int) -> Array:
             z_out, yhat = self._forward_trace(X[lo:hi, :])[-1]
             if sample_weight is not None:
-                values = self._loss_fn.value_rows(z_out, yhat, y[lo:hi, :], xp=xp)
-                return xp.sum(sample_weight[lo:hi] * values)
+                values = self._loss_rows(z_out, yhat, y[lo:hi, :])
+                return self.backend.xp.sum(sample_weight[lo:hi] * values)
             return self.backend.loss_sum(z_out, yhat, y[lo:hi, :], self._loss_fn)
 
         parts = over_chunks(self.backend, tuple(self.layers), X.shape[0], rows)
@@ -471,8 +493,11 @@ class MLP:
         )
 
     def settle_backend(self, rows: int | None, epochs: int, batch_size: int | None) -> None:
-        """Settle ``backend="auto"`` for a fit of ``rows`` x ``epochs``: move this model, in
-        place, to the backend the cost model picks (once; see :mod:`._auto_request`)."""
+        """Settle ``backend="auto"`` for a fit of ``rows`` x ``epochs``.
+
+        Moves this model, in place and once, to the backend the cost model picks (see
+        ``mlp_accel._auto_request``).
+        """
         if not self._auto_pending:
             return
         self._auto_pending = False

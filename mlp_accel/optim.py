@@ -7,15 +7,19 @@ applies an update through the backend's hooks, so a fast backend can update in p
 
 from __future__ import annotations
 
-from typing import Any
+import typing
 
-from ._names import lookup
-from ._validation import check_real
-from .backends import Backend
+from ._names import lookup as _lookup
+from ._validation import check_real as _check_real
+
+if typing.TYPE_CHECKING:
+    from typing import Any
+
+    from .backends import Backend
+
+    Array = Any
 
 __all__ = ["Optimizer", "SGD", "Adam", "get_optimizer", "OPTIMIZERS"]
-
-Array = Any
 
 
 class Optimizer:
@@ -24,7 +28,7 @@ class Optimizer:
     name = "optimizer"
 
     def __init__(self, lr: float) -> None:
-        self.lr = check_real(lr, "learning rate lr", 0.0, low_open=True)
+        self.lr = _check_real(lr, "learning rate lr", 0.0, low_open=True)
         self.t = 0
 
     def step(self, params: list[Array], grads: list[Array], backend: Backend) -> list[Array]:
@@ -110,7 +114,7 @@ class SGD(Optimizer):
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False) -> None:
         super().__init__(lr)
-        momentum = check_real(momentum, "momentum", 0.0, 1.0, high_open=True)
+        momentum = _check_real(momentum, "momentum", 0.0, 1.0, high_open=True)
         if nesterov and momentum == 0:
             raise ValueError("nesterov momentum needs momentum > 0")
         self.momentum = momentum
@@ -118,10 +122,12 @@ class SGD(Optimizer):
         self.velocity: list[Array] | None = None
 
     def reset(self) -> None:
+        """Forget all state (moments, velocities, step count)."""
         super().reset()
         self.velocity = None
 
     def step(self, params: list[Array], grads: list[Array], backend: Backend) -> list[Array]:
+        """Apply one update; return the new parameter list."""
         if self.momentum and self.velocity is None:
             self.velocity = _zeros_like(params, backend)
         self.t += 1
@@ -131,6 +137,7 @@ class SGD(Optimizer):
         return new_params
 
     def hyperparameters(self) -> dict[str, Any]:
+        """Return the constructor arguments, JSON-serializable."""
         return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov}
 
 
@@ -159,18 +166,20 @@ class Adam(Optimizer):
         self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
     ) -> None:
         super().__init__(lr)
-        self.beta1 = check_real(beta1, "beta1", 0.0, 1.0, high_open=True)
-        self.beta2 = check_real(beta2, "beta2", 0.0, 1.0, high_open=True)
-        self.eps = check_real(eps, "eps", 0.0, low_open=True)
+        self.beta1 = _check_real(beta1, "beta1", 0.0, 1.0, high_open=True)
+        self.beta2 = _check_real(beta2, "beta2", 0.0, 1.0, high_open=True)
+        self.eps = _check_real(eps, "eps", 0.0, low_open=True)
         self.m: list[Array] | None = None
         self.v: list[Array] | None = None
 
     def reset(self) -> None:
+        """Forget all state (moments, velocities, step count)."""
         super().reset()
         self.m = self.v = None
 
     def step(self, params: list[Array], grads: list[Array], backend: Backend) -> list[Array]:
-        if self.m is None:
+        """Apply one update; return the new parameter list."""
+        if self.m is None or self.v is None:
             self.m = _zeros_like(params, backend)
             self.v = _zeros_like(params, backend)
         self.t += 1
@@ -180,6 +189,7 @@ class Adam(Optimizer):
         return new_params
 
     def hyperparameters(self) -> dict[str, Any]:
+        """Return the constructor arguments, JSON-serializable."""
         return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
 
 
@@ -203,5 +213,9 @@ def get_optimizer(name: str | Optimizer, **kwargs: Any) -> Optimizer:
             f"optimizer must be a name ({', '.join(sorted(OPTIMIZERS))}) or an "
             f"mlp_accel.optim.Optimizer, got {type(name).__name__}"
         )
-    cls = lookup(OPTIMIZERS, name, "optimizer")
+    cls = _lookup(OPTIMIZERS, name, "optimizer")
     return cls(**kwargs)
+
+
+# The namespace holds __all__ and modules only: the __future__ import binds a name too.
+del annotations

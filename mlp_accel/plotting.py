@@ -12,7 +12,34 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["require_matplotlib", "plot_loss", "plot_decision_boundary", "plot_training"]
+__all__ = [
+    "require_matplotlib",
+    "plot_loss",
+    "plot_decision_boundary",
+    "plot_training",
+    "plot_format",
+    "PLOT_FORMATS",
+]
+
+#: File suffixes :func:`plot_training` writes, each in its own format.
+PLOT_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
+
+
+def plot_format(path: str | os.PathLike) -> str:
+    """Return the image format a plot path's suffix names.
+
+    Raises
+    ------
+    ValueError
+        The suffix is none of :data:`PLOT_FORMATS` (a PDF must not get PNG bytes).
+    """
+    suffix = os.path.splitext(os.fspath(path))[1].lower().lstrip(".")
+    if suffix not in PLOT_FORMATS:
+        raise ValueError(
+            f"cannot tell the image format of {os.fspath(path)!r}: "
+            f"use one of the suffixes {', '.join('.' + f for f in PLOT_FORMATS)}"
+        )
+    return suffix
 
 
 def require_matplotlib() -> None:
@@ -108,7 +135,35 @@ def plot_decision_boundary(
     proba = model.predict_proba(grid)
     field = proba[:, 0] if proba.shape[1] == 1 else proba.argmax(axis=1)
     ax.contourf(gx, gy, field.reshape(gx.shape), levels=20, cmap="RdBu", alpha=0.6)
-    ax.scatter(X[:, 0], X[:, 1], c=y, cmap="RdBu", edgecolors="k", s=12)
+    labels = _labels(np.asarray(y))
+    at_points = model.predict_proba(X)
+    if at_points.shape[1] == 1:
+        predicted = (at_points[:, 0] >= 0.5).astype(int)
+    else:
+        predicted = at_points.argmax(axis=1)
+    wrong = predicted != labels
+    # Coloured by true class on the same scale as the field; misclassified points crossed.
+    ax.scatter(
+        X[:, 0],
+        X[:, 1],
+        c=labels,
+        cmap="RdBu",
+        vmin=0,
+        vmax=max(labels.max(), 1),
+        edgecolors="k",
+        linewidths=0.5,
+        s=14,
+    )
+    if wrong.any():
+        ax.scatter(
+            X[wrong, 0],
+            X[wrong, 1],
+            marker="x",
+            c="k",
+            s=30,
+            label=f"misclassified ({int(wrong.sum())})",
+        )
+        ax.legend(loc="upper right", fontsize=8)
     ax.set(title=title, xlabel="x1", ylabel="x2")
     return ax
 
@@ -121,12 +176,12 @@ def plot_training(
     y: np.ndarray | None,
     data_name: str = "test split",
 ) -> Any:
-    """Save a PNG with the loss curve and, for 2-D classification data, the decision boundary.
+    """Save an image with the loss curve and, for 2-D classification data, the decision boundary.
 
     Parameters
     ----------
     path : path-like
-        PNG written atomically.
+        Image written atomically, in the format of its suffix (:func:`plot_format`).
     history, model
         As for :func:`plot_loss` and :func:`plot_decision_boundary`.
     X, y : ndarray
@@ -152,8 +207,16 @@ def plot_training(
     fig = Figure(figsize=(10 if boundary else 5, 4))
     axes = fig.subplots(1, 2 if boundary else 1, squeeze=False)
     plot_loss(history, ax=axes[0, 0])
-    if boundary:
+    if boundary and y is not None:
         plot_decision_boundary(model, X, y, ax=axes[0, 1], title=f"Decision boundary ({data_name})")
     fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    fmt = plot_format(path)
+    atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=100))
     return fig
+
+
+def _labels(y: np.ndarray) -> np.ndarray:
+    """Integer class labels from labels, a 0/1 column or one-hot rows."""
+    if y.ndim == 2 and y.shape[1] > 1:
+        return y.argmax(axis=1)
+    return np.rint(y.reshape(len(y))).astype(int)

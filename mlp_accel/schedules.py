@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 
-from ._names import canonical_name
-from ._validation import check_count, check_real
+from ._names import canonical_name as _canonical_name
+from ._validation import check_count as _check_count
+from ._validation import check_real as _check_real
 
 __all__ = [
     "Schedule",
@@ -32,6 +33,7 @@ class Schedule:
     """Base class: ``factor = schedule(step, epoch)``."""
 
     def __call__(self, step: int, epoch: float) -> float:
+        """Return the learning-rate factor at optimizer ``step`` and (fractional) ``epoch``."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -43,6 +45,7 @@ class Constant(Schedule):
     """The base learning rate throughout."""
 
     def __call__(self, step: int, epoch: float) -> float:
+        """Return the learning-rate factor at optimizer ``step`` and (fractional) ``epoch``."""
         return 1.0
 
 
@@ -50,11 +53,12 @@ class StepDecay(Schedule):
     """Multiply by ``gamma`` every ``step_size`` epochs."""
 
     def __init__(self, step_size: int, gamma: float = 0.1) -> None:
-        self.step_size = check_count(step_size, "step_size (epochs)")
+        self.step_size = _check_count(step_size, "step_size (epochs)")
         # gamma > 1 would grow the rate without bound; 0 would stop training silently.
-        self.gamma = check_real(gamma, "gamma", 0.0, 1.0, low_open=True)
+        self.gamma = _check_real(gamma, "gamma", 0.0, 1.0, low_open=True)
 
     def __call__(self, step: int, epoch: float) -> float:
+        """Return the learning-rate factor at optimizer ``step`` and (fractional) ``epoch``."""
         return self.gamma ** (int(epoch) // self.step_size)
 
 
@@ -62,10 +66,11 @@ class Cosine(Schedule):
     """Cosine decay from 1 to ``min_factor`` over ``epochs`` epochs (then stays there)."""
 
     def __init__(self, epochs: float, min_factor: float = 0.0) -> None:
-        self.epochs = check_real(epochs, "epochs", 0.0, low_open=True)
-        self.min_factor = check_real(min_factor, "min_factor", 0.0, 1.0)
+        self.epochs = _check_real(epochs, "epochs", 0.0, low_open=True)
+        self.min_factor = _check_real(min_factor, "min_factor", 0.0, 1.0)
 
     def __call__(self, step: int, epoch: float) -> float:
+        """Return the learning-rate factor at optimizer ``step`` and (fractional) ``epoch``."""
         progress = min(epoch / self.epochs, 1.0)
         return self.min_factor + (1 - self.min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
 
@@ -74,9 +79,10 @@ class InvScaling(Schedule):
     """``1 / (step + 1) ** power_t``, scikit-learn's ``learning_rate="invscaling"``."""
 
     def __init__(self, power_t: float = 0.5) -> None:
-        self.power_t = check_real(power_t, "power_t", 0.0)
+        self.power_t = _check_real(power_t, "power_t", 0.0)
 
     def __call__(self, step: int, epoch: float) -> float:
+        """Return the learning-rate factor at optimizer ``step`` and (fractional) ``epoch``."""
         return 1.0 / (step + 1) ** self.power_t
 
 
@@ -88,19 +94,22 @@ class Warmup(Schedule):
     ) -> None:
         if after is not None and not callable(after):
             raise TypeError(f"after must be a Schedule or a callable, got {after!r}")
-        self.epochs = check_real(epochs, "warmup epochs", 0.0, low_open=True)
+        self.epochs = _check_real(epochs, "warmup epochs", 0.0, low_open=True)
         self.after = after or Constant()
-        self.start_factor = check_real(start_factor, "start_factor", 0.0, 1.0)
+        self.start_factor = _check_real(start_factor, "start_factor", 0.0, 1.0)
 
     def __call__(self, step: int, epoch: float) -> float:
+        """Return the learning-rate factor at optimizer ``step`` and (fractional) ``epoch``."""
         if epoch < self.epochs:
             return self.start_factor + (1 - self.start_factor) * epoch / self.epochs
         return self.after(step, epoch - self.epochs)
 
 
 def get_schedule(name: str | Schedule | None, epochs: int, warmup: float = 0.0) -> Schedule:
-    """A schedule by name: ``constant``, ``step`` (x0.1 every third of the run), ``cosine``;
-    with ``warmup > 0`` epochs of linear warmup in front.
+    """Return a schedule by name.
+
+    ``constant``, ``step`` (x0.1 every third of the run) or ``cosine``; with ``warmup > 0``
+    epochs of linear warmup in front.
 
     Raises
     ------
@@ -110,12 +119,12 @@ def get_schedule(name: str | Schedule | None, epochs: int, warmup: float = 0.0) 
         Unknown name (the message lists the valid names), ``epochs < 1``, or a negative or
         non-finite ``warmup``.
     """
-    epochs = check_count(epochs, "epochs")
-    warmup = check_real(warmup, "warmup", 0.0)
+    epochs = _check_count(epochs, "epochs")
+    warmup = _check_real(warmup, "warmup", 0.0)
     if isinstance(name, Schedule):
         base = name
     else:
-        kind = "constant" if name is None else canonical_name(SCHEDULES, name, "schedule")
+        kind = "constant" if name is None else _canonical_name(SCHEDULES, name, "schedule")
         if kind == "constant":
             base = Constant()
         elif kind == "step":
@@ -133,7 +142,11 @@ def linear_scaling(lr: float, batch_size: int, reference_batch: int = 256) -> fl
     ValueError
         A non-positive or non-finite ``lr``, or a batch size below 1.
     """
-    lr = check_real(lr, "lr", 0.0, low_open=True)
-    batch_size = check_count(batch_size, "batch_size")
-    reference_batch = check_count(reference_batch, "reference_batch")
+    lr = _check_real(lr, "lr", 0.0, low_open=True)
+    batch_size = _check_count(batch_size, "batch_size")
+    reference_batch = _check_count(reference_batch, "reference_batch")
     return lr * batch_size / reference_batch
+
+
+# The namespace holds __all__ and modules only: the __future__ import binds a name too.
+del annotations

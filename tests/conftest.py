@@ -13,6 +13,10 @@ import os
 import numpy as np
 import pytest
 
+# Captured stderr is not a terminal, where the progress bar stays off; the tests that read
+# the bar need it drawn (test_progress_bar_is_off_in_pipes unsets this).
+os.environ.setdefault("MLP_ACCEL_PROGRESS", "always")
+
 from mlp_accel.backends import BACKENDS, BackendUnavailableError, get_backend
 
 

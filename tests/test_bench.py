@@ -322,8 +322,8 @@ def _sweep_rows(rates, batches=(64, 128, 256, 512)):
 
 
 def test_crossover_withheld_when_spreads_overlap():
-    """A crossover inside the noise is not reported as a fact (issue 11: "numpy beats numba
-    from batch 2048" came from a run where one round collapsed)."""
+    """A crossover inside the noise is not reported as a fact (a run where one round collapses
+    could otherwise claim "numpy beats numba from batch 2048")."""
     rows = _sweep_rows(
         {
             "numpy": [(2, 1.9, 2.1), (2, 1.9, 2.1), (1, 0.9, 1.1), (1, 0.9, 1.1)],
@@ -338,7 +338,7 @@ def test_crossover_withheld_when_spreads_overlap():
     assert len(warnings) == 1
     assert "overlap at batches 256" in warnings[0] and "numpy vs numba" in warnings[0]
     assert bench.crossovers(rows) == claims
-    # Apart ranges at every batch: the crossover is reported as before.
+    # Apart ranges at every batch: the crossover is reported.
     rows = _sweep_rows(
         {
             "numpy": [(2, 1.9, 2.1), (2, 1.9, 2.1), (1, 0.9, 1.1), (1, 0.9, 1.1)],

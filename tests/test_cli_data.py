@@ -80,9 +80,9 @@ def test_predict_on_headerless_file_prints_every_row(tmp_path, table, capsys):
     plain = tmp_path / "plain.csv"
     write_csv(plain, X[:5])
     assert main(["predict", "--model", str(model), "--data", str(plain), *FAST[1:]]) == 0
-    lines = capsys.readouterr().out.split()
+    header, *lines = capsys.readouterr().out.split()
     # five rows in, five predictions out, in the user's own labels
-    assert len(lines) == 5 and set(lines) <= {"yes", "no"}
+    assert header == "prediction" and len(lines) == 5 and set(lines) <= {"yes", "no"}
 
 
 def test_text_labels_round_trip_through_save_and_predict(tmp_path, table, capsys):
@@ -96,7 +96,7 @@ def test_text_labels_round_trip_through_save_and_predict(tmp_path, table, capsys
         main(["predict", "--model", str(model), "--data", str(path), "--out", str(out), *FAST[1:]])
         == 0
     )
-    predicted = out.read_text().split()
+    predicted = out.read_text().split()[1:]
     assert len(predicted) == len(y) and np.mean(np.array(predicted) == y) > 0.9
 
 

@@ -1,4 +1,4 @@
-"""The CuPy backend's structure (issue 13): small modules and functions, and the logic it
+"""The CuPy backend's structure: small modules and functions, and the logic it
 shares with the generic backend taken from ``base.py`` rather than written again."""
 
 from __future__ import annotations

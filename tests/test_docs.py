@@ -87,3 +87,21 @@ def test_docs_stand_alone(path: Path) -> None:
 def test_license_file_matches_the_metadata() -> None:
     assert "MIT License" in (ROOT / "LICENSE").read_text(encoding="utf-8")
     assert 'license = "MIT"' in (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+
+
+def test_mlp_docstring_names_every_builtin_activation_and_loss() -> None:
+    # The API reference renders this docstring: a name added to the table must appear in it.
+    from mlp_accel import MLP
+    from mlp_accel.activations import ACTIVATION_ROWS
+    from mlp_accel.losses import LOSS_ROWS
+
+    doc = MLP.__doc__ or ""
+    missing = [n for n in (*ACTIVATION_ROWS, *LOSS_ROWS) if f"``{n}``" not in doc]
+    assert not missing, f"MLP's docstring does not name {missing}"
+
+
+def test_every_docs_page_is_in_the_site_nav() -> None:
+    # mkdocs --strict warns of a page left out of the nav only where CI installs mkdocs.
+    nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    pages = sorted(p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.md"))
+    assert [p for p in pages if f": {p}" not in nav] == []

@@ -327,7 +327,7 @@ def test_load_falls_back_to_auto_when_the_saved_backend_is_unknown_here(tmp_path
     assert ma.load(_write(tmp_path / "old.npz", meta, arrays)).backend.name == auto
 
 
-# -- parameter names: one rule, in ops/layout (issue #12) ---------------------------------------
+# -- parameter names: one rule, in ops/layout ------------------------------------------------------
 def test_param_name_is_the_layouts_name():
     from mlp_accel.ops.layout import param_layout, param_name
 

@@ -1,4 +1,4 @@
-"""The estimators where they parted from scikit-learn (issue 14, item 4): a diverging fit with
+"""The estimators agree with scikit-learn on the edges: a diverging fit with
 early stopping, in-place edits of ``coefs_``/``intercepts_``, log-probabilities from the logits,
 the ``loss`` attribute, the output dtype, and the labels in the stratified-split error."""
 
@@ -171,7 +171,7 @@ def test_stratified_split_error_names_the_users_labels():
 
 
 def test_integral_numpy_scalars_as_estimator_counts(iris):
-    # Before the fix max_iter=np.int64(3) reached mlp_accel.fit as epochs and was refused.
+    # max_iter=np.int64(3) reaches mlp_accel.fit as epochs, which must take NumPy integers.
     X, y = iris
     params = dict(
         hidden_layer_sizes=(np.int64(5), np.int32(4)),

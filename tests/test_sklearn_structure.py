@@ -1,4 +1,4 @@
-"""The estimators as a package of small modules (issue 13): the public names and pickles stay
+"""The estimators as a package of small modules: the public names and pickles stay
 ``mlp_accel.sklearn``'s, the docstrings shared between the estimators are written once and
 still document every parameter, and the two signatures agree."""
 

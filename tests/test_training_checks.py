@@ -1,5 +1,4 @@
-"""Divergence after any step, hyperparameter and count validation, and non-finite messages
-(issue 14, items 3, 13 and 14)."""
+"""Divergence after any step, hyperparameter and count validation, and non-finite messages."""
 
 from __future__ import annotations
 
@@ -40,7 +39,7 @@ def _same(a, b):
 
 # -- item 3: divergence ---------------------------------------------------------------------
 def test_divergence_in_the_last_step_is_caught(backend_name):
-    # Before the fix fit returned normally with inf/NaN weights.
+    # An overflow in the last step must raise too, not return inf/NaN weights.
     model, X, y, optimizer = _overflowing_run(backend_name)
     before = model.get_weights()
     with pytest.raises(ma.TrainingDivergedError, match="weights became NaN or infinite"):
@@ -255,7 +254,7 @@ def test_scaled_memmap_reports_inf_as_inf(tmp_path):
     table[7, 1] = np.inf
     np.save(tmp_path / "t.npy", table)
     data = np.load(tmp_path / "t.npy", mmap_mode="r")
-    # statistics that saw the inf themselves: before the fix the rows came out NaN
+    # statistics that saw the inf themselves: the inf is named, the rows never come out NaN
     rows = ScaledRows(data, np.array([1.0, np.inf, 1.0]), np.array([1.0, np.nan, 1.0]))
     with pytest.raises(ValueError, match="contain inf") as info:
         rows[0:10]

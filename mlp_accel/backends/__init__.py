@@ -58,8 +58,10 @@ _lock = threading.Lock()
 
 
 def _options_key(options: Mapping[str, Any]) -> _OptionsKey:
-    """The cache key of ``options``: sorted, ``None`` (the default) left out, so that
-    ``get_backend("cupy")`` and ``get_backend("cupy", device=None)`` are one backend."""
+    """Return the cache key of ``options``: sorted, with ``None`` (the default) left out.
+
+    So ``get_backend("cupy")`` and ``get_backend("cupy", device=None)`` are one backend.
+    """
     key = tuple(sorted((k, v) for k, v in options.items() if v is not None))
     try:
         hash(key)
@@ -73,10 +75,11 @@ def _split(name: BackendLike, options: dict[str, Any]) -> tuple[str | Backend, d
     if isinstance(name, tuple):
         if len(name) != 2 or not isinstance(name[1], Mapping):
             raise TypeError(f"a backend tuple must be (name, {{option: value}}), got {name!r}")
-        both = set(name[1]) & set(options)
+        head, extra = name
+        both = set(extra) & set(options)
         if both:
             raise TypeError(f"backend option {sorted(both)[0]!r} given twice")
-        name, options = name[0], {**name[1], **options}
+        name, options = head, {**extra, **options}
     if isinstance(name, Backend):
         if options:
             raise TypeError(

@@ -230,24 +230,30 @@ class Backend:
     chunked: bool = False
 
     def fused_network(self, spec: NetworkSpec, tier: str | None = None) -> FusedNetwork | None:
-        """A whole-network kernel for ``spec`` on kernel ``tier`` (``None``: the backend's
-        default for ``spec``), or ``None`` (the generic layer loop).
+        """Return a whole-network kernel for ``spec`` on kernel ``tier``, or ``None``.
 
-        The model asks once, before its first step, and uses what it gets for every step.
+        ``tier=None`` asks for the backend's default for ``spec``; ``None`` back means the
+        generic layer loop. The model asks once, before its first step, and uses what it
+        gets for every step.
         """
         return None
 
     def choose_tier(self, spec: NetworkSpec, job: Any = None) -> tuple[str, str]:
-        """The kernel tier a fit of ``spec`` runs, and why, from the job alone (its widths,
-        rows, epochs and dtype: never timings or what a cache holds): ``"layers"`` here."""
+        """Return the kernel tier a fit of ``spec`` runs, and why.
+
+        Decided from the job alone (its widths, rows, epochs and dtype: never timings or
+        what a cache holds); ``"layers"`` here.
+        """
         return "layers", "the per-layer hooks"
 
     def prepare(
         self, spec: NetworkSpec, tier: str, stream: Any = None, evaluate: bool = True
     ) -> float:
-        """Compile or load what ``tier`` of ``spec`` runs (with ``evaluate``, what computes a
-        loss outside a training step too), before a first step; returns the seconds spent
-        compiling (nothing to compile here)."""
+        """Compile or load what ``tier`` of ``spec`` runs, before a first step.
+
+        With ``evaluate``, what computes a loss outside a training step too. Returns the
+        seconds spent compiling (nothing to compile here).
+        """
         return 0.0
 
     def max_batch_rows(self, spec: NetworkSpec) -> int | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -99,6 +99,38 @@ SHAPES: dict[str, Shape] = {
         ),
     )
 }
+
+
+def network_shape(layers: Sequence[int], batch: int) -> Shape:
+    """The user's network as a bench case (``mlp-accel bench --layers ... --batch-size ...``).
+
+    Hidden layers are ReLU, as in the suite's cases; one output unit is a sigmoid with binary
+    cross-entropy, several a softmax with cross-entropy (the output layer's activation and
+    loss cost little beside the matrix products).
+
+    Raises
+    ------
+    ValueError
+        Fewer than two widths, or a width or batch size below 1.
+    """
+    widths = tuple(int(w) for w in layers)
+    if len(widths) < 2 or min(widths) < 1:
+        raise ValueError(f"layers must be at least two positive widths, got {list(layers)}")
+    if isinstance(batch, bool) or int(batch) < 1:
+        raise ValueError(f"batch size must be a positive integer, got {batch!r}")
+    single = widths[-1] == 1
+    name = "-".join(map(str, widths))
+    return Shape(
+        f"{name}@{int(batch)}",
+        family=name,
+        layers=widths,
+        batch=int(batch),
+        activations=("relu",) * (len(widths) - 2) + ("sigmoid" if single else "softmax",),
+        loss="binary_cross_entropy" if single else "cross_entropy",
+        # %GEMM is worth reading once the products dominate the elementwise work.
+        gemm_bound=sum(a * b for a, b in zip(widths[:-1], widths[1:])) >= 4096,
+    )
+
 
 #: ``--quick`` leaves out mnist-4096 (seconds per step on a small CPU); name it to add it.
 QUICK_SHAPES: tuple[str, ...] = ("tutorial-1k", "tutorial-100k", "mlp256-1024", "mnist-65536")

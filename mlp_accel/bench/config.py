@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..backends import BACKENDS
-from .cases import DTYPES, SHAPES
+from .cases import DTYPES, SHAPES, Shape
 
 __all__ = ["BenchConfig"]
 
@@ -23,6 +23,9 @@ class BenchConfig:
         reported as skipped, with the reason).
     shapes : list of str, optional
         Names from :data:`SHAPES`; default all of them (:data:`QUICK_SHAPES` with ``quick``).
+    networks : list of Shape, optional
+        The user's networks (:func:`~mlp_accel.bench.cases.network_shape`), measured after
+        ``shapes``; with networks and no ``shapes``, only the networks.
     dtypes : sequence of str
         ``float32`` and/or ``float64``.
     quick : bool
@@ -54,6 +57,7 @@ class BenchConfig:
 
     backends: list[str] | None = None
     shapes: list[str] | None = None
+    networks: list[Shape] | None = None
     dtypes: Sequence[str] = DTYPES
     quick: bool = False
     peers: bool = True

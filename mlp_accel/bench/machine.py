@@ -21,6 +21,7 @@ import numpy as np
 
 from ..backends import Backend
 from ..ops.layout import n_parameters
+from .blas_check import blas_warnings
 from .cases import Shape, gemm_call
 
 
@@ -195,6 +196,8 @@ def thread_info() -> dict[str, Any]:
             "version": p.get("version"),
             "num_threads": p.get("num_threads"),
             "library": os.path.basename(str(p.get("filepath", ""))),
+            # OpenBLAS's kernel set (e.g. "Haswell"): below the CPU, every GEMM is slower.
+            "architecture": p.get("architecture"),
         }
         for p in threadpool_info()
     ]
@@ -285,6 +288,7 @@ def system_info(backends: Sequence[Backend] = ()) -> dict[str, Any]:
     """The machine and software a result belongs to: CPU, cores, threads, versions, GPU."""
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     mem = _memory_gib()
+    threads = thread_info()
     return {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "platform": platform.platform(),
@@ -295,7 +299,9 @@ def system_info(backends: Sequence[Backend] = ()) -> dict[str, Any]:
         # Other processes' load: the numbers of a busy shared machine are to be read with it.
         "load_average": load_average(),
         "gpu": _gpu_name(backends),
-        "threads": thread_info(),
+        "threads": threads,
+        # Conditions that hold every figure of the run below what the machine can do.
+        "warnings": blas_warnings(threads["threadpools"]),
         "versions": _versions(),
         "backends": {b.name: b.describe() for b in backends},
     }

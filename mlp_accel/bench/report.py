@@ -171,6 +171,7 @@ def _header_lines(report: dict[str, Any]) -> list[str]:
         f"load average (1, 5, 15 min): before {before}, after {after}; {contended}; "
         f"spread: {h.get('spread', 'not measured')}",
         f"threads: {'; '.join([pools, *extra])}; {limit}",
+        *(f"warning: {w}" for w in h.get("warnings", [])),
         f"versions: {versions}",
         f"GEMM rate (GFLOP/s, square matmul, best call (slowest-best)): {gemm or 'not measured'}",
         f"backends: {', '.join(cfg['backends'])}",
@@ -234,6 +235,8 @@ def format_table(report: dict[str, Any]) -> str:
         lines += ["", "skipped:"]
         lines += [f"  {_skip_text(s)}" for s in report["skipped"]]
     lines += ["", f"wall time {report['wall_seconds']:.1f} s"]
+    # The answer to the run's question comes last, where a reader's eye lands.
+    lines += report.get("advice", [])
     return "\n".join(lines)
 
 
@@ -270,6 +273,8 @@ def format_markdown(report: dict[str, Any]) -> str:
     if report.get("skipped"):
         lines += ["", "Skipped here:", ""]
         lines += [f"- {_skip_text(s)}" for s in report["skipped"]]
+    if report.get("advice"):
+        lines += ["", *(f"- **{a}**" for a in report["advice"])]
     return "\n".join(lines)
 
 

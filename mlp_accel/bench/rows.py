@@ -15,7 +15,6 @@ from typing import Any
 
 from ..backends import Backend
 from .cases import (
-    SHAPES,
     HostData,
     Shape,
     fit_call,
@@ -214,6 +213,7 @@ def _timed_row(
         "layers": list(shape.layers),
         "batch": shape.batch,
         "dtype": dtype,
+        "gemm_bound": shape.gemm_bound,
     }
     for what in _STEPS:
         if what in impl["calls"]:
@@ -262,8 +262,7 @@ def add_ratios(rows: list[dict], gemm: dict[tuple[str, str], float]) -> None:
     by_group: dict[tuple[str, str], dict[str, dict]] = {}
     for row in rows:
         by_group.setdefault((row["shape"], row["dtype"]), {})[row["impl"]] = row
-    for (shape_name, _), group in by_group.items():
-        shape = SHAPES[shape_name]
+    for group in by_group.values():
         numpy_row, lean_row = group.get("numpy"), group.get("lean-numpy")
         peers = {name: r for name, r in group.items() if r["kind"] == "peer"}
         for row in group.values():
@@ -299,7 +298,8 @@ def add_ratios(rows: list[dict], gemm: dict[tuple[str, str], float]) -> None:
             }
             rate = _gemm_rate(row, group, gemm)
             row["gemm_gflops"] = rate
-            row["gemm_fraction"] = row["train_gflops"] / rate if rate and shape.gemm_bound else None
+            bound = rate and row["gemm_bound"]
+            row["gemm_fraction"] = row["train_gflops"] / rate if bound else None
 
 
 def _gemm_rate(

@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..backends import BACKENDS, Backend, BackendUnavailableError, get_backend
-from .cases import LEARNING_RATE, QUICK_SHAPES, SHAPES
+from .advice import backend_advice, threads_advice
+from .cases import LEARNING_RATE, QUICK_SHAPES, SHAPES, Shape
 from .config import BenchConfig
 from .contention import busy_process
 from .machine import load_average, measure_gemm, system_info, thread_limits
@@ -35,7 +36,9 @@ def run_bench(config: BenchConfig | None = None) -> dict[str, Any]:
     (rate per backend and dtype), ``rows`` (one per implementation, shape and dtype, each
     rate with its ``*_range`` [slowest, fastest round] and ``*_rounds``), ``sweep``,
     ``crossovers`` (claims the spreads support) and ``warnings`` (claims withheld because
-    the spreads overlap), ``skipped`` (what did not run, and why), ``wall_seconds``.
+    the spreads overlap), ``skipped`` (what did not run, and why), ``advice`` (lines for
+    the reader: ``--threads 1`` on a busy machine, the backend for each of ``networks``),
+    ``wall_seconds``.
 
     Raises
     ------
@@ -51,14 +54,17 @@ def run_bench(config: BenchConfig | None = None) -> dict[str, Any]:
     log = config.log or (lambda line: None)
     skipped: list[dict] = []
     backends = _start_backends(config.backends or list(BACKENDS), skipped)
-    shape_names = config.shapes or list(QUICK_SHAPES if config.quick else SHAPES)
+    shapes = [SHAPES[name] for name in config.shapes or []] + list(config.networks or [])
+    if not shapes:
+        shapes = [SHAPES[name] for name in (QUICK_SHAPES if config.quick else SHAPES)]
+    shape_names = [s.name for s in shapes]
     busy = busy_process() if config.contended else contextlib.nullcontext(None)
     with busy as contention, thread_limits(config.threads):
         if contention:
             where = f"CPU {contention['cpu']}" if contention["pinned"] else "no CPU (unpinned)"
             log(f"contended: busy process {contention['pid']} pinned to {where}")
         gemm_records = _measure_gemms(backends, config, log)
-        rows = _measure_table(shape_names, backends, config, skipped, log)
+        rows = _measure_table(shapes, backends, config, skipped, log)
         add_ratios(rows, {(r["backend"], r["dtype"]): r["gflops"] for r in gemm_records})
         sweep = run_sweep(backends, config, skipped) if config.sweep else []
         header = system_info(backends)
@@ -77,6 +83,10 @@ def run_bench(config: BenchConfig | None = None) -> dict[str, Any]:
         "crossovers": claims,
         "warnings": warnings,
         "skipped": skipped,
+        "advice": [
+            *threads_advice(header, config.threads),
+            *(backend_advice(rows, shape) for shape in config.networks or []),
+        ],
         "wall_seconds": time.perf_counter() - t_start,
     }
 
@@ -116,7 +126,7 @@ def _measure_gemms(
 
 
 def _measure_table(
-    shape_names: list[str],
+    shapes: list[Shape],
     backends: list[Backend],
     config: BenchConfig,
     skipped: list[dict],
@@ -124,10 +134,10 @@ def _measure_table(
 ) -> list[dict]:
     """The main table's rows, one group of implementations per shape and dtype."""
     rows: list[dict] = []
-    for name in shape_names:
+    for shape in shapes:
         for dtype in config.dtypes:
-            log(f"measuring {name} {dtype}")
-            rows += measure_group(SHAPES[name], dtype, backends, config, skipped)
+            log(f"measuring {shape.name} {dtype}")
+            rows += measure_group(shape, dtype, backends, config, skipped)
     return rows
 
 

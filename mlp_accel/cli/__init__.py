@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-# EXIT_USAGE, _apply_gpu_options and _throughput stay reachable here, where they were when this
-# package was one module (the tests use them).
+# EXIT_USAGE, _apply_gpu_options and _throughput are reachable from the package itself, where
+# the tests and the benchmark scripts look them up.
 from ._dask import _dask_client
 from ._options import EXIT_USAGE as EXIT_USAGE
 from ._options import _apply_gpu_options as _apply_gpu_options

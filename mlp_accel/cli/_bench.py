@@ -19,6 +19,9 @@ from ._options import (
 
 __all__ = ["add_arguments", "run"]
 
+#: The batch size of ``--layers`` when ``--batch-size`` is not given.
+DEFAULT_BATCH = 128
+
 
 def add_arguments(bench: argparse.ArgumentParser, backend_option: dict[str, Any]) -> None:
     """Add bench's arguments to its parser; it takes --backends, not ``backend_option``."""
@@ -34,6 +37,21 @@ def add_arguments(bench: argparse.ArgumentParser, backend_option: dict[str, Any]
         type=_name_list,
         help=f"comma-separated cases: {', '.join(SHAPES)} (default: all; "
         f"with --quick: {', '.join(QUICK_SHAPES)})",
+    )
+    bench.add_argument(
+        "--layers",
+        type=_int_list,
+        metavar="N,N,...",
+        help="your network's widths, inputs to outputs (e.g. 64,128,10): benched on every "
+        "backend at --batch-size, ending with the backend to use; alone, it replaces the "
+        "suite's cases and the sweep",
+    )
+    bench.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"batch size of --layers (default {DEFAULT_BATCH})",
     )
     bench.add_argument(
         "--dtype",
@@ -52,7 +70,9 @@ def add_arguments(bench: argparse.ArgumentParser, backend_option: dict[str, Any]
         "--markdown", action="store_true", help="print the table as markdown (for the README)"
     )
     _add_threads_option(
-        bench, "limit BLAS, Numba and PyTorch threads (default: each library's own setting)"
+        bench,
+        "limit BLAS, Numba and PyTorch threads (default: each library's own setting); "
+        "on a busy or shared machine use --threads 1",
     )
     bench.add_argument(
         "--no-peers",
@@ -92,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         bench.report._pyplot()  # a missing matplotlib is reported before the run, not after
     dtypes = bench.DTYPES if args.dtype == "both" else (args.dtype,)
+    networks = _networks(args)
 
     def log(line: str) -> None:
         sys.stderr.write(f"[bench] {line}\n")
@@ -100,10 +121,12 @@ def run(args: argparse.Namespace) -> int:
     config = bench.BenchConfig(
         backends=args.backends or None,
         shapes=args.shapes or None,
+        networks=networks,
         dtypes=dtypes,
         quick=args.quick,
         peers=not args.no_peers,
-        sweep=not args.no_sweep,
+        # The sweep's networks are the suite's: beside --layers alone they answer nothing asked.
+        sweep=not args.no_sweep and not (networks and not args.shapes),
         sweep_batch_sizes=args.sweep_batches or None,
         threads=args.threads,
         contended=args.contended,
@@ -118,3 +141,20 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         bench.plot_report(report, args.plot)
     return 0
+
+
+def _networks(args: argparse.Namespace) -> list | None:
+    """The ``--layers`` network as a bench case, checked before anything is measured.
+
+    Raises
+    ------
+    ValueError
+        ``--batch-size`` without ``--layers``, or widths or a batch size below 1.
+    """
+    from ..bench.cases import network_shape
+
+    if args.layers is None:
+        if args.batch_size is not None:
+            raise ValueError("--batch-size needs --layers (the network to bench)")
+        return None
+    return [network_shape(args.layers, args.batch_size or DEFAULT_BATCH)]

@@ -54,11 +54,25 @@ def run(args: argparse.Namespace) -> int:
         fmt = "%.6g" if kind == "f" else "%s" if kind in "US" else "%d"
     out = np.asarray(out)
     out2 = out.reshape(len(out), -1)
+    # A header row names the columns (comments="" keeps numpy's "# " off it).
+    table = dict(fmt=fmt, delimiter=",", header=_header(args.proba, extras, out2.shape[1]))
     if args.out:
         atomic_write(
             args.out,
-            lambda f: np.savetxt(f, out2, fmt=fmt, delimiter=",", encoding="utf-8"),
+            lambda f: np.savetxt(f, out2, comments="", encoding="utf-8", **table),
         )
     else:
-        np.savetxt(sys.stdout, out2, fmt=fmt, delimiter=",")
+        np.savetxt(sys.stdout, out2, comments="", **table)
     return 0
+
+
+def _header(proba: bool, extras: dict, columns: int) -> str:
+    """Column names: ``prediction``, or ``proba_<class>`` per probability column.
+
+    One probability column (a sigmoid output) is the probability of the second class.
+    """
+    if not proba:
+        return "prediction"
+    classes = [str(c) for c in extras.get("classes", range(max(columns, 2)))]
+    named = classes[-1:] if columns == 1 else classes[:columns]
+    return ",".join(f"proba_{c}" for c in named)

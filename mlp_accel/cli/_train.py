@@ -17,7 +17,7 @@ from ._dask import _close_dask
 from ._options import _check_output_path
 from ._train_build import build_model, build_optimizer, fit_options
 from ._train_data import TrainingData, prepare_training_data
-from ._train_parser import add_arguments
+from ._train_parser import DEFAULT_LR, add_arguments
 from ._train_report import report
 
 __all__ = ["add_arguments", "run"]
@@ -30,12 +30,15 @@ def run(args: argparse.Namespace, dask_client: Callable[[argparse.Namespace], An
     if args.threads is not None:
         ma.set_threads(args.threads)
     if args.plot:
-        from ..plotting import require_matplotlib
+        from ..plotting import plot_format, require_matplotlib
 
         require_matplotlib()  # before training, not after it, so no result is lost
         _check_output_path(args.plot, "--plot")
+        plot_format(args.plot)  # an unknown suffix too
     _check_output_path(args.save, "--save")
     data = prepare_training_data(args)
+    if args.lr is None:
+        args.lr = DEFAULT_LR["regression" if data.task == "regression" else "classification"]
     model = build_model(args, data)
     optimizer = build_optimizer(args, data.X_train.shape[0])
     first_epoch = 0

@@ -18,6 +18,10 @@ from ._options import (
     _positive_int,
 )
 
+#: --lr by task. 300 full-batch epochs at 0.03 overfit a small regression set (diabetes:
+#: train R2 0.97, test R2 -0.11); at 0.001 its test R2 is 0.42, median over seeds 0-4.
+DEFAULT_LR = {"classification": 0.03, "regression": 0.001}
+
 
 def add_arguments(t: argparse.ArgumentParser, backend_option: dict[str, Any]) -> None:
     """Add train's arguments to its parser ``t``; ``--backend`` takes ``backend_option``."""
@@ -113,7 +117,11 @@ def _add_optimization_options(t: argparse.ArgumentParser) -> None:
         "--optimizer", default="adam", choices=tuple(OPTIMIZERS), help="(default adam)"
     )
     opt.add_argument(
-        "--lr", type=_positive_float, default=0.03, help="learning rate (default 0.03)"
+        "--lr",
+        type=_positive_float,
+        default=None,
+        help=f"learning rate (default {DEFAULT_LR['classification']}; "
+        f"{DEFAULT_LR['regression']} for regression)",
     )
     opt.add_argument("--momentum", type=_momentum, default=0.9, help="for sgd (default 0.9)")
     opt.add_argument(

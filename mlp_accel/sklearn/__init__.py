@@ -20,15 +20,13 @@ pieces), ``_base`` (what both estimators share: the live model, prediction, ``fi
 the early-stopping split), ``_classifier`` and ``_regressor``.
 """
 
-from __future__ import annotations
-
 from ._classifier import MLPClassifier
 from ._regressor import MLPRegressor
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
-# Pickles and help() name the public path, as before the estimators moved into this package:
-# a pickle that says mlp_accel.sklearn.MLPClassifier loads whichever private module defines it.
+# Pickles and help() name the public path, not the private module that defines the class: a
+# pickle that says mlp_accel.sklearn.MLPClassifier loads wherever the class is defined.
 for _estimator in (MLPClassifier, MLPRegressor):
     _estimator.__module__ = __name__
 del _estimator

@@ -57,6 +57,9 @@ class ProgressBar:
             unit="epoch",
             dynamic_ncols=True,
             leave=False,
+            # Off when stderr is not a terminal (tqdm's None): a pipe or a log file would get
+            # every carriage-return frame. MLP_ACCEL_PROGRESS=always draws it anyway.
+            disable=False if os.environ.get("MLP_ACCEL_PROGRESS") == "always" else None,
         )
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float], stopping: bool) -> None:
