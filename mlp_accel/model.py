@@ -26,6 +26,7 @@ from .backends._auto import BackendChoice, choose_backend
 from .initializers import initial_weights
 from .losses import get_loss
 from .ops.layout import n_parameters, param_shapes
+from .preprocessing import Preprocessing
 
 if TYPE_CHECKING:
     import numpy as np
@@ -87,6 +88,8 @@ class MLP:
     weights : sequence of array-like, optional
         Initial ``[W1, b1, W2, b2, ...]`` (as :meth:`get_weights`) instead of drawn ones; the
         generator is then not advanced.
+    preprocessing : Preprocessing, optional
+        What raw data goes through at the edge (see :attr:`preprocessing`).
 
     Examples
     --------
@@ -108,8 +111,10 @@ class MLP:
         seed: Any = None,
         init: str = "glorot",
         weights: Sequence[Any] | None = None,
+        preprocessing: Preprocessing | None = None,
     ) -> None:
         self.layers, self.activations, self.loss = check_layer_spec(layers, activations, loss)
+        self.preprocessing = preprocessing
         self.dtype = check_dtype(dtype)
         self.init = init
         self.rng = make_rng(seed)
@@ -147,6 +152,26 @@ class MLP:
     def n_layers(self) -> int:
         """Number of weight layers."""
         return len(self.layers) - 1
+
+    @property
+    def preprocessing(self) -> Preprocessing | None:
+        """The feature scaling, class labels and target scaling applied at the edge, or None.
+
+        A model saved by ``mlp-accel train`` comes back from :func:`~mlp_accel.load` with one:
+        every method taking host data (``forward``, ``predict``, ``predict_proba``,
+        ``evaluate``, ``gradients``) and :func:`~mlp_accel.fit` then take raw features and the
+        user's labels or targets, and :meth:`predict` returns labels (or targets in their
+        units). Set to ``None`` to work in the network's terms (scaled inputs, class indices).
+        """
+        return self._preprocessing
+
+    @preprocessing.setter
+    def preprocessing(self, value: Preprocessing | None) -> None:
+        if value is not None and not isinstance(value, Preprocessing):
+            raise TypeError(f"preprocessing must be a Preprocessing or None, got {value!r}")
+        if value is not None:
+            value.checked(self.layers[0], self.layers[-1], self.loss)
+        self._preprocessing = value
 
     @property
     def weight_shapes(self) -> list[tuple[int, ...]]:
@@ -199,22 +224,34 @@ class MLP:
     # -- data at the edge ------------------------------------------------------------------
     def prepare_inputs(self, X: Any) -> Array:
         """Validate host inputs and move them to the device once (device arrays pass through)."""
+        pre = self._preprocessing
         if self.backend.is_device_array(X):
             if X.ndim != 2 or X.shape[1] != self.layers[0]:
                 raise ValueError(
                     f"X has shape {tuple(X.shape)}, but the model expects (n, {self.layers[0]})"
                 )
-            return X
-        return self.backend.asarray(check_inputs(X, self.layers[0], self.dtype), self.dtype)
+            return X if pre is None else pre.device_inputs(self.backend, X, self.dtype)
+        return self.backend.asarray(self._host_inputs(X), self.dtype)
+
+    def _host_inputs(self, X: Any) -> np.ndarray:
+        pre = self._preprocessing
+        if pre is None:
+            return check_inputs(X, self.layers[0], self.dtype)
+        return pre.inputs(X, self.layers[0], self.dtype)
+
+    def _host_targets(self, y: Any, n_rows: int) -> np.ndarray:
+        if self._preprocessing is not None:
+            y = self.backend.to_numpy(y) if self.backend.is_device_array(y) else y
+            y = self._preprocessing.targets(y)
+        return check_targets(y, n_rows, self.layers[-1], self.loss, self.dtype)
 
     def prepare_host(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         """Validate host ``X`` and ``y`` and convert them to the model's dtype, on the host.
 
         Integer labels become one-hot for ``cross_entropy``; a 1-D ``y`` becomes a column.
         """
-        X_host = check_inputs(X, self.layers[0], self.dtype)
-        y_host = check_targets(y, X_host.shape[0], self.layers[-1], self.loss, self.dtype)
-        return X_host, y_host
+        X_host = self._host_inputs(X)
+        return X_host, self._host_targets(y, X_host.shape[0])
 
     def prepare(self, X: Any, y: Any) -> tuple[Array, Array]:
         """Validate ``X`` and ``y`` on the host and move them to the device once.
@@ -227,14 +264,13 @@ class MLP:
                 y_host, self.dtype
             )
         Xd = self.prepare_inputs(X)
-        if self.backend.is_device_array(y):
+        if self.backend.is_device_array(y) and self._preprocessing is None:
             if y.ndim != 2 or y.shape != (Xd.shape[0], self.layers[-1]):
                 raise ValueError(
                     f"y has shape {tuple(y.shape)}, expected ({Xd.shape[0]}, {self.layers[-1]})"
                 )
             return Xd, y
-        y_host = check_targets(y, Xd.shape[0], self.layers[-1], self.loss, self.dtype)
-        return Xd, self.backend.asarray(y_host, self.dtype)
+        return Xd, self.backend.asarray(self._host_targets(y, Xd.shape[0]), self.dtype)
 
     # -- the equations -----------------------------------------------------------------------
     def _fused_network(self) -> Any:
@@ -410,13 +446,17 @@ class MLP:
 
         Class indices for classification (threshold 0.5 per sigmoid output, argmax over a
         softmax), raw outputs for ``squared_error``. A single output gives shape ``(n,)``.
+        With :attr:`preprocessing`, the user's class labels, or targets in their units.
         """
         out = self.backend.to_numpy(self.forward(X))
         if self.activations[-1] == "softmax" and self.loss == "cross_entropy":
-            return out.argmax(axis=1)
-        if self.loss == "binary_cross_entropy":
-            out = (out > 0.5).astype("int64")
-        return out[:, 0] if out.shape[1] == 1 else out
+            out = out.argmax(axis=1)
+        else:
+            if self.loss == "binary_cross_entropy":
+                out = (out > 0.5).astype("int64")
+            out = out[:, 0] if out.shape[1] == 1 else out
+        pre = self._preprocessing
+        return out if pre is None else pre.outputs(out, self.loss)
 
     # -- copies and files -----------------------------------------------------------------------
     def to(self, backend: BackendLike) -> MLP:
@@ -432,6 +472,7 @@ class MLP:
             seed=rng,
             init=self.init,
             weights=self.get_weights(),
+            preprocessing=self._preprocessing,
         )
 
     def settle_backend(self, rows: int | None, epochs: int, batch_size: int | None) -> None:

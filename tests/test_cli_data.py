@@ -327,3 +327,101 @@ def test_report_line_is_consistent(capsys):
     assert seconds <= wall + 0.01
     if seconds >= 0.1:  # the printed seconds are rounded to 0.01 s
         assert rate == pytest.approx(rows / seconds, rel=0.1)
+
+
+# -- issue 20 item 2: CSV columns are matched by the header's names -------------------------------
+@pytest.fixture
+def named_model(tmp_path, table, capsys):
+    path, X, y = table
+    model = tmp_path / "named.npz"
+    assert main(["train", "--data", str(path), "--epochs", "80", *FAST, "--save", str(model)]) == 0
+    capsys.readouterr()
+    return model, X, y
+
+
+def _predict(model, data, capsys, *extra):
+    code = main(["predict", "--model", str(model), "--data", str(data), *FAST[1:], *extra])
+    captured = capsys.readouterr()
+    return code, captured.out.split(), captured.err
+
+
+def test_a_permuted_header_is_matched_by_name(tmp_path, named_model, capsys):
+    model, X, y = named_model
+    assert mlp_accel.load(model).preprocessing.feature_names == ["x1", "x2", "x3"]
+    same = tmp_path / "same.csv"
+    write_csv(same, X, header=["x1", "x2", "x3"])
+    code, expected, _ = _predict(model, same, capsys)
+    assert code == 0 and np.mean(np.array(expected) == y) > 0.9
+    # Another column order, and the target column first: the same predictions.
+    permuted = tmp_path / "permuted.csv"
+    with open(permuted, "w") as f:
+        f.write("answer,x3,x1,x2\n")
+        for row, label in zip(X, y):
+            f.write(f"{label},{row[2]:.6f},{row[0]:.6f},{row[1]:.6f}\n")
+    assert _predict(model, permuted, capsys) == (0, expected, "")
+
+
+def test_a_header_with_other_names_is_refused(tmp_path, named_model, capsys):
+    model, X, _ = named_model
+    other = tmp_path / "other.csv"
+    write_csv(other, X, header=["x1", "x2", "x4"])
+    code, out, err = _predict(model, other, capsys)
+    assert code == 1 and out == [] and len(err.strip().splitlines()) == 1
+    assert "do not match the model's features (x1, x2, x3): missing 'x3'; unknown 'x4'" in err
+    twice = tmp_path / "twice.csv"
+    write_csv(twice, X, header=["x1", "x2", "x1"])
+    assert "names column(s) ['x1'] more than once" in _predict(model, twice, capsys)[2]
+
+
+def test_training_refuses_a_header_naming_a_column_twice(tmp_path, capsys):
+    path = tmp_path / "dup.csv"
+    write_csv(path, np.ones((10, 2)), ["a", "b"] * 5, header=["x", "x", "y"])
+    assert main(["train", "--data", str(path), *FAST]) == 1
+    assert "the header names column(s) ['x'] more than once" in capsys.readouterr().err
+
+
+# -- issue 20 item 3: a first row is a header only when it is one -------------------------------
+def _text_labelled(path, first=None):
+    rows = [f"{i / 10:.1f},{-i / 10:.1f},{'yes' if i % 2 else 'no'}" for i in range(30)]
+    path.write_text("\n".join(([first] if first else []) + rows) + "\n")
+    return path
+
+
+def test_a_headerless_first_row_with_a_text_label_is_data(tmp_path, capsys):
+    path = _text_labelled(tmp_path / "plain.csv")
+    X, y = load_file(path)
+    assert X.shape == (30, 2) and list(y[:2]) == ["no", "yes"]
+    assert load_file(path, has_target=False, n_features=2)[0].shape == (30, 2)
+    model = tmp_path / "m.npz"
+    assert main(["train", "--data", str(path), "--epochs", "2", *FAST, "--save", str(model)]) == 0
+    assert "trained 44 samples" in capsys.readouterr().out  # 2 epochs x 22 rows, none lost
+    code, out, _ = _predict(model, path, capsys)
+    assert code == 0 and len(out) == 30
+
+
+@pytest.mark.parametrize(
+    ("first", "why"),
+    [("1,x,label", "some of its feature columns are numbers"), ("1,2,label", None)],
+)
+def test_an_undecidable_first_row_asks_for_header_or_no_header(tmp_path, capsys, first, why):
+    path = tmp_path / "odd.csv"
+    if why is None:  # numbers over a numeric target column, with a text target: a header?
+        rows = [f"{i},{-i},{i % 2}" for i in range(30)]
+        path.write_text("\n".join([first, *rows]) + "\n")
+        why = "its target 'label' is text over a column of numbers"
+    else:
+        _text_labelled(path, first)
+    with pytest.raises(ValueError, match=why):
+        load_file(path)
+    assert main(["train", "--data", str(path), *FAST]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--header or --no-header" in err
+    X, _ = load_file(path, header=True)
+    assert X.shape == (30, 2)
+    assert main(["train", "--data", str(path), "--header", "--epochs", "1", *FAST]) == 0
+    capsys.readouterr()
+    if first == "1,x,label":
+        with pytest.raises(ValueError, match="a feature value is not a number"):
+            load_file(path, header=False)
+    else:  # told it is data, it is data
+        assert load_file(path, header=False)[0].shape == (31, 2)

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace, dask_client: Callable[[argparse.Namespace], An
 
     if args.threads is not None:
         ma.set_threads(args.threads)
-    if args.plot:
+    if args.plot is not None:
         from ..plotting import require_matplotlib
 
         require_matplotlib()  # before training, not after it, so no result is lost

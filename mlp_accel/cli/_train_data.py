@@ -1,8 +1,9 @@
 """Data preparation for ``mlp-accel train``: load, label, split, standardize.
 
 Everything the model sees is standardized with statistics of the training split only; the
-statistics (and the class labels) go into the saved model's extras so that ``predict`` can apply
-them to new rows.
+statistics, the class labels and a CSV header's column names make the saved model's
+:class:`~mlp_accel.preprocessing.Preprocessing`, so that the loaded model (and ``predict``) take
+raw rows.
 """
 
 from __future__ import annotations
@@ -39,13 +40,22 @@ class TrainingData:
     y_scaler: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def preprocessing(self) -> Any:
+        """What the trained network needs done to raw rows: the saved model carries it."""
+        from ..preprocessing import Preprocessing
+
+        return Preprocessing(**self.extras)
+
 
 def prepare_training_data(args: argparse.Namespace) -> TrainingData:
     """Load --data or --dataset, check it against the options, split and standardize it."""
     from ..data import Standardizer, train_test_split
 
-    X, y, task, lazy, source = _load_training_data(args)
+    X, y, task, lazy, source, names = _load_training_data(args)
     extras: dict[str, Any] = {}
+    if names is not None:
+        extras.update(feature_names=names[:-1], target_name=names[-1])
     if task != "regression":
         classes = np.unique(y)
         if lazy:
@@ -168,17 +178,22 @@ def _split_lazy(X: Any, y: Any, test_size: float, seed: int) -> tuple[Any, ...]:
     )
 
 
-def _load_training_data(args: argparse.Namespace) -> tuple[Any, Any, str, bool, str]:
-    """``(X, y, task, lazy, source)`` of --data or --dataset, checked before any split."""
+def _load_training_data(args: argparse.Namespace) -> tuple[Any, Any, str, bool, str, Any]:
+    """``(X, y, task, lazy, source, header names)`` of --data or --dataset, checked before any
+    split; the names are a CSV header's (``None`` without one)."""
     from ..data import load_dataset, load_file
 
     if not args.data:
         X, y, task = load_dataset(args.dataset, seed=args.seed)
-        return X, y, args.task or task, False, f"--dataset {args.dataset}"
+        return X, y, args.task or task, False, f"--dataset {args.dataset}", None
     from sklearn.utils import check_X_y
 
     source = args.data
-    X, y = load_file(args.data, mmap=True)
+    X, y, names = load_file(args.data, mmap=True, header=args.header, return_names=True)
+    repeated = sorted({n for n in names or () if names.count(n) > 1})
+    if repeated:
+        # Columns are matched to the model's by these names when it predicts.
+        raise ValueError(f"{source}: the header names column(s) {repeated} more than once")
     lazy = isinstance(X, np.memmap)
     text_labels = y.dtype.kind in "US"
     if text_labels and args.task == "regression":
@@ -193,7 +208,7 @@ def _load_training_data(args: argparse.Namespace) -> tuple[Any, Any, str, bool, 
         # Validate before splitting, so bad data is named as such, not as a split failure.
         X, y = check_X_y(X, y, dtype=np.float64, ensure_all_finite=True, y_numeric=not text_labels)
     task = args.task or _guess_task(y)
-    return X, y, task, lazy, source
+    return X, y, task, lazy, source, names
 
 
 def _label(value: Any) -> str:

@@ -81,11 +81,17 @@ def report(
             f"{sum(history['bytes_sent']) / steps / 2**20:.2f} MiB sent"
         )
     sys.stdout.flush()
-    if args.save:
+    if args.save is not None:
         from ..io import save
 
-        save(model, args.save, extras=data.extras)
-    if args.plot:
+        # The network was trained on standardized rows and class indices: the file keeps the
+        # mapping from raw rows and labels, so that the loaded model takes those.
+        model.preprocessing = data.preprocessing
+        try:
+            save(model, args.save)
+        finally:
+            model.preprocessing = None  # the plot below draws the standardized test split
+    if args.plot is not None:
         from ..plotting import plot_training
 
         y_plot = data.y_test if data.task != "regression" else None

@@ -143,6 +143,13 @@ def _resume(model: MLP, optimizer: Optimizer | None, path: Any) -> tuple[Optimiz
     theirs = (meta["layers"], meta["activations"], meta["loss"])
     if mine != theirs:
         raise ValueError(f"checkpoint {os.fspath(path)} is for a model {theirs}, not {mine}")
+    if (model.preprocessing is None) != (ck["preprocessing"] is None) or (
+        model.preprocessing is not None and not model.preprocessing.same_as(ck["preprocessing"])
+    ):
+        raise ValueError(
+            f"checkpoint {os.fspath(path)} was trained with {ck['preprocessing']} (feature "
+            f"scaling, labels), this model has {model.preprocessing}: its weights would not fit"
+        )
     model.set_weights(ck["weights"])
     opt_state = ck["optimizer"]
     if optimizer is None:
