@@ -425,3 +425,33 @@ def test_an_undecidable_first_row_asks_for_header_or_no_header(tmp_path, capsys,
             load_file(path, header=False)
     else:  # told it is data, it is data
         assert load_file(path, header=False)[0].shape == (31, 2)
+
+
+# -- issue 20 item 14: the memory check counts what building and training really hold --------
+def _fake_memory(monkeypatch, total):
+    real = os.sysconf
+
+    def sysconf(name):
+        if name == "SC_PHYS_PAGES":
+            return total // 4096
+        return 4096 if name == "SC_PAGE_SIZE" else real(name)
+
+    monkeypatch.setattr(os, "sysconf", sysconf)
+
+
+def test_the_memory_check_counts_the_rollback_copies_and_the_float64_draw(monkeypatch, capsys):
+    from mlp_accel.cli._train_build import _check_model_size, _memory_needed
+
+    # 2,30000,30000,1 (900 M parameters) on float32: 18 GB was the estimate, and the run
+    # was killed; weights, gradients, moments, rollback copies and update temporaries hold 32 GB.
+    _fake_memory(monkeypatch, 24 * 10**9)
+    with pytest.raises(ValueError, match=r"needs at least 3\d.\d GB of memory to train"):
+        _check_model_size([2, 30000, 30000, 1], "float32", 750)
+    # The float64 draw of the initial weights is counted where it is the peak.
+    assert _memory_needed([10, 10], "float64", 0) == 7 * 8 * 110 + 2 * 8 * 110
+    assert _memory_needed([1000, 1000], "float32", 1) >= 12 * 1_001_000
+    # Through the command line, on a small network and a tiny fake machine: refused, one line.
+    _fake_memory(monkeypatch, 3_500_000)  # the old estimate, 3.2 MB, passed here
+    assert main(["train", "--layers", "2,200,200,1", "--epochs", "1", *FAST]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "more than this machine's 3.5 MB" in err

@@ -87,12 +87,26 @@ def _bytes(n: float) -> str:
     return ""  # unreachable
 
 
-def _check_model_size(layers: Sequence[int], dtype: str, batch_rows: int) -> None:
-    """Refuse, before allocating, a network that cannot fit in this machine's memory.
+def _memory_needed(widths: Sequence[int], dtype: str, batch_rows: int) -> int:
+    """A lower bound of the peak bytes of building and training this network with Adam.
 
-    The estimate is a lower bound: weights, gradients, two optimizer buffers and a snapshot
-    (five copies of the parameters), plus a batch's activations and deltas.
+    Building draws every weight in float64 on the host and converts it to ``dtype`` while the
+    draw is alive: ``(8 + itemsize)`` bytes per parameter. Training holds, in ``dtype``, the
+    weights, gradients, Adam's two moments, and the divergence rollback's copies of the
+    weights and moments (seven copies of the parameters), the temporaries of one update of the
+    largest layer (two), and a batch's activations and deltas. The two peaks do not overlap:
+    the float64 draw is freed before the first step.
     """
+    itemsize = np.dtype(dtype).itemsize
+    sizes = [a * b + b for a, b in zip(widths[:-1], widths[1:])]
+    n_params = sum(sizes)
+    build = (8 + itemsize) * n_params
+    train = itemsize * (7 * n_params + 2 * max(sizes) + 2 * batch_rows * sum(widths[1:]))
+    return max(build, train)
+
+
+def _check_model_size(layers: Sequence[int], dtype: str, batch_rows: int) -> None:
+    """Refuse, before allocating, a network that cannot fit in this machine's memory."""
     try:
         memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, OSError, ValueError):
@@ -100,9 +114,8 @@ def _check_model_size(layers: Sequence[int], dtype: str, batch_rows: int) -> Non
     widths = [int(w) for w in layers]
     if len(widths) < 2 or min(widths) < 1:
         return  # the model reports malformed widths itself
-    itemsize = np.dtype(dtype).itemsize
     n_params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
-    need = itemsize * (5 * n_params + 2 * batch_rows * sum(widths[1:]))
+    need = _memory_needed(widths, dtype, batch_rows)
     if need > memory:
         raise ValueError(
             f"--layers {','.join(map(str, widths))} ({n_params:,} parameters) needs at least "
