@@ -455,3 +455,41 @@ def test_the_memory_check_counts_the_rollback_copies_and_the_float64_draw(monkey
     assert main(["train", "--layers", "2,200,200,1", "--epochs", "1", *FAST]) == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "more than this machine's 3.5 MB" in err
+
+
+# -- issue 20 item 1: checkpoints of memory-mapped and regression runs take raw rows --------------
+@pytest.mark.parametrize("target", ["classes", "values"])
+def test_a_memory_mapped_run_checkpoints_raw_in_raw_out(tmp_path, capsys, target):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3)) * [1.0, 10.0, 100.0] + [0.0, 5.0, -50.0]
+    y = (X[:, 0] > 0).astype(float) if target == "classes" else 3 * X[:, 0] + X[:, 1] + 7
+    data, ck, saved = tmp_path / "d.npy", tmp_path / "ck.npz", tmp_path / "m.npz"
+    np.save(data, np.column_stack([X, y]))
+    argv = ["train", "--data", str(data), "--test-size", "0.2", "--batch-size", "50", *FAST]
+    assert main([*argv, "--epochs", "30", "--checkpoint", str(ck), "--save", str(saved)]) == 0
+    words = result_line(capsys.readouterr().out)
+    from_ck = mlp_accel.load(ck)
+    np.testing.assert_array_equal(from_ck.predict(X), mlp_accel.load(saved).predict(X))
+    # The memory map's test split is its last rows: scored raw, as the CLI printed.
+    X_test, y_test = X[-60:], y[-60:]
+    if target == "classes":
+        assert np.mean(from_ck.predict(X_test) == y_test) == pytest.approx(
+            float(words[5]), abs=5e-5
+        )
+    else:
+        from sklearn.metrics import r2_score
+
+        assert r2_score(y_test, from_ck.predict(X_test)) == pytest.approx(float(words[5]), abs=5e-5)
+        assert float(words[5]) > 0.9  # in the target's units, not standardized ones
+    assert main([*argv, "--epochs", "40", "--resume", str(ck), "--checkpoint", str(ck)]) == 0
+    assert mlp_accel.io.load_metadata(ck)["checkpoint"]["epoch"] == 40
+
+
+def test_layers_that_do_not_fit_the_data_are_named_as_options(capsys):
+    assert main(["train", "--layers", "3,4,1", "--epochs", "1", *FAST]) == 1
+    assert (
+        "--layers 3,4,1 has 3 input unit(s), but the data has 2 features" in capsys.readouterr().err
+    )
+    assert main(["train", "--dataset", "wine", "--layers", "13,8,2", "--epochs", "1", *FAST]) == 1
+    err = capsys.readouterr().err
+    assert "has 2 output unit(s), but the multiclass target needs 3" in err

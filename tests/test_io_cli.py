@@ -194,3 +194,62 @@ def test_dask_parts_go_through_the_preprocessing():
     X, y = _prepare_part(_meta(model), np.array([[12.0, 1.0]]), np.array(["yes"]), pre)
     np.testing.assert_array_equal(X, [[1.0, 1.0]])
     np.testing.assert_array_equal(y, [[1.0]])
+
+
+# -- issue 20 item 1: a CLI checkpoint is the same model as the saved one ------------------------
+def _test_split(*argv):
+    """The raw test split a CLI run with these arguments scores (its own data preparation)."""
+    from mlp_accel.cli import build_parser
+    from mlp_accel.cli._train_data import prepare_training_data
+
+    data = prepare_training_data(build_parser().parse_args(["train", *argv]))
+    return data.X_test, data.y_test
+
+
+def test_a_cli_checkpoint_takes_raw_features_as_the_saved_model(tmp_path, capsys):
+    from sklearn.datasets import load_wine
+
+    ck, saved = tmp_path / "ck.npz", tmp_path / "m.npz"
+    argv = ["--dataset", "wine", "--epochs", "20", *FAST]
+    _cli("train", *argv, "--checkpoint", str(ck), "--save", str(saved))
+    printed = float(capsys.readouterr().out.split()[5])  # "train accuracy A  test accuracy B"
+    X, _ = load_wine(return_X_y=True)
+    from_ck, from_save = ma.load(ck), ma.load(saved)
+    assert from_ck.preprocessing.same_as(from_save.preprocessing)
+    np.testing.assert_array_equal(from_ck.predict(X), from_save.predict(X))
+    X_test, y_test = _test_split(*argv)
+    assert np.mean(from_ck.predict(X_test) == y_test) == pytest.approx(printed, abs=5e-5)
+    data = tmp_path / "wine.npy"
+    np.save(data, X)
+    _cli("predict", "--model", str(ck), "--data", str(data), "--backend", "numpy")
+    assert capsys.readouterr().out.split() == [str(v) for v in from_save.predict(X)]
+
+
+def test_a_resumed_cli_run_continues_the_interrupted_one(tmp_path, capsys):
+    ck, straight = tmp_path / "ck.npz", tmp_path / "straight.npz"
+    argv = ["--dataset", "wine", *FAST, "--batch-size", "32"]
+    _cli("train", *argv, "--epochs", "6", "--save", str(straight))
+    _cli("train", *argv, "--epochs", "3", "--checkpoint", str(ck))
+    _cli("train", *argv, "--epochs", "6", "--resume", str(ck), "--checkpoint", str(ck))
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split()[:6] == lines[-1].split()[:6]  # the same scores as the straight run
+    assert ma.io.load_metadata(ck)["checkpoint"]["epoch"] == 6
+    for a, b in zip(ma.load(ck).get_weights(), ma.load(straight).get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_resuming_a_checkpoint_of_other_data_is_refused(tmp_path, capsys):
+    ck = tmp_path / "ck.npz"
+    _cli("train", "--dataset", "wine", "--epochs", "2", *FAST, "--checkpoint", str(ck))
+    argv = ["train", "--dataset", "wine", "--epochs", "4", *FAST, "--resume", str(ck)]
+    from mlp_accel.cli import main
+
+    capsys.readouterr()
+    assert main([*argv, "--seed", "3"]) == 1  # another split: other feature statistics
+    assert "trained with other feature statistics" in capsys.readouterr().err
+    plain = tmp_path / "plain.npz"
+    model = ma.MLP([13, 64, 3], ["relu", "softmax"], "cross_entropy", backend="numpy", seed=0)
+    ma.fit(model, np.zeros((4, 13)), [0, 1, 2, 0], epochs=1, checkpoint=plain)
+    assert main([*argv[:-1], str(plain)]) == 1
+    err = capsys.readouterr().err
+    assert "holds no feature scaling or class labels" in err and "Traceback" not in err

@@ -15,11 +15,14 @@ from ._train_data import TrainingData
 def build_model(args: argparse.Namespace, data: TrainingData) -> Any:
     """The ``MLP`` that --layers, --activations, --loss, ... describe for this data.
 
-    A network that cannot fit in this machine's memory is refused before it is allocated.
+    It carries the data's preprocessing, so that it trains on raw rows and labels, and its
+    checkpoints and saved file take them too. A network that cannot fit in this machine's
+    memory is refused before it is allocated.
     """
     import mlp_accel as ma
 
     layers = args.layers or _default_layers(data.n_features, data.n_out)
+    _check_ends(layers, data)
     _check_model_size(layers, args.dtype, args.batch_size or data.X_train.shape[0])
     loss = args.loss or {"binary": "binary_cross_entropy", "multiclass": "cross_entropy"}.get(
         data.task, "squared_error"
@@ -32,7 +35,26 @@ def build_model(args: argparse.Namespace, data: TrainingData) -> Any:
         dtype=args.dtype,
         seed=args.seed,
         init=args.init,
+        preprocessing=data.preprocessing,
     )
+
+
+def _check_ends(layers: Sequence[int], data: TrainingData) -> None:
+    """Refuse --layers whose first or last width does not fit the data, in the option's terms
+    (the model's preprocessing would otherwise be the first to notice, in its own)."""
+    spec = ",".join(map(str, layers))
+    if len(layers) < 2:
+        return  # the model names a network without layers itself
+    if layers[0] != data.n_features:
+        raise ValueError(
+            f"--layers {spec} has {layers[0]} input unit(s), but the data has "
+            f"{data.n_features} features"
+        )
+    if layers[-1] != data.n_out:
+        raise ValueError(
+            f"--layers {spec} has {layers[-1]} output unit(s), but the {data.task} target needs "
+            f"{data.n_out}"
+        )
 
 
 def build_optimizer(args: argparse.Namespace, n_rows: int) -> Any:
