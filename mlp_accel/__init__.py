@@ -10,10 +10,12 @@ from .backends._threads import set_threads, threads, usable_cpus
 from .io import load
 from .model import MLP
 from .ops.table import register_activation
+from .preprocessing import Preprocessing
 from .train import History, TrainingDivergedError, fit
 
 __all__ = [
     "MLP",
+    "Preprocessing",
     "fit",
     "load",
     "History",

@@ -214,8 +214,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     IsADirectoryError
         ``path`` is a directory.
     ValueError
-        ``path`` is a block device, a socket or another file that is not regular, a FIFO or a
-        character device.
+        ``path`` is empty, or a block device, a socket or another file that is not regular,
+        a FIFO or a character device.
     OSError
         The write failed (no space, no permission, missing directory, ...); the message names
         ``path``, and a replaced file keeps its earlier content.
@@ -223,6 +223,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     path = os.fspath(path)
     if not isinstance(path, str):
         path = os.fsdecode(path)
+    if not path:
+        raise ValueError("cannot write to an empty path: name a file")
     real = _resolve(path)
     try:
         st = os.stat(real)

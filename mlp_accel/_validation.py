@@ -239,7 +239,7 @@ def check_layer_spec(
         raise TypeError(f"layers must be a sequence of integers, got {layers!r}")
     layers = list(layers)
     try:
-        widths = tuple(check_count(w, "a layer width", minimum=0) for w in layers)
+        widths = tuple(check_count(w, "a layer width", minimum=1) for w in layers)
     except TypeError:
         raise TypeError(f"layers must be integers, got {layers!r}") from None
     if len(widths) < 2:

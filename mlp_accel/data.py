@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -65,12 +66,18 @@ def load_file(
     has_target: bool = True,
     mmap: bool = False,
     n_features: int | None = None,
-) -> tuple[np.ndarray, np.ndarray | None]:
+    *,
+    header: bool | None = None,
+    feature_names: Sequence[str] | None = None,
+    target_name: str | None = None,
+    return_names: bool = False,
+) -> Any:
     """Read features (and targets) from a file.
 
-    - ``.csv``: comma-separated numbers, the last column the target. A first row that does
-      not parse as numbers is a header and is skipped; otherwise it is data. The target
-      column may hold text class labels (``yes``/``no``, ``setosa``, ...).
+    - ``.csv``: comma-separated numbers, the last column the target. The first row is a header
+      when its feature columns are not numbers, data when they are; a row with both, or
+      numbers over a text target in a column of numbers, is refused unless ``header`` says
+      which. The target column may hold text class labels (``yes``/``no``, ``setosa``, ...).
     - ``.npy``: a 2-D array; the last column is the target.
     - ``.npz``: arrays ``X`` and (optionally) ``y``.
 
@@ -85,6 +92,15 @@ def load_file(
         With ``has_target=False``: the number of feature columns expected. A CSV or ``.npy``
         file with one column more (a training file, target last) has that column dropped, and
         any other width is refused; see :func:`check_features`.
+    header : bool, optional
+        Whether a CSV file's first row is a header; ``None`` (default): decided as above.
+    feature_names, target_name : optional
+        With ``has_target=False``: the model's feature names (and its training target's). A
+        CSV header's columns are then taken by name, in this order, whatever the file's order
+        (a target column named ``target_name`` is ignored); other names are refused. A file
+        without a header is read by position.
+    return_names : bool
+        Return the CSV header's names as a third value (``None`` without a header).
 
     Returns
     -------
@@ -98,32 +114,21 @@ def load_file(
     FileNotFoundError
         No such file.
     ValueError
-        Empty, unreadable or non-numeric content, or an unsupported suffix.
+        Empty, unreadable or non-numeric content, a first row that may or may not be a
+        header, header names that do not match ``feature_names``, or an unsupported suffix.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"data file not found: {path}")
     suffix = os.path.splitext(path)[1].lower()
+    names = None
     try:
         if suffix == ".csv":
-            return _load_csv(path, has_target, n_features)
-        elif suffix == ".npy":
-            data = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
-        elif suffix == ".npz":
-            with np.load(path, allow_pickle=False) as npz:
-                if "X" not in npz.files:
-                    raise ValueError(
-                        f"{path} has no array named 'X' (found {', '.join(npz.files)})"
-                    )
-                X = npz["X"]
-                y = npz["y"] if "y" in npz.files else None
-            if has_target and y is None:
-                raise ValueError(f"{path} has no array named 'y'")
-            if not has_target:
-                return check_features(X, n_features, path), None
-            return X, y
+            X, y, names = _load_csv(
+                path, has_target, n_features, header, feature_names, target_name
+            )
         else:
-            raise ValueError(f"unsupported data file {path!r}: use .csv, .npy or .npz")
+            X, y = _load_array(path, suffix, has_target, mmap, n_features)
     except ValueError as exc:
         message = str(exc)
         raise ValueError(message if path in message else f"cannot read {path}: {message}") from None
@@ -131,6 +136,26 @@ def load_file(
         if isinstance(exc, FileNotFoundError):
             raise
         raise ValueError(f"cannot read {path}: {exc}") from None
+    return (X, y, names) if return_names else (X, y)
+
+
+def _load_array(
+    path: str, suffix: str, has_target: bool, mmap: bool, n_features: int | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as npz:
+            if "X" not in npz.files:
+                raise ValueError(f"{path} has no array named 'X' (found {', '.join(npz.files)})")
+            X = npz["X"]
+            y = npz["y"] if "y" in npz.files else None
+        if has_target and y is None:
+            raise ValueError(f"{path} has no array named 'y'")
+        if not has_target:
+            return check_features(X, n_features, path), None
+        return X, y
+    if suffix != ".npy":
+        raise ValueError(f"unsupported data file {path!r}: use .csv, .npy or .npz")
+    data = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     if data.ndim != 2:
         raise ValueError(f"{path} must hold a 2-D table, got shape {data.shape}")
     if not has_target:
@@ -140,77 +165,128 @@ def load_file(
     return data[:, :-1], data[:, -1]
 
 
-def _parses_as_numbers(fields: list[str]) -> bool:
+def _is_number(field: str) -> bool:
     try:
-        for field in fields:
-            float(field)
+        float(field)
     except ValueError:
         return False
     return True
 
 
-def _load_csv(
-    path: str, has_target: bool, n_features: int | None
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """A CSV file as ``(X, y)``: header detected, text labels allowed in the target column."""
+def _first_row(path: str) -> tuple[list[str], int]:
+    """The first non-blank row's fields and the number of rows up to it."""
     import csv
 
     with open(path, newline="", encoding="utf-8-sig") as f:
-        # The first non-blank row decides: numbers are data, anything else is a header.
-        first: list[str] | None = None
-        n_before = 0
-        for row in csv.reader(f):
-            n_before += 1
+        for n_rows, row in enumerate(csv.reader(f), 1):
             if any(field.strip() for field in row):
-                first = [field.strip() for field in row]
-                break
-    if first is None:
-        raise ValueError(f"{path} is empty: no header and no data rows")
-    header = not _parses_as_numbers(first)
-    skip = n_before if header else n_before - 1
+                return [field.strip() for field in row], n_rows
+    raise ValueError(f"{path} is empty: no header and no data rows")
+
+
+def _is_header(path: str, first: list[str], n_x: int) -> bool:
+    """Tell whether the first row is a header, from its feature columns.
+
+    All numbers: data; none: a header; a mix cannot be told and is refused, naming the way
+    to say which.
+    """
+    numbers = [_is_number(field) for field in first[:n_x]]
+    if all(numbers) or not any(numbers):
+        return not any(numbers)
+    raise ValueError(
+        f"{path}: cannot tell whether the first row is a header: some of its feature columns "
+        "are numbers, some are not; say which with --header or --no-header (header=True/False)"
+    )
+
+
+def match_columns(
+    names: Sequence[str], features: Sequence[str], target_name: str | None, source: str
+) -> list[int]:
+    """Where each of the model's ``features`` is among a header's column ``names``.
+
+    A permutation of the feature names, with the training target's column anywhere or not at
+    all, is matched by name; anything else is refused, naming what is missing and unknown.
+    """
+    repeated = sorted({n for n in names if list(names).count(n) > 1})
+    if repeated:
+        raise ValueError(f"{source}: the header names column(s) {repeated} more than once")
+    missing = [n for n in features if n not in names]
+    unknown = [n for n in names if n not in features and n != target_name]
+    if missing or unknown:
+        parts = [f"missing {', '.join(map(repr, missing))}"] if missing else []
+        parts += [f"unknown {', '.join(map(repr, unknown))}"] if unknown else []
+        raise ValueError(
+            f"{source}: the header's columns do not match the model's features "
+            f"({', '.join(features)}): {'; '.join(parts)}"
+        )
+    return [list(names).index(n) for n in features]
+
+
+def _load_csv(
+    path: str,
+    has_target: bool,
+    n_features: int | None,
+    header: bool | None,
+    feature_names: Sequence[str] | None,
+    target_name: str | None,
+) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
+    """A CSV file as ``(X, y, header names)``: text labels allowed in the target column."""
+    first, n_before = _first_row(path)
     n_columns = len(first)
     if has_target and n_columns < 2:
         raise ValueError(f"{path} needs at least one feature column and a target column")
-    if not has_target and n_features is not None and n_columns == n_features + 1:
-        n_columns = n_features  # a training file: its last column is the target, ignored
-    elif not has_target:
-        check_features(np.empty((0, n_columns)), n_features, path)
     n_x = n_columns - 1 if has_target else n_columns
-
-    def read(columns: Any, dtype: Any) -> np.ndarray:
-        # An empty body is reported here, not as numpy's "input contained no data" warning.
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", UserWarning)
-            try:
-                return np.loadtxt(
-                    path,
-                    delimiter=",",
-                    skiprows=skip,
-                    usecols=columns,
-                    ndmin=2 if dtype is np.float64 else 1,
-                    dtype=dtype,
-                    encoding="utf-8-sig",
-                )
-            except UserWarning:
-                raise ValueError(f"{path} has a header but no data rows") from None
-
-    try:
-        X = read(range(n_x), np.float64)
-    except ValueError as exc:
-        message = str(exc)
-        if "no data rows" in message:
-            raise
-        raise ValueError(f"{path}: a feature value is not a number ({message})") from None
+    if not has_target and n_features is not None and n_columns == n_features + 1:
+        n_x = n_features  # a training file: its last column is the target, ignored
+    detected = header is None
+    if detected:
+        header = _is_header(path, first, n_x)
+    skip = n_before if header else n_before - 1
+    columns: Any = range(n_x)
+    if header and not has_target and feature_names is not None:
+        columns = match_columns(first, list(feature_names), target_name, path)
+    elif not has_target:
+        check_features(np.empty((0, n_columns)), n_features, path)  # the width, before reading
+    X = _read_columns(path, skip, columns, np.float64)
     if not has_target:
-        return X, None
-    y_text = np.char.strip(read(n_columns - 1, str))
+        return X, None, first if header else None
+    y_text = np.char.strip(_read_columns(path, skip, n_columns - 1, str))
+    if detected and not header and not _is_number(y_text[0]) and len(y_text) > 1:
+        if all(_is_number(v) for v in y_text[1:]):
+            raise ValueError(
+                f"{path}: cannot tell whether the first row is a header: its target "
+                f"{str(y_text[0])!r} is text over a column of numbers; say which with --header or "
+                "--no-header (header=True/False)"
+            )
     try:
         y = y_text.astype(np.float64)
     except ValueError:
         # Text labels are class names; they are only valid for classification, which the
         # caller decides and checks.
         y = y_text
-    return X, y
+    return X, y, first if header else None
+
+
+def _read_columns(path: str, skip: int, columns: Any, dtype: Any) -> np.ndarray:
+    # An empty body is reported here, not as numpy's "input contained no data" warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        try:
+            return np.loadtxt(
+                path,
+                delimiter=",",
+                skiprows=skip,
+                usecols=columns,
+                ndmin=2 if dtype is np.float64 else 1,
+                dtype=dtype,
+                encoding="utf-8-sig",
+            )
+        except UserWarning:
+            raise ValueError(f"{path} has a header but no data rows") from None
+        except ValueError as exc:
+            if dtype is not np.float64:
+                raise
+            raise ValueError(f"{path}: a feature value is not a number ({exc})") from None
 
 
 def check_features(

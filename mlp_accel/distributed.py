@@ -80,9 +80,18 @@ def _worker_model(meta: tuple) -> Any:
     return model
 
 
-def _prepare_part(meta: tuple, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Validate and convert one row chunk on its worker (host arrays of the model's dtype)."""
-    return _worker_model(meta).prepare_host(np.asarray(X), np.asarray(y))
+def _prepare_part(
+    meta: tuple, X: Any, y: Any, preprocessing: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate and convert one row chunk on its worker, to host arrays of the model's dtype.
+
+    Through the model's preprocessing (raw features and labels in), if it has one.
+    """
+    model = _worker_model(meta)
+    X, y = np.asarray(X), np.asarray(y)
+    if preprocessing is not None:
+        X, y = preprocessing.inputs(X, model.layers[0], model.dtype), preprocessing.targets(y)
+    return model.prepare_host(X, y)
 
 
 def _select(part: tuple[np.ndarray, np.ndarray], rows: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -186,7 +195,9 @@ class DaskSource(BatchSource):
         xs, ys = X.to_delayed().ravel(), y.to_delayed().ravel()
         prepare = dask.delayed(_prepare_part, pure=True)
         # Futures computed from the graph: Dask can recompute a chunk whose worker is lost.
-        self.parts = client.compute([prepare(self.meta, a, b) for a, b in zip(xs, ys)])
+        self.parts = client.compute(
+            [prepare(self.meta, a, b, model.preprocessing) for a, b in zip(xs, ys)]
+        )
         sizes = X.chunks[0]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.n_rows = int(X.shape[0])

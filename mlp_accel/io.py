@@ -76,8 +76,10 @@ def save(
         through to its target; a FIFO or character device is written directly; a directory
         or other special file is refused.
     extras : mapping of str to array-like, optional
-        Extra numeric arrays stored beside the weights (the CLI keeps its input scaling and
-        class labels here); read back with :func:`load_extras`.
+        Extra arrays stored beside the weights; read back with :func:`load_extras`. The
+        model's :attr:`~mlp_accel.MLP.preprocessing` is stored among them under the names of
+        :data:`mlp_accel.preprocessing.KEYS` (``x_mean``, ``x_scale``, ``classes``, ...), which
+        :func:`load` reads back as the loaded model's preprocessing: those names are reserved.
     metadata : mapping, optional
         JSON-serializable data stored with the model; read back with :func:`load_metadata`.
 
@@ -105,7 +107,14 @@ def save(
     weights = {param_name(i): w for i, w in enumerate(model.get_weights())}
     _check_finite_for_save(path, weights)
     arrays: dict[str, np.ndarray] = {_META_KEY: _encode_json(meta), **weights}
-    for key, value in (extras or {}).items():
+    extras = dict(extras or {})
+    if model.preprocessing is not None:
+        kept = model.preprocessing.arrays()
+        clash = sorted(set(kept) & set(extras))
+        if clash:
+            raise ValueError(f"extras {clash} are the model's preprocessing, saved from it")
+        extras.update(kept)
+    for key, value in extras.items():
         arr = np.asarray(value)
         if arr.dtype == object:
             raise TypeError(f"extra {key!r} is an object array; only plain arrays are saved")
@@ -317,6 +326,9 @@ def load(path: str | os.PathLike, backend: Any = None) -> Any:
     ValueError
         A truncated, foreign, pickled or malformed file (weights that do not fit the metadata,
         non-finite or complex weights, ...); the message names the file and the problem.
+
+    A model saved with a :attr:`~mlp_accel.MLP.preprocessing` (any by ``mlp-accel train``)
+    comes back with it: raw features in, the user's labels out, as ``mlp-accel predict``.
     """
     from .model import MLP
 
@@ -341,7 +353,21 @@ def load(path: str | os.PathLike, backend: Any = None) -> Any:
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{path} has invalid metadata: {exc}") from None
     model.set_weights(weights)
+    try:
+        model.preprocessing = _preprocessing(arrays)
+    except (ValueError, TypeError, IndexError) as exc:
+        raise ValueError(f"{path} has an invalid preprocessing: {exc}") from None
     return model
+
+
+def _preprocessing(arrays: dict[str, np.ndarray]) -> Any:
+    """The preprocessing among a file's extra arrays, unchecked; ``None`` if it has none."""
+    from .preprocessing import Preprocessing
+
+    n = len(_EXTRA_PREFIX)
+    return Preprocessing.from_arrays(
+        {k[n:]: v for k, v in arrays.items() if k[:n] == _EXTRA_PREFIX}
+    )
 
 
 def load_extras(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -447,7 +473,10 @@ def _check_optimizer(
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint: ``{"model_meta", "weights", "optimizer", "state"}`` on the host.
+    """Read a checkpoint, on the host.
+
+    Returns ``{"model_meta", "weights", "preprocessing", "optimizer", "state"}``
+    (``preprocessing`` is the model's, or ``None``).
 
     Everything is validated here (weights, optimizer state and arrays, epoch, RNG state,
     history), so resuming from a checkpoint this returns cannot fail half-way.
@@ -464,9 +493,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if "checkpoint" not in user:
         raise ValueError(f"{path} is a model file, not a training checkpoint")
     weights = _weights(path, meta, arrays)
+    try:
+        preprocessing = _preprocessing(arrays)
+    except (ValueError, TypeError, IndexError) as exc:
+        raise ValueError(f"{path} has an invalid preprocessing: {exc}") from None
     return {
         "model_meta": meta,
         "weights": weights,
+        "preprocessing": preprocessing,
         "optimizer": _check_optimizer(path, user.get("optimizer"), arrays, weights),
         "state": _check_state(path, user["checkpoint"]),
     }

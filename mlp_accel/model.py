@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._auto_request import auto_options, settle_auto
+from ._auto_request import auto_options
+from ._model_edge import DataEdge
 from ._validation import (
     check_dtype,
-    check_inputs,
     check_layer_spec,
-    check_targets,
     check_weights,
     make_rng,
 )
@@ -28,6 +27,7 @@ from .initializers import initial_weights
 from .losses import get_loss
 from .ops.custom import model_activations
 from .ops.layout import n_parameters, param_shapes
+from .preprocessing import Preprocessing
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,7 +37,7 @@ __all__ = ["MLP"]
 Array = Any
 
 
-class MLP:
+class MLP(DataEdge):
     """A fully connected feed-forward network trained by hand-derived backpropagation.
 
     Parameters
@@ -78,6 +78,8 @@ class MLP:
         :func:`~mlp_accel.register_activation`. Nothing is registered: the model keeps the
         formulas it uses in :attr:`activation_table`, saves them with it, and runs them in
         any process.
+    preprocessing : Preprocessing, optional
+        What raw data goes through at the edge (see :attr:`preprocessing`).
 
     Examples
     --------
@@ -100,6 +102,7 @@ class MLP:
         init: str = "glorot",
         weights: Sequence[Any] | None = None,
         custom_activations: Mapping[str, Mapping[str, str | None]] | None = None,
+        preprocessing: Preprocessing | None = None,
     ) -> None:
         resolved, table, names = model_activations(activations, custom_activations)
         try:
@@ -114,6 +117,7 @@ class MLP:
         #: The names the backends run: a user-defined activation's formula key.
         self._kernel_activations = kernel
         self.activations = tuple(names.get(k, k) for k in kernel)
+        self.preprocessing = preprocessing
         self.dtype = check_dtype(dtype)
         self.init = init
         self.rng = make_rng(seed)
@@ -207,46 +211,6 @@ class MLP:
     def set_params(self, params: list[Array]) -> None:
         """Replace the parameters with device arrays (no validation; used by training)."""
         self._params = list(params)
-
-    # -- data at the edge ------------------------------------------------------------------
-    def prepare_inputs(self, X: Any) -> Array:
-        """Validate host inputs and move them to the device once (device arrays pass through)."""
-        if self.backend.is_device_array(X):
-            if X.ndim != 2 or X.shape[1] != self.layers[0]:
-                raise ValueError(
-                    f"X has shape {tuple(X.shape)}, but the model expects (n, {self.layers[0]})"
-                )
-            return X
-        return self.backend.asarray(check_inputs(X, self.layers[0], self.dtype), self.dtype)
-
-    def prepare_host(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Validate host ``X`` and ``y`` and convert them to the model's dtype, on the host.
-
-        Integer labels become one-hot for ``cross_entropy``; a 1-D ``y`` becomes a column.
-        """
-        X_host = check_inputs(X, self.layers[0], self.dtype)
-        y_host = check_targets(y, X_host.shape[0], self.layers[-1], self.loss, self.dtype)
-        return X_host, y_host
-
-    def prepare(self, X: Any, y: Any) -> tuple[Array, Array]:
-        """Validate ``X`` and ``y`` on the host and move them to the device once.
-
-        Integer labels become one-hot for ``cross_entropy``; a 1-D ``y`` becomes a column.
-        """
-        if not self.backend.is_device_array(X):
-            X_host, y_host = self.prepare_host(X, y)
-            return self.backend.asarray(X_host, self.dtype), self.backend.asarray(
-                y_host, self.dtype
-            )
-        Xd = self.prepare_inputs(X)
-        if self.backend.is_device_array(y):
-            if y.ndim != 2 or y.shape != (Xd.shape[0], self.layers[-1]):
-                raise ValueError(
-                    f"y has shape {tuple(y.shape)}, expected ({Xd.shape[0]}, {self.layers[-1]})"
-                )
-            return Xd, y
-        y_host = check_targets(y, Xd.shape[0], self.layers[-1], self.loss, self.dtype)
-        return Xd, self.backend.asarray(y_host, self.dtype)
 
     # -- the equations -----------------------------------------------------------------------
     @property
@@ -467,13 +431,17 @@ class MLP:
 
         Class indices for classification (threshold 0.5 per sigmoid output, argmax over a
         softmax), raw outputs for ``squared_error``. A single output gives shape ``(n,)``.
+        With :attr:`preprocessing`, the user's class labels, or targets in their units.
         """
         out = self.backend.to_numpy(self.forward(X))
         if self.activations[-1] == "softmax" and self.loss == "cross_entropy":
-            return out.argmax(axis=1)
-        if self.loss == "binary_cross_entropy":
-            out = (out > 0.5).astype("int64")
-        return out[:, 0] if out.shape[1] == 1 else out
+            out = out.argmax(axis=1)
+        else:
+            if self.loss == "binary_cross_entropy":
+                out = (out > 0.5).astype("int64")
+            out = out[:, 0] if out.shape[1] == 1 else out
+        pre = self._preprocessing
+        return out if pre is None else pre.outputs(out, self.loss)
 
     # -- copies and files -----------------------------------------------------------------------
     def to(self, backend: BackendLike) -> MLP:
@@ -490,24 +458,8 @@ class MLP:
             init=self.init,
             weights=self.get_weights(),
             custom_activations=self.activation_table,
+            preprocessing=self._preprocessing,
         )
-
-    def settle_backend(self, rows: int | None, epochs: int, batch_size: int | None) -> None:
-        """Settle ``backend="auto"`` for a fit of ``rows`` x ``epochs``.
-
-        Moves this model, in place and once, to the backend the cost model picks (see
-        ``mlp_accel._auto_request``).
-        """
-        if not self._auto_pending:
-            return
-        self._auto_pending = False
-        choice, target = settle_auto(self.spec, rows, epochs, batch_size, self._backend_options)
-        self.backend_choice = choice
-        if target is not self.backend:
-            weights = self.get_weights()
-            self.backend = target
-            self._fused, self._fused_checked = None, False
-            self._params = [target.asarray(w, self.dtype) for w in weights]
 
     def copy(self) -> MLP:
         """A deep copy on the same backend."""

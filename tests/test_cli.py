@@ -163,6 +163,13 @@ def test_backends_command(capsys):
         (["train", "--loss", "hinge"], "unknown loss"),
         (["train", "--data", "missing.csv"], "not found"),
         (["predict", "--model", "missing.npz", "--data", "x.csv"], "not found"),
+        # issue 20 item 15: 0 is refused too, so the message says at least 1
+        (["train", "--layers", "2,-3,1"], "a layer width must be at least 1, got -3"),
+        (["train", "--layers", "2,0,1"], "at least 1"),
+        # an empty output path is named as such (it was skipped, or "is a directory")
+        (["train", "--epochs", "1", "--save", ""], "--save: the path is empty"),
+        (["train", "--epochs", "1", "--plot", ""], "--plot: the path is empty"),
+        (["predict", "--model", "m.npz", "--data", "x.csv", "--out", ""], "--out: the path is"),
     ],
 )
 def test_errors_are_one_line_without_traceback(args, message, capsys):
@@ -199,6 +206,18 @@ def test_an_error_from_the_command_line_entry_point_is_one_line():
         (["train", "--epochs", "0"], "argument --epochs: must be a positive integer"),
         (["train", "--test-size", "1.5"], "argument --test-size: must be a fraction"),
         (["train", "--layers", "2,x"], "integers"),
+        # issue 20 item 4: an empty field is refused by its position, not dropped
+        (["train", "--layers", "2,,1"], "argument --layers: field 2 of '2,,1' is empty"),
+        (["train", "--layers", ",2,4,1,"], "argument --layers: field 1 of ',2,4,1,' is empty"),
+        (["train", "--layers", "2,4,1,"], "field 4 of '2,4,1,' is empty"),
+        (["train", "--activations", "relu,,sigmoid"], "--activations: field 2 of"),
+        (["warmup", "--layers", "3,,1"], "argument --layers: field 2 of '3,,1' is empty"),
+        # issue 20 item 15: the seed range in our words, not make_circles'
+        (
+            ["train", "--seed", str(2**64)],
+            "argument --seed: must be an integer from 0 to 4294967295",
+        ),
+        (["train", "--seed", "-1"], "argument --seed: must be an integer from 0 to"),
         (["frobnicate"], "invalid choice"),
     ],
 )
@@ -209,6 +228,18 @@ def test_usage_errors_keep_the_usage_line_and_exit_2(args, message, capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 2, lines
     assert lines[0].startswith("usage: mlp-accel") and message in lines[1]
+
+
+def test_the_seed_range_is_the_one_every_consumer_takes(capsys):
+    args = ["train", "--epochs", "1", "--no-progress", "--backend", "numpy"]
+    assert main([*args, "--seed", str(2**32 - 1)]) == 0
+
+
+def test_saving_to_an_empty_path_says_so(tmp_path):
+    import mlp_accel as ma
+
+    with pytest.raises(ValueError, match="empty path"):
+        ma.MLP([2, 1], backend="numpy").save("")
 
 
 def test_version(capsys):

@@ -327,3 +327,169 @@ def test_report_line_is_consistent(capsys):
     assert seconds <= wall + 0.01
     if seconds >= 0.1:  # the printed seconds are rounded to 0.01 s
         assert rate == pytest.approx(rows / seconds, rel=0.1)
+
+
+# -- issue 20 item 2: CSV columns are matched by the header's names -------------------------------
+@pytest.fixture
+def named_model(tmp_path, table, capsys):
+    path, X, y = table
+    model = tmp_path / "named.npz"
+    assert main(["train", "--data", str(path), "--epochs", "80", *FAST, "--save", str(model)]) == 0
+    capsys.readouterr()
+    return model, X, y
+
+
+def _predict(model, data, capsys, *extra):
+    code = main(["predict", "--model", str(model), "--data", str(data), *FAST[1:], *extra])
+    captured = capsys.readouterr()
+    return code, captured.out.split(), captured.err
+
+
+def test_a_permuted_header_is_matched_by_name(tmp_path, named_model, capsys):
+    model, X, y = named_model
+    assert mlp_accel.load(model).preprocessing.feature_names == ["x1", "x2", "x3"]
+    same = tmp_path / "same.csv"
+    write_csv(same, X, header=["x1", "x2", "x3"])
+    code, expected, _ = _predict(model, same, capsys)
+    assert code == 0 and np.mean(np.array(expected) == y) > 0.9
+    # Another column order, and the target column first: the same predictions.
+    permuted = tmp_path / "permuted.csv"
+    with open(permuted, "w") as f:
+        f.write("answer,x3,x1,x2\n")
+        for row, label in zip(X, y):
+            f.write(f"{label},{row[2]:.6f},{row[0]:.6f},{row[1]:.6f}\n")
+    assert _predict(model, permuted, capsys) == (0, expected, "")
+
+
+def test_a_header_with_other_names_is_refused(tmp_path, named_model, capsys):
+    model, X, _ = named_model
+    other = tmp_path / "other.csv"
+    write_csv(other, X, header=["x1", "x2", "x4"])
+    code, out, err = _predict(model, other, capsys)
+    assert code == 1 and out == [] and len(err.strip().splitlines()) == 1
+    assert "do not match the model's features (x1, x2, x3): missing 'x3'; unknown 'x4'" in err
+    twice = tmp_path / "twice.csv"
+    write_csv(twice, X, header=["x1", "x2", "x1"])
+    assert "names column(s) ['x1'] more than once" in _predict(model, twice, capsys)[2]
+
+
+def test_training_refuses_a_header_naming_a_column_twice(tmp_path, capsys):
+    path = tmp_path / "dup.csv"
+    write_csv(path, np.ones((10, 2)), ["a", "b"] * 5, header=["x", "x", "y"])
+    assert main(["train", "--data", str(path), *FAST]) == 1
+    assert "the header names column(s) ['x'] more than once" in capsys.readouterr().err
+
+
+# -- issue 20 item 3: a first row is a header only when it is one -------------------------------
+def _text_labelled(path, first=None):
+    rows = [f"{i / 10:.1f},{-i / 10:.1f},{'yes' if i % 2 else 'no'}" for i in range(30)]
+    path.write_text("\n".join(([first] if first else []) + rows) + "\n")
+    return path
+
+
+def test_a_headerless_first_row_with_a_text_label_is_data(tmp_path, capsys):
+    path = _text_labelled(tmp_path / "plain.csv")
+    X, y = load_file(path)
+    assert X.shape == (30, 2) and list(y[:2]) == ["no", "yes"]
+    assert load_file(path, has_target=False, n_features=2)[0].shape == (30, 2)
+    model = tmp_path / "m.npz"
+    assert main(["train", "--data", str(path), "--epochs", "2", *FAST, "--save", str(model)]) == 0
+    assert "trained 44 samples" in capsys.readouterr().out  # 2 epochs x 22 rows, none lost
+    code, out, _ = _predict(model, path, capsys)
+    assert code == 0 and len(out) == 30
+
+
+@pytest.mark.parametrize(
+    ("first", "why"),
+    [("1,x,label", "some of its feature columns are numbers"), ("1,2,label", None)],
+)
+def test_an_undecidable_first_row_asks_for_header_or_no_header(tmp_path, capsys, first, why):
+    path = tmp_path / "odd.csv"
+    if why is None:  # numbers over a numeric target column, with a text target: a header?
+        rows = [f"{i},{-i},{i % 2}" for i in range(30)]
+        path.write_text("\n".join([first, *rows]) + "\n")
+        why = "its target 'label' is text over a column of numbers"
+    else:
+        _text_labelled(path, first)
+    with pytest.raises(ValueError, match=why):
+        load_file(path)
+    assert main(["train", "--data", str(path), *FAST]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--header or --no-header" in err
+    X, _ = load_file(path, header=True)
+    assert X.shape == (30, 2)
+    assert main(["train", "--data", str(path), "--header", "--epochs", "1", *FAST]) == 0
+    capsys.readouterr()
+    if first == "1,x,label":
+        with pytest.raises(ValueError, match="a feature value is not a number"):
+            load_file(path, header=False)
+    else:  # told it is data, it is data
+        assert load_file(path, header=False)[0].shape == (31, 2)
+
+
+# -- issue 20 item 14: the memory check counts what building and training really hold --------
+def _fake_memory(monkeypatch, total):
+    real = os.sysconf
+
+    def sysconf(name):
+        if name == "SC_PHYS_PAGES":
+            return total // 4096
+        return 4096 if name == "SC_PAGE_SIZE" else real(name)
+
+    monkeypatch.setattr(os, "sysconf", sysconf)
+
+
+def test_the_memory_check_counts_the_rollback_copies_and_the_float64_draw(monkeypatch, capsys):
+    from mlp_accel.cli._train_build import _check_model_size, _memory_needed
+
+    # 2,30000,30000,1 (900 M parameters) on float32: 18 GB was the estimate, and the run
+    # was killed; weights, gradients, moments, rollback copies and update temporaries hold 32 GB.
+    _fake_memory(monkeypatch, 24 * 10**9)
+    with pytest.raises(ValueError, match=r"needs at least 3\d.\d GB of memory to train"):
+        _check_model_size([2, 30000, 30000, 1], "float32", 750)
+    # The float64 draw of the initial weights is counted where it is the peak.
+    assert _memory_needed([10, 10], "float64", 0) == 7 * 8 * 110 + 2 * 8 * 110
+    assert _memory_needed([1000, 1000], "float32", 1) >= 12 * 1_001_000
+    # Through the command line, on a small network and a tiny fake machine: refused, one line.
+    _fake_memory(monkeypatch, 3_500_000)  # the old estimate, 3.2 MB, passed here
+    assert main(["train", "--layers", "2,200,200,1", "--epochs", "1", *FAST]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "more than this machine's 3.5 MB" in err
+
+
+# -- issue 20 item 1: checkpoints of memory-mapped and regression runs take raw rows --------------
+@pytest.mark.parametrize("target", ["classes", "values"])
+def test_a_memory_mapped_run_checkpoints_raw_in_raw_out(tmp_path, capsys, target):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3)) * [1.0, 10.0, 100.0] + [0.0, 5.0, -50.0]
+    y = (X[:, 0] > 0).astype(float) if target == "classes" else 3 * X[:, 0] + X[:, 1] + 7
+    data, ck, saved = tmp_path / "d.npy", tmp_path / "ck.npz", tmp_path / "m.npz"
+    np.save(data, np.column_stack([X, y]))
+    argv = ["train", "--data", str(data), "--test-size", "0.2", "--batch-size", "50", *FAST]
+    assert main([*argv, "--epochs", "30", "--checkpoint", str(ck), "--save", str(saved)]) == 0
+    words = result_line(capsys.readouterr().out)
+    from_ck = mlp_accel.load(ck)
+    np.testing.assert_array_equal(from_ck.predict(X), mlp_accel.load(saved).predict(X))
+    # The memory map's test split is its last rows: scored raw, as the CLI printed.
+    X_test, y_test = X[-60:], y[-60:]
+    if target == "classes":
+        assert np.mean(from_ck.predict(X_test) == y_test) == pytest.approx(
+            float(words[5]), abs=5e-5
+        )
+    else:
+        from sklearn.metrics import r2_score
+
+        assert r2_score(y_test, from_ck.predict(X_test)) == pytest.approx(float(words[5]), abs=5e-5)
+        assert float(words[5]) > 0.9  # in the target's units, not standardized ones
+    assert main([*argv, "--epochs", "40", "--resume", str(ck), "--checkpoint", str(ck)]) == 0
+    assert mlp_accel.io.load_metadata(ck)["checkpoint"]["epoch"] == 40
+
+
+def test_layers_that_do_not_fit_the_data_are_named_as_options(capsys):
+    assert main(["train", "--layers", "3,4,1", "--epochs", "1", *FAST]) == 1
+    assert (
+        "--layers 3,4,1 has 3 input unit(s), but the data has 2 features" in capsys.readouterr().err
+    )
+    assert main(["train", "--dataset", "wine", "--layers", "13,8,2", "--epochs", "1", *FAST]) == 1
+    err = capsys.readouterr().err
+    assert "has 2 output unit(s), but the multiclass target needs 3" in err

@@ -61,9 +61,22 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+def _fields(text: str, what: str) -> list[str]:
+    """The comma-separated fields of ``text``, refusing an empty one by its position (an empty
+    field is a typo, and dropping it would build another network than the one written)."""
+    fields = [field.strip() for field in text.split(",")]
+    for position, field in enumerate(fields, 1):
+        if not field:
+            raise argparse.ArgumentTypeError(
+                f"field {position} of {text!r} is empty: expected {what} separated by single commas"
+            )
+    return fields
+
+
 def _int_list(text: str) -> list[int]:
+    fields = _fields(text, "integers")
     try:
-        return [int(t) for t in text.replace(" ", "").split(",") if t]
+        return [int(t) for t in fields]
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated integers, got {text!r}"
@@ -71,7 +84,7 @@ def _int_list(text: str) -> list[int]:
 
 
 def _name_list(text: str) -> list[str]:
-    return [t for t in text.replace(" ", "").split(",") if t]
+    return _fields(text, "names")
 
 
 def _positive_int(text: str) -> int:
@@ -130,9 +143,36 @@ def _add_threads_option(parser: Any, help: str) -> None:
     parser.add_argument("--threads", type=_positive_int, metavar="N", help=help)
 
 
+#: The largest seed every consumer takes: scikit-learn's ``random_state`` (the datasets, the
+#: split) stops at 2**32 - 1, where NumPy's generators take any non-negative integer.
+MAX_SEED = 2**32 - 1
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {MAX_SEED}, got {text!r}")
+    return value
+
+
 def _add_seed_option(parser: Any, help: str) -> None:
-    """``--seed N`` (default 0), the non-negative seed NumPy's generators take."""
-    parser.add_argument("--seed", type=_non_negative_int, default=0, metavar="N", help=help)
+    """``--seed N`` (default 0), a seed that NumPy and scikit-learn both take."""
+    parser.add_argument("--seed", type=_seed, default=0, metavar="N", help=help)
+
+
+def _add_header_option(parser: Any) -> None:
+    """``--header`` / ``--no-header``: whether a CSV file's first row is a header (default:
+    told from the row, refused where it cannot be told; never a question, never a lost row)."""
+    parser.add_argument(
+        "--header",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="whether the CSV file's first row is a header (default: a header when its "
+        "feature columns are not numbers, data when they are; an error when it cannot be told)",
+    )
 
 
 def _add_gpu_options(parser: Any) -> None:
@@ -173,6 +213,8 @@ def _check_output_path(path: str | None, what: str) -> None:
     """Fail before measuring, not after minutes of it, when an output cannot be written."""
     if path is None:
         return
+    if not path:
+        raise ValueError(f"{what}: the path is empty")
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"{what}: directory {directory} does not exist")

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace, dask_client: Callable[[argparse.Namespace], An
 
     if args.threads is not None:
         ma.set_threads(args.threads)
-    if args.plot:
+    if args.plot is not None:
         from ..plotting import plot_format, require_matplotlib
 
         require_matplotlib()  # before training, not after it, so no result is lost
@@ -41,12 +41,63 @@ def run(args: argparse.Namespace, dask_client: Callable[[argparse.Namespace], An
         args.lr = DEFAULT_LR["regression" if data.task == "regression" else "classification"]
     model = build_model(args, data)
     optimizer = build_optimizer(args, data.X_train.shape[0])
-    first_epoch = 0
-    if args.resume:
-        first_epoch = int(ma.io.load_metadata(args.resume).get("checkpoint", {}).get("epoch", 0))
+    first_epoch = 0 if not args.resume else _resumed_epoch(args.resume, model.preprocessing)
     history, wall = _fit(args, model, optimizer, data, dask_client)
     report(args, model, data, history, wall, first_epoch)
     return 0
+
+
+# What each array of a preprocessing is, for saying which of them a checkpoint does not share.
+_WHAT = {
+    "x_mean": "feature statistics",
+    "x_scale": "feature statistics",
+    "classes": "class labels",
+    "y_mean": "target scaling",
+    "y_scale": "target scaling",
+    "feature_names": "column names",
+}
+
+
+def _resumed_epoch(path: str, preprocessing: Any) -> int:
+    """The epoch the checkpoint at ``path`` ends at, once it is known to fit this run's data.
+
+    Its weights were trained on rows and labels mapped by its own preprocessing; this run maps
+    the data by one computed from --data or --dataset and the split: they must be the same.
+    A file that is no checkpoint, or a malformed one, is left to ``fit`` to name.
+    """
+    import mlp_accel as ma
+
+    from ..preprocessing import Preprocessing
+
+    state = ma.io.load_metadata(path).get("checkpoint")
+    if not isinstance(state, dict):
+        return 0
+    try:
+        theirs = Preprocessing.from_arrays(ma.io.load_extras(path))
+    except ValueError:
+        return 0
+    if theirs is None:
+        raise ValueError(
+            f"--resume {path}: the checkpoint holds no feature scaling or class labels, so its "
+            "weights cannot be matched to this run's rows; resume it in Python with "
+            "mlp_accel.fit(model, X, y, resume_from=...)"
+        )
+    if not preprocessing.same_as(theirs):
+        mine, other = preprocessing.arrays(), theirs.arrays()
+        differ = sorted(
+            {
+                _WHAT[k]
+                for k in _WHAT
+                if (k in mine) != (k in other)
+                or (k in mine and not np.array_equal(mine[k], other[k]))
+            }
+        )
+        raise ValueError(
+            f"--resume {path}: the checkpoint was trained with other {' and '.join(differ)} "
+            "than this run's data gives; resume with the same --data or --dataset, --seed and "
+            "--test-size"
+        )
+    return int(state.get("epoch", 0))
 
 
 def _fit(
@@ -62,7 +113,8 @@ def _fit(
     """
     import mlp_accel as ma
 
-    X_fit, y_fit = data.X_train, data.y_fit
+    # Raw rows and labels: the model's preprocessing maps them, batch by batch on a memory map.
+    X_fit, y_fit = data.X_train, data.y_train
     client, cluster = dask_client(args)
     if client is not None and data.lazy:
         X_fit, y_fit = np.asarray(X_fit), np.asarray(y_fit)  # Dask takes in-memory arrays

@@ -15,11 +15,14 @@ from ._train_data import TrainingData
 def build_model(args: argparse.Namespace, data: TrainingData) -> Any:
     """The ``MLP`` that --layers, --activations, --loss, ... describe for this data.
 
-    A network that cannot fit in this machine's memory is refused before it is allocated.
+    It carries the data's preprocessing, so that it trains on raw rows and labels, and its
+    checkpoints and saved file take them too. A network that cannot fit in this machine's
+    memory is refused before it is allocated.
     """
     import mlp_accel as ma
 
     layers = args.layers or _default_layers(data.n_features, data.n_out)
+    _check_ends(layers, data)
     _check_model_size(layers, args.dtype, args.batch_size or data.X_train.shape[0])
     loss = args.loss or {"binary": "binary_cross_entropy", "multiclass": "cross_entropy"}.get(
         data.task, "squared_error"
@@ -32,7 +35,26 @@ def build_model(args: argparse.Namespace, data: TrainingData) -> Any:
         dtype=args.dtype,
         seed=args.seed,
         init=args.init,
+        preprocessing=data.preprocessing,
     )
+
+
+def _check_ends(layers: Sequence[int], data: TrainingData) -> None:
+    """Refuse --layers whose first or last width does not fit the data, in the option's terms
+    (the model's preprocessing would otherwise be the first to notice, in its own)."""
+    spec = ",".join(map(str, layers))
+    if len(layers) < 2:
+        return  # the model names a network without layers itself
+    if layers[0] != data.n_features:
+        raise ValueError(
+            f"--layers {spec} has {layers[0]} input unit(s), but the data has "
+            f"{data.n_features} features"
+        )
+    if layers[-1] != data.n_out:
+        raise ValueError(
+            f"--layers {spec} has {layers[-1]} output unit(s), but the {data.task} target needs "
+            f"{data.n_out}"
+        )
 
 
 def build_optimizer(args: argparse.Namespace, n_rows: int) -> Any:
@@ -87,12 +109,26 @@ def _bytes(n: float) -> str:
     return ""  # unreachable
 
 
-def _check_model_size(layers: Sequence[int], dtype: str, batch_rows: int) -> None:
-    """Refuse, before allocating, a network that cannot fit in this machine's memory.
+def _memory_needed(widths: Sequence[int], dtype: str, batch_rows: int) -> int:
+    """A lower bound of the peak bytes of building and training this network with Adam.
 
-    The estimate is a lower bound: weights, gradients, two optimizer buffers and a snapshot
-    (five copies of the parameters), plus a batch's activations and deltas.
+    Building draws every weight in float64 on the host and converts it to ``dtype`` while the
+    draw is alive: ``(8 + itemsize)`` bytes per parameter. Training holds, in ``dtype``, the
+    weights, gradients, Adam's two moments, and the divergence rollback's copies of the
+    weights and moments (seven copies of the parameters), the temporaries of one update of the
+    largest layer (two), and a batch's activations and deltas. The two peaks do not overlap:
+    the float64 draw is freed before the first step.
     """
+    itemsize = np.dtype(dtype).itemsize
+    sizes = [a * b + b for a, b in zip(widths[:-1], widths[1:])]
+    n_params = sum(sizes)
+    build = (8 + itemsize) * n_params
+    train = itemsize * (7 * n_params + 2 * max(sizes) + 2 * batch_rows * sum(widths[1:]))
+    return max(build, train)
+
+
+def _check_model_size(layers: Sequence[int], dtype: str, batch_rows: int) -> None:
+    """Refuse, before allocating, a network that cannot fit in this machine's memory."""
     try:
         memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, OSError, ValueError):
@@ -100,9 +136,8 @@ def _check_model_size(layers: Sequence[int], dtype: str, batch_rows: int) -> Non
     widths = [int(w) for w in layers]
     if len(widths) < 2 or min(widths) < 1:
         return  # the model reports malformed widths itself
-    itemsize = np.dtype(dtype).itemsize
     n_params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
-    need = itemsize * (5 * n_params + 2 * batch_rows * sum(widths[1:]))
+    need = _memory_needed(widths, dtype, batch_rows)
     if need > memory:
         raise ValueError(
             f"--layers {','.join(map(str, widths))} ({n_params:,} parameters) needs at least "

@@ -1,8 +1,11 @@
-"""Data preparation for ``mlp-accel train``: load, label, split, standardize.
+"""Data preparation for ``mlp-accel train``: load, label, split, and the preprocessing.
 
-Everything the model sees is standardized with statistics of the training split only; the
-statistics (and the class labels) go into the saved model's extras so that ``predict`` can apply
-them to new rows.
+The splits stay raw (the user's features and labels or targets). The standardization
+statistics of the training split, the class labels, the target scaling of a regression and a
+CSV header's column names make a :class:`~mlp_accel.preprocessing.Preprocessing` that the
+trained model carries from the start: ``fit`` applies it to every batch, and every file the run
+writes (``--save`` and ``--checkpoint``) keeps it, so that a loaded model, ``predict`` and a
+resumed run all take raw rows.
 """
 
 from __future__ import annotations
@@ -20,10 +23,9 @@ _LAZY_ROWS = 100_000
 
 @dataclass
 class TrainingData:
-    """The splits of one training run, standardized, and what the saved model must remember.
+    """The raw splits of one training run and the model's preprocessing (``extras``).
 
-    ``y_train`` holds the targets as scored (class indices, or raw regression targets) and
-    ``y_fit`` what ``fit`` sees (the same, or standardized regression targets).
+    Features are as read (a memory map stays one), targets are the user's labels or values.
     """
 
     task: str
@@ -32,26 +34,34 @@ class TrainingData:
     n_out: int
     X_train: Any
     y_train: Any
-    y_fit: Any
     X_test: np.ndarray
     y_test: np.ndarray
     validation_data: tuple[Any, Any] | None = None
-    y_scaler: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def preprocessing(self) -> Any:
+        """What raw rows and labels go through to reach the network: the model carries it."""
+        from ..preprocessing import Preprocessing
+
+        return Preprocessing(**self.extras)
 
 
 def prepare_training_data(args: argparse.Namespace) -> TrainingData:
     """Load --data or --dataset, check it against the options, split and standardize it."""
     from ..data import Standardizer, train_test_split
 
-    X, y, task, lazy, source = _load_training_data(args)
+    X, y, task, lazy, source, names = _load_training_data(args)
     extras: dict[str, Any] = {}
+    if names is not None:
+        extras.update(feature_names=names[:-1], target_name=names[-1])
     if task != "regression":
         classes = np.unique(y)
         if lazy:
             if not np.array_equal(classes, np.arange(len(classes))):
                 raise ValueError("a memory-mapped --data file needs class labels 0..k-1")
         else:
+            # Split on indices, so that the split does not depend on how labels are spelled.
             classes, y = np.unique(y, return_inverse=True)
         extras["classes"] = classes
     else:
@@ -64,7 +74,8 @@ def prepare_training_data(args: argparse.Namespace) -> TrainingData:
             X, y, test_size=args.test_size, seed=args.seed, stratify=task != "regression"
         )
         scaler = Standardizer().fit(np.asarray(X_tr, dtype=np.float64))
-        X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
+        if task != "regression":
+            y_tr, y_te = classes[y_tr], classes[y_te]
     extras.update(x_mean=scaler.mean, x_scale=scaler.scale)
     data = TrainingData(
         task=task,
@@ -73,30 +84,25 @@ def prepare_training_data(args: argparse.Namespace) -> TrainingData:
         n_out=n_out,
         X_train=X_tr,
         y_train=y_tr,
-        y_fit=y_tr,
         X_test=X_te,
         y_test=y_te,
         extras=extras,
     )
-    val_rows = _hold_out_validation(args, data)
+    _hold_out_validation(args, data)
     if task == "regression":
-        _standardize_targets(data, val_rows, counts=args.loss == "poisson")
+        _target_scaling(data, counts=args.loss == "poisson")
     return data
 
 
-def _hold_out_validation(args: argparse.Namespace, data: TrainingData) -> Any:
-    """Split the validation rows for --early-stopping off the training split.
-
-    Returns the validation targets as given (``None`` without --early-stopping); the validation
-    data is complete here for classification and after target scaling for regression.
-    """
+def _hold_out_validation(args: argparse.Namespace, data: TrainingData) -> None:
+    """Split the validation rows for --early-stopping off the training split."""
     from ..data import train_test_split
 
     if args.early_stopping is None:
-        return None
+        return
     if data.lazy:
         raise ValueError("--early-stopping is not available for memory-mapped --data")
-    # Split row indices, so features, raw targets and fitted targets stay aligned.
+    # Split row indices, so features and targets stay aligned.
     fit_rows, val_rows, _, _ = train_test_split(
         np.arange(len(data.y_train)),
         data.y_train,
@@ -106,13 +112,12 @@ def _hold_out_validation(args: argparse.Namespace, data: TrainingData) -> Any:
     )
     X_val, y_val = data.X_train[val_rows], data.y_train[val_rows]
     data.X_train, data.y_train = data.X_train[fit_rows], data.y_train[fit_rows]
-    data.y_fit = data.y_train
     data.validation_data = (X_val, y_val)
-    return y_val
 
 
-def _standardize_targets(data: TrainingData, y_val: Any, counts: bool = False) -> None:
-    """Fit on standardized regression targets; the scale is saved so predictions undo it."""
+def _target_scaling(data: TrainingData, counts: bool = False) -> None:
+    """The regression target scaling of the preprocessing: the network fits standardized
+    targets, and the model's ``predict`` returns them in the target's units."""
     from ..data import Standardizer
 
     y_tr = data.y_train
@@ -123,17 +128,6 @@ def _standardize_targets(data: TrainingData, y_val: Any, counts: bool = False) -
     else:
         y_scaler = Standardizer().fit(y_sample.reshape(-1, 1))
     data.extras.update(y_mean=y_scaler.mean, y_scale=y_scaler.scale)
-    if data.lazy:
-        from ..batches import ScaledRows
-
-        data.y_fit = ScaledRows(y_tr.reshape(-1, 1), y_scaler.mean, y_scaler.scale)
-    else:
-        data.y_fit = y_scaler.transform(np.asarray(y_tr, dtype=np.float64).reshape(-1, 1))
-    if y_val is not None:
-        X_val = data.validation_data[0]  # type: ignore[index]
-        y_val_fit = y_scaler.transform(np.asarray(y_val, dtype=np.float64).reshape(-1, 1))
-        data.validation_data = (X_val, y_val_fit)
-    data.y_scaler = y_scaler
 
 
 def _guess_task(y: np.ndarray) -> str:
@@ -148,7 +142,7 @@ def _guess_task(y: np.ndarray) -> str:
 def _split_lazy(X: Any, y: Any, test_size: float, seed: int) -> tuple[Any, ...]:
     """Train/test split of a memory map without reading it: the last rows are the test set
     (at most 100,000), and the standardization comes from a random sample of training rows."""
-    from ..batches import ScaledRows
+    from .._validation import nonfinite_kind
     from ..data import Standardizer
 
     n = X.shape[0]
@@ -157,28 +151,37 @@ def _split_lazy(X: Any, y: Any, test_size: float, seed: int) -> tuple[Any, ...]:
     rows = np.sort(
         np.random.default_rng(seed).choice(n_train, min(n_train, _LAZY_ROWS), replace=False)
     )
-    scaler = Standardizer().fit(np.asarray(X[rows], dtype=np.float64))
-    X_te = scaler.transform(np.asarray(X[n_train:], dtype=np.float64))
+    sample = np.asarray(X[rows], dtype=np.float64)
+    bad = nonfinite_kind(sample)
+    if bad is not None:
+        # Statistics over these rows would be NaN: name the data, not the statistics.
+        raise ValueError(f"the rows read from the table contain {bad}")
+    scaler = Standardizer().fit(sample)
     return (
-        ScaledRows(X[:n_train], scaler.mean, scaler.scale),
-        X_te,
+        X[:n_train],
+        np.asarray(X[n_train:]),
         y[:n_train],
         np.asarray(y[n_train:]),
         scaler,
     )
 
 
-def _load_training_data(args: argparse.Namespace) -> tuple[Any, Any, str, bool, str]:
-    """``(X, y, task, lazy, source)`` of --data or --dataset, checked before any split."""
+def _load_training_data(args: argparse.Namespace) -> tuple[Any, Any, str, bool, str, Any]:
+    """``(X, y, task, lazy, source, header names)`` of --data or --dataset, checked before any
+    split; the names are a CSV header's (``None`` without one)."""
     from ..data import load_dataset, load_file
 
     if not args.data:
         X, y, task = load_dataset(args.dataset, seed=args.seed)
-        return X, y, args.task or task, False, f"--dataset {args.dataset}"
+        return X, y, args.task or task, False, f"--dataset {args.dataset}", None
     from sklearn.utils import check_X_y
 
     source = args.data
-    X, y = load_file(args.data, mmap=True)
+    X, y, names = load_file(args.data, mmap=True, header=args.header, return_names=True)
+    repeated = sorted({n for n in names or () if names.count(n) > 1})
+    if repeated:
+        # Columns are matched to the model's by these names when it predicts.
+        raise ValueError(f"{source}: the header names column(s) {repeated} more than once")
     lazy = isinstance(X, np.memmap)
     text_labels = y.dtype.kind in "US"
     if text_labels and args.task == "regression":
@@ -193,7 +196,7 @@ def _load_training_data(args: argparse.Namespace) -> tuple[Any, Any, str, bool, 
         # Validate before splitting, so bad data is named as such, not as a split failure.
         X, y = check_X_y(X, y, dtype=np.float64, ensure_all_finite=True, y_numeric=not text_labels)
     task = args.task or _guess_task(y)
-    return X, y, task, lazy, source
+    return X, y, task, lazy, source, names
 
 
 def _label(value: Any) -> str:

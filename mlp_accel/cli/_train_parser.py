@@ -7,6 +7,7 @@ from typing import Any
 
 from ._options import (
     _add_gpu_options,
+    _add_header_option,
     _add_seed_option,
     _add_threads_option,
     _int_list,
@@ -45,9 +46,11 @@ def _add_data_options(t: argparse.ArgumentParser) -> None:
     src.add_argument(
         "--data",
         metavar="FILE",
-        help="CSV (header row optional; last column the target, numbers or class names), "
-        ".npy (target last; memory-mapped) or .npz (X, y)",
+        help="CSV (header row optional; last column the target, numbers or class names; "
+        "the header's names are kept with the model), .npy (target last; memory-mapped) or "
+        ".npz (X, y)",
     )
+    _add_header_option(data)
     data.add_argument(
         "--task",
         choices=("binary", "multiclass", "regression"),

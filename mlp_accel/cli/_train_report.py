@@ -27,15 +27,13 @@ def _throughput(history: Any, first_epoch: int) -> tuple[int, float]:
 
 
 def _scorer(model: Any, data: TrainingData) -> tuple[str, Callable[[Any, Any], float]]:
-    """The metric's name and ``score(X, y)``: R2 in the target's units, or accuracy."""
+    """The metric's name and ``score(X, y)`` of raw rows: R2 in the target's units, or
+    accuracy over the user's labels (the model's preprocessing maps both ways)."""
     if data.task == "regression":
         from sklearn.metrics import r2_score
 
-        y_scaler = data.y_scaler
-
         def score(Xs: np.ndarray, ys: np.ndarray) -> float:
-            pred = model.predict(Xs) * y_scaler.scale[0] + y_scaler.mean[0]
-            return float(r2_score(ys, pred))
+            return float(r2_score(ys, model.predict(Xs)))
 
         return "R2", score
 
@@ -59,7 +57,7 @@ def report(
     if data.lazy:
         # Score on at most 100,000 training rows: the rest stays on disk.
         n_score = min(data.X_train.shape[0], _LAZY_ROWS)
-        train_score = score(data.X_train[:n_score], np.asarray(data.y_train[:n_score]))
+        train_score = score(np.asarray(data.X_train[:n_score]), np.asarray(data.y_train[:n_score]))
     else:
         train_score = score(data.X_train, data.y_train)
     test_score = score(data.X_test, data.y_test)
@@ -81,12 +79,13 @@ def report(
             f"{sum(history['bytes_sent']) / steps / 2**20:.2f} MiB sent"
         )
     sys.stdout.flush()
-    if args.save:
+    if args.save is not None:
         from ..io import save
 
-        save(model, args.save, extras=data.extras)
-    if args.plot:
+        save(model, args.save)  # with the model's preprocessing: raw rows and labels in
+    if args.plot is not None:
         from ..plotting import plot_training
 
-        y_plot = data.y_test if data.task != "regression" else None
+        # Raw test rows (the axes are the user's features), coloured by class index.
+        y_plot = model.preprocessing.targets(data.y_test) if data.task != "regression" else None
         plot_training(args.plot, history, model, data.X_test, y_plot)

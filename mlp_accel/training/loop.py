@@ -21,7 +21,7 @@ from ..model import MLP
 from ..optim import Adam, Optimizer, get_optimizer
 from ..schedules import Schedule
 from .hooks import CheckpointWriter, ProgressBar
-from .plan import plan_fit
+from .plan import plan_fit, settle_backend
 from .step import TrainingStep
 
 __all__ = ["fit", "History", "TrainingDivergedError", "accuracy_device"]
@@ -148,6 +148,13 @@ def _resume(model: MLP, optimizer: Optimizer | None, path: Any) -> tuple[Optimiz
     theirs = (meta["layers"], meta["activations"], meta["loss"])
     if mine != theirs:
         raise ValueError(f"checkpoint {os.fspath(path)} is for a model {theirs}, not {mine}")
+    if (model.preprocessing is None) != (ck["preprocessing"] is None) or (
+        model.preprocessing is not None and not model.preprocessing.same_as(ck["preprocessing"])
+    ):
+        raise ValueError(
+            f"checkpoint {os.fspath(path)} was trained with {ck['preprocessing']} (feature "
+            f"scaling, labels), this model has {model.preprocessing}: its weights would not fit"
+        )
     model.set_weights(ck["weights"])
     opt_state = ck["optimizer"]
     if optimizer is None:
@@ -449,7 +456,7 @@ def fit(
         evaluate = validation_data is not None
         plan_fit(model, _row_count(X, y), epochs, batch_size, evaluate=evaluate)
     else:
-        model.settle_backend(_row_count(X, y), epochs, batch_size)
+        settle_backend(model, _row_count(X, y), epochs, batch_size)
     optimizer, first_epoch, base_lr, history = _start(model, optimizer, resume_from)
     history.code_path = model.code_path
     source = _open_source(model, X, y, epochs - first_epoch + 1, sample_weight, client, local_steps)
