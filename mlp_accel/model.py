@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._auto_request import auto_options
+from ._auto_request import auto_options, settle_auto
 from ._model_edge import DataEdge
 from ._validation import (
     check_dtype,
@@ -460,6 +460,23 @@ class MLP(DataEdge):
             custom_activations=self.activation_table,
             preprocessing=self._preprocessing,
         )
+
+    def settle_backend(self, rows: int | None, epochs: int, batch_size: int | None) -> None:
+        """Settle ``backend="auto"`` for a fit of ``rows`` x ``epochs``.
+
+        Moves this model, in place and once, to the backend the cost model picks (see
+        ``mlp_accel._auto_request``); ``ma.fit`` calls it before fixing the kernel tier.
+        """
+        if not self._auto_pending:
+            return
+        self._auto_pending = False
+        choice, target = settle_auto(self.spec, rows, epochs, batch_size, self._backend_options)
+        self.backend_choice = choice
+        if target is not self.backend:
+            weights = self.get_weights()
+            self.backend = target
+            self._fused, self._fused_checked = None, False
+            self._params = [target.asarray(w, self.dtype) for w in weights]
 
     def copy(self) -> MLP:
         """A deep copy on the same backend."""

@@ -149,7 +149,7 @@ def test_cli_bench_unknown_names(args, valid, capsys):
     [
         (["--threads", "0"], "--threads: must be a positive integer, got '0'"),
         (["--threads", "-2"], "--threads: must be a positive integer, got '-2'"),
-        (["--seed", "-1"], "--seed: must be a non-negative integer, got '-1'"),
+        (["--seed", "-1"], "--seed: must be an integer from 0 to 4294967295, got '-1'"),
     ],
 )
 def test_cli_bench_bad_threads_or_seed_is_a_usage_error(args, message, capsys):

@@ -222,7 +222,10 @@ def test_a_cli_checkpoint_takes_raw_features_as_the_saved_model(tmp_path, capsys
     data = tmp_path / "wine.npy"
     np.save(data, X)
     _cli("predict", "--model", str(ck), "--data", str(data), "--backend", "numpy")
-    assert capsys.readouterr().out.split() == [str(v) for v in from_save.predict(X)]
+    assert capsys.readouterr().out.split() == [
+        "prediction",
+        *(str(v) for v in from_save.predict(X)),
+    ]
 
 
 def test_a_resumed_cli_run_continues_the_interrupted_one(tmp_path, capsys):

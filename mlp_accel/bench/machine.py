@@ -155,10 +155,10 @@ def limit_torch_threads(torch: Any) -> None:
 
 @contextlib.contextmanager
 def thread_limits(threads: int | None) -> Iterator[None]:
-    """Limit BLAS (threadpoolctl), Numba and PyTorch to ``threads`` threads; None: leave all.
+    """Limit this package's worker threads, BLAS (for the peers) and PyTorch to ``threads``
+    threads; None: leave all.
 
-    Numba is limited only when a backend has already imported it; PyTorch now if loaded, or
-    when the torch peer starts. Everything is restored on exit.
+    PyTorch now if loaded, or when the torch peer starts. Everything is restored on exit.
     """
     global _ACTIVE_THREADS
     if threads is None:
@@ -170,11 +170,10 @@ def thread_limits(threads: int | None) -> Iterator[None]:
 
     with threadpool_limits(limits=threads, user_api="blas"):
         _ACTIVE_THREADS = threads
-        numba = sys.modules.get("numba")
-        if numba is not None:
-            before = numba.get_num_threads()
-            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-            _RESTORE.append(lambda: numba.set_num_threads(before))
+        from ..backends import _threads
+
+        before = _threads.set_threads(threads)
+        _RESTORE.append(lambda: _threads.set_threads(before))
         if "torch" in sys.modules:
             limit_torch_threads(sys.modules["torch"])
         try:

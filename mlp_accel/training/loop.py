@@ -21,7 +21,7 @@ from ..model import MLP
 from ..optim import Adam, Optimizer, get_optimizer
 from ..schedules import Schedule
 from .hooks import CheckpointWriter, ProgressBar
-from .plan import plan_fit, settle_backend
+from .plan import plan_fit
 from .step import TrainingStep
 
 __all__ = ["fit", "History", "TrainingDivergedError", "accuracy_device"]
@@ -456,7 +456,7 @@ def fit(
         evaluate = validation_data is not None
         plan_fit(model, _row_count(X, y), epochs, batch_size, evaluate=evaluate)
     else:
-        settle_backend(model, _row_count(X, y), epochs, batch_size)
+        model.settle_backend(_row_count(X, y), epochs, batch_size)
     optimizer, first_epoch, base_lr, history = _start(model, optimizer, resume_from)
     history.code_path = model.code_path
     source = _open_source(model, X, y, epochs - first_epoch + 1, sample_weight, client, local_steps)

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._auto_request import settle_auto
 from ..backends._auto import Job
 from ..model import MLP
 
-__all__ = ["plan_fit", "settle_backend"]
+__all__ = ["plan_fit"]
 
 
 def plan_fit(
@@ -48,7 +47,7 @@ def plan_fit(
     dict
         ``backend``, ``tier`` and ``reason``; also kept as ``model.code_path``.
     """
-    settle_backend(model, rows, epochs, batch_size)
+    model.settle_backend(rows, epochs, batch_size)
     job = Job(tuple(model.layers), model.dtype, rows, epochs, batch_size)
     tier, why = model.backend.choose_tier(model.spec, job)
     model.backend.prepare(model.spec, tier, stream, evaluate)
@@ -58,21 +57,3 @@ def plan_fit(
     reason = why if choice is None else f"{choice.reason}; {why}"
     model.code_path = {"backend": model.backend.name, "tier": tier, "reason": reason}
     return model.code_path
-
-
-def settle_backend(model: MLP, rows: int | None, epochs: int, batch_size: int | None) -> None:
-    """Settle ``backend="auto"`` for a fit of ``rows`` x ``epochs``.
-
-    Moves this model, in place and once, to the backend the cost model picks (see
-    ``mlp_accel._auto_request``).
-    """
-    if not model._auto_pending:
-        return
-    model._auto_pending = False
-    choice, target = settle_auto(model.spec, rows, epochs, batch_size, model._backend_options)
-    model.backend_choice = choice
-    if target is not model.backend:
-        weights = model.get_weights()
-        model.backend = target
-        model._fused, model._fused_checked = None, False
-        model._params = [target.asarray(w, model.dtype) for w in weights]

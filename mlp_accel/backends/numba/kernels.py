@@ -242,22 +242,33 @@ def cache_dir() -> Path:
     """Where generated kernel modules (and Numba's cache of them) are kept.
 
     ``$MLP_ACCEL_CACHE_DIR``, else ``$NUMBA_CACHE_DIR/mlp_accel``, else
-    ``$XDG_CACHE_HOME/mlp_accel/numba`` (``~/.cache`` by default); a fresh temporary
-    directory where none of these can be written.
+    ``$XDG_CACHE_HOME/mlp_accel/numba`` (``~/.cache`` by default). Where none of these can be
+    written, one temporary directory for the process, removed when it exits (the kernels then
+    compile again on every run: a warning says so, once, naming the setting to fix it).
     """
     path = cache_dir_candidate()
     if path in _fallback_dirs:  # one temporary directory per process, not one per call
-        return _fallback_dirs[path]
+        return Path(_fallback_dirs[path].name)
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=path, delete=True)
         probe.close()
         return path
-    except OSError:
-        return _fallback_dirs.setdefault(path, Path(tempfile.mkdtemp(prefix="mlp_accel_numba_")))
+    except OSError as exc:
+        import warnings
+
+        fallback = tempfile.TemporaryDirectory(prefix="mlp_accel_numba_")
+        _fallback_dirs[path] = fallback  # removed at exit by its finalizer
+        warnings.warn(
+            f"the kernel cache {path} cannot be written ({exc.strerror or exc}): Numba kernels "
+            "are compiled for this process only; set MLP_ACCEL_CACHE_DIR to a writable folder",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return Path(fallback.name)
 
 
-_fallback_dirs: dict[Path, Path] = {}
+_fallback_dirs: dict[Path, tempfile.TemporaryDirectory] = {}
 
 
 def import_source(source: str, prefix: str = "mlp_accel_fused") -> ModuleType:
@@ -279,6 +290,9 @@ def import_source(source: str, prefix: str = "mlp_accel_fused") -> ModuleType:
         fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
         with os.fdopen(fd, "w") as fh:
             fh.write(source)
+        # mkstemp makes the file 0600: a shared cache needs what the umask allows (0644 as a
+        # rule), as any file this process creates would get.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     module_spec = importlib.util.spec_from_file_location(name, path)
     if module_spec is None or module_spec.loader is None:
@@ -287,6 +301,19 @@ def import_source(source: str, prefix: str = "mlp_accel_fused") -> ModuleType:
     sys.modules[name] = module  # numba's cache locates functions through their module
     module_spec.loader.exec_module(module)
     return module
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (Linux's /proc), else 0o022."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    # os.umask() can only be read by setting it, which would race other threads' files.
+    return 0o022
 
 
 _lock = threading.Lock()

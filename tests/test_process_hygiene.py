@@ -1,0 +1,85 @@
+"""The user's process as it was: no child process, no environment write, an interrupt that
+returns, and compiled kernels in the user's cache, readable by others."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+FIT = textwrap.dedent(
+    """
+    import os, sys
+    import numpy as np
+    import mlp_accel as ma
+    before = dict(os.environ)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((4000, 3)).astype(np.float32)
+    y = (X[:, 0] > X[:, 1]).astype(np.float32)
+    model = ma.MLP([3, 16, 1], backend=("numba", {"tier": "generic"}), seed=0)
+    ma.fit(model, X, y, epochs=int(sys.argv[1]), batch_size=256)
+    children = []
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/children") as fh:
+            children += fh.read().split()
+    print("children", len(children))
+    print("environ unchanged", dict(os.environ) == before)
+    """
+)
+
+
+def _run(code: str, *args: str, tmp_path: Path, **kwargs):
+    env = {**os.environ, "MLP_ACCEL_CACHE_DIR": str(tmp_path / "kernels")}
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        **kwargs,
+    )
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
+def test_a_numba_fit_starts_no_process_and_writes_no_environment(tmp_path):
+    pytest.importorskip("numba")
+    proc = _run(FIT, "2", tmp_path=tmp_path)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert "children 0" in out and "environ unchanged True" in out
+    # the generated kernels are readable by others, as the umask lets files be
+    for path in (tmp_path / "kernels").glob("*.py"):
+        assert path.stat().st_mode & 0o044 == 0o044 & ~_umask(), path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_an_interrupted_fit_returns_and_leaves_nothing_running(tmp_path):
+    """SIGINT during a fit on the worker threads: a KeyboardInterrupt in the caller, the
+    process ends, and no process it started outlives it (it starts none)."""
+    pytest.importorskip("numba")
+    warm = _run(FIT, "1", tmp_path=tmp_path)  # compile first: interrupt the training itself
+    assert warm.wait(timeout=600) == 0, warm.stderr.read()
+    proc = _run(FIT, "100000", tmp_path=tmp_path, start_new_session=True)
+    time.sleep(8)  # imports and the first epochs
+    assert proc.poll() is None, proc.stderr.read()
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    # nothing of its session is left (the package starts no process of its own)
+    left = subprocess.run(
+        ["ps", "-o", "pid=", "-g", str(proc.pid)], capture_output=True, text=True
+    ).stdout.split()
+    assert left == []
