@@ -8,8 +8,8 @@ Loading never unpickles and trusts nothing in the file: the format is recognized
 first bytes; only the members the caller needs are read (the weights for :func:`load`), and
 each one's declared size is compared with its real size and with the shape the metadata
 gives it before any array is allocated (see :mod:`mlp_accel._archive`); the metadata and
-(for checkpoints) the training state are checked field by field. Every malformed file raises one ``ValueError``
-that names the file and the problem.
+(for checkpoints) the training state are checked field by field. Every malformed file
+raises one ``ValueError`` that names the file and the problem.
 """
 
 from __future__ import annotations
