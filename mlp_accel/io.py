@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import zipfile
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -47,6 +48,9 @@ _EXTRA_PREFIX = "extra__"
 _OPT_PREFIX = _EXTRA_PREFIX + "opt__"
 # Metadata is JSON of a few KB (a long run's history: some MB); more is not a model file.
 _MAX_META_BYTES = 64 * 2**20
+# The bit generators whose state is plain integers; the others' states hold arrays, which
+# the JSON metadata cannot carry, so a checkpoint naming one of them was not saved by us.
+_CHECKPOINT_BIT_GENERATORS = ("PCG64", "PCG64DXSM")
 
 
 def _encode_json(obj: Any) -> np.ndarray:
@@ -125,9 +129,14 @@ def _parse_meta(path: str, raw: np.ndarray) -> dict[str, Any]:
         meta = json.loads(raw.tobytes().decode("utf-8"))
     except RecursionError:
         raise ValueError(f"{path} has corrupt metadata: JSON nested too deeply") from None
-    except ValueError as exc:
-        # Also Python's limit on the digits of an integer, which JSON does not have.
+    except json.JSONDecodeError as exc:
         raise ValueError(f"{path} has corrupt metadata: {exc}") from None
+    except ValueError:
+        # Python's limit on the digits of an integer, which JSON does not have.
+        raise ValueError(
+            f"{path} has corrupt metadata: an integer of more than "
+            f"{sys.get_int_max_str_digits()} digits"
+        ) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not an mlp_accel model file: wrong format tag")
     if meta.get("version") != FORMAT_VERSION:
@@ -253,13 +262,25 @@ def _check_meta(path: str, meta: dict[str, Any]) -> None:
         raise ValueError(f"{path} has invalid metadata: user metadata must be a mapping")
 
 
-def _check_array(path: str, name: str, arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def _check_array(
+    path: str, name: str, arr: np.ndarray, shape: tuple[int, ...], dtype: Any
+) -> np.ndarray:
+    """A real, finite array of ``shape`` that stays finite in the model's ``dtype``."""
     if arr.dtype.kind != "f":
         raise ValueError(f"{path}: {name} has dtype {arr.dtype}; expected real floating point")
     if arr.shape != shape:
         raise ValueError(f"{path}: {name} has shape {arr.shape}, expected {shape}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{path}: {name} contains NaN or inf")
+    if dtype in ("float32", "float64") and arr.size:
+        # float64 values beyond float32's range would become inf when the model casts them.
+        largest = np.max(np.abs(arr))
+        with np.errstate(over="ignore"):
+            overflows = not np.isfinite(largest.astype(dtype))
+        if overflows:
+            raise ValueError(
+                f"{path}: {name} holds {largest:g}, beyond the range of the model's {dtype}"
+            )
     return arr
 
 
@@ -269,7 +290,8 @@ def _weights(path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> 
     for slot in param_layout(meta["layers"]):
         if slot.name not in arrays:
             raise ValueError(f"{path} is missing {slot.name}")
-        weights.append(_check_array(path, slot.name, arrays[slot.name], slot.shape))
+        arr = arrays[slot.name]
+        weights.append(_check_array(path, slot.name, arr, slot.shape, meta["dtype"]))
     return weights
 
 
@@ -383,19 +405,28 @@ def _check_state(path: str, state: Any) -> dict[str, Any]:
     # Values stay free-form: callbacks may log anything JSON holds.
     if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
         raise ValueError(f"{path}: history must map metric names to lists")
-    rng_state = state["rng_state"]
-    name = rng_state.get("bit_generator") if isinstance(rng_state, dict) else None
-    if name not in ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937"):
-        raise ValueError(f"{path}: rng_state is not the state of a NumPy bit generator")
-    try:
-        getattr(np.random, name)().state = rng_state  # raises on a malformed state
-    except (ValueError, TypeError, KeyError, OverflowError) as exc:
-        raise ValueError(f"{path}: rng_state is invalid: {exc}") from None
+    _restored_rng(path, state["rng_state"])
     return state
 
 
+def _restored_rng(path: str, rng_state: Any) -> np.random.Generator:
+    """A generator of the checkpoint's kind in the saved state, which resuming adopts."""
+    name = rng_state.get("bit_generator") if isinstance(rng_state, dict) else None
+    if name not in _CHECKPOINT_BIT_GENERATORS:
+        raise ValueError(
+            f"{path}: rng_state is not the state of a PCG64 or PCG64DXSM generator "
+            f"(bit_generator: {name!r}); no other can be saved in a checkpoint"
+        )
+    bit_generator = getattr(np.random, name)()
+    try:
+        bit_generator.state = rng_state  # raises on a malformed state
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+        raise ValueError(f"{path}: rng_state is invalid: {exc}") from None
+    return np.random.Generator(bit_generator)
+
+
 def _check_optimizer(
-    path: str, opt: Any, arrays: dict[str, np.ndarray], weights: list[np.ndarray]
+    path: str, opt: Any, arrays: dict[str, np.ndarray], weights: list[np.ndarray], dtype: str
 ) -> dict[str, Any]:
     from .optim import OPTIMIZERS
 
@@ -427,14 +458,15 @@ def _check_optimizer(
         if any(present) and not all(present):
             raise ValueError(f"{path}: optimizer state {name!r} is incomplete")
     for key, arr in state_arrays.items():
-        _check_array(path, f"optimizer {key}", arr, expected[key])
+        _check_array(path, f"optimizer {key}", arr, expected[key], dtype)
         if key.startswith("v") and opt["name"] == "adam" and np.any(arr < 0):
             raise ValueError(f"{path}: optimizer {key} (a second moment) is negative")
     return {"name": opt["name"], "hyperparameters": hyper, "t": t, "arrays": state_arrays}
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint: ``{"model_meta", "weights", "optimizer", "state"}`` on the host.
+    """Read a checkpoint: ``{"model_meta", "weights", "optimizer", "state", "rng"}`` on the
+    host (``rng``: a NumPy Generator in the saved state).
 
     Everything is validated here (weights, optimizer state and arrays, epoch, RNG state,
     history), so resuming from a checkpoint this returns cannot fail half-way.
@@ -451,9 +483,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if "checkpoint" not in user:
         raise ValueError(f"{path} is a model file, not a training checkpoint")
     weights = _weights(path, meta, arrays)
+    state = _check_state(path, user["checkpoint"])
     return {
         "model_meta": meta,
         "weights": weights,
-        "optimizer": _check_optimizer(path, user.get("optimizer"), arrays, weights),
-        "state": _check_state(path, user["checkpoint"]),
+        "optimizer": _check_optimizer(path, user.get("optimizer"), arrays, weights, meta["dtype"]),
+        "state": state,
+        "rng": _restored_rng(path, state["rng_state"]),
     }

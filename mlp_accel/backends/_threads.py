@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import operator
 import os
 import sys
 from collections.abc import Iterator
@@ -265,8 +266,15 @@ def set_threads(count: int | None) -> int | None:
         If ``count`` is not a positive integer or None.
     """
     global _pinned
-    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
-        raise ValueError(f"threads must be a positive integer or None, got {count!r}")
+    if count is not None:
+        # Any integer, NumPy's included; bools and floats (even 2.0) are refused.
+        try:
+            index = None if isinstance(count, bool) else operator.index(count)
+        except TypeError:
+            index = None
+        if index is None or index < 1:
+            raise ValueError(f"threads must be a positive integer or None, got {count!r}")
+        count = int(index)
     previous = _pinned
     _pinned = count
     size = pool_size()

@@ -149,7 +149,7 @@ def _resume(model: MLP, optimizer: Optimizer | None, path: Any) -> tuple[Optimiz
         optimizer = get_optimizer(opt_state["name"], **opt_state["hyperparameters"])
     optimizer.load_state_dict(opt_state, model.backend)
     state = ck["state"]
-    model.rng.bit_generator.state = state["rng_state"]
+    model.rng = ck["rng"]  # of the checkpoint's kind, which may not be the model's
     # The saved rate may be a scheduled one; the base rate is the state's, and the training
     # step (the one writer of the rate) puts it back before the first step.
     return optimizer, state
