@@ -25,6 +25,7 @@ This module is imported only when a client is passed; ``import mlp_accel`` does 
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from typing import Any
@@ -34,7 +35,7 @@ import numpy as np
 from .batches import Batch, BatchSource
 from .training.step import TrainingStep, accumulated_loss_and_gradients
 
-__all__ = ["DaskSource", "DaskStep", "WorkerLostError"]
+__all__ = ["DaskSource", "DaskStep", "SchedulerLostError", "WorkerLostError"]
 
 #: Per-worker-process model cache, keyed by (layers, activations, loss, dtype, backend).
 _MODELS: dict[tuple, Any] = {}
@@ -42,6 +43,11 @@ _MODELS: dict[tuple, Any] = {}
 
 class WorkerLostError(RuntimeError):
     """A worker holding a shard of the step was lost; the model keeps its previous weights."""
+
+
+class SchedulerLostError(RuntimeError):
+    """The Dask scheduler was lost during a fit, and with it the chunks on the workers; the
+    model keeps its previous weights, and the message names the last checkpoint's epoch."""
 
 
 def _meta(model: Any) -> tuple:
@@ -144,6 +150,7 @@ class DaskSource(BatchSource):
         if isinstance(local_steps, bool) or not isinstance(local_steps, int) or local_steps < 1:
             raise ValueError(f"local_steps must be a positive integer, got {local_steps!r}")
         self.client, self.model, self.local_steps = client, model, local_steps
+        self.address = getattr(client.scheduler, "address", None)
         self.meta = _meta(model)
         workers = list(client.scheduler_info()["workers"])
         if not workers:
@@ -234,6 +241,8 @@ class DaskSource(BatchSource):
         try:
             return self.client.gather(futures, errors="raise")
         except (KilledWorker, CommClosedError, CancelledError, OSError) as exc:
+            if self.scheduler_gone():
+                raise  # not a worker's loss: DaskStep reports the scheduler's
             try:
                 now = set(self.client.scheduler_info()["workers"])
             except Exception:  # the scheduler may be gone too
@@ -267,6 +276,17 @@ class DaskSource(BatchSource):
                 return step()
             except WorkerLostError as second:
                 raise second from first
+
+    def scheduler_gone(self) -> bool:
+        """Whether the scheduler no longer answers the client (asked only after a failure)."""
+        client = self.client
+        if client.status != "running":  # reconnecting or closed: the scheduler went away
+            return True
+        try:
+            client.sync(client.scheduler.identity)
+        except Exception:  # OSError, CommClosedError, a timeout: it does not answer
+            return True
+        return False
 
     # -- timing --------------------------------------------------------------------------------
     def _reset_stats(self) -> None:
@@ -306,6 +326,9 @@ class DaskStep(TrainingStep):
     """One step of data-parallel training: gradients summed over the workers that hold the
     batch's rows, then penalty, clipping and the update here, as :class:`TrainingStep`."""
 
+    #: ``(path, epoch)`` of the last checkpoint written in this fit (set by its writer).
+    last_checkpoint: tuple[str, int] | None = None
+
     def __init__(self, source: DaskSource, model: Any, optimizer: Any, **options: Any) -> None:
         super().__init__(model, optimizer, **options)
         self.source = source
@@ -314,9 +337,31 @@ class DaskStep(TrainingStep):
         """One step on the global ``rows`` of a :class:`DaskSource` batch."""
         if sample_weight is not None:
             raise ValueError("sample_weight is not supported with a Dask client")
-        if self.source.local_steps > 1:
-            return self.source._with_retry(lambda: self._local_sgd_step(rows))
-        return self.source._with_retry(lambda: self._step(rows))
+        local = self.source.local_steps > 1
+        run = functools.partial(self._local_sgd_step if local else self._step, rows)
+        try:
+            return self.source._with_retry(run)
+        except Exception as exc:
+            # Dask's own error depends on where the step was (a connect timeout, a closed
+            # comm, a KeyError from the emptied scheduler info): one error says what happened.
+            if not self.source.scheduler_gone():
+                raise
+            raise SchedulerLostError(self._scheduler_lost_message(exc)) from None
+
+    def _scheduler_lost_message(self, exc: BaseException) -> str:
+        if self.last_checkpoint is None:
+            resume = "No checkpoint was written in this fit (checkpoint= makes one to resume from)."
+        else:
+            path, epoch = self.last_checkpoint
+            resume = (
+                f"The last checkpoint, {path}, holds epoch {epoch}: resume from it on a new "
+                "cluster (fit(..., resume_from=...))."
+            )
+        return (
+            f"lost the Dask scheduler {self.source.address or ''} during a training step "
+            f"({type(exc).__name__}: {exc}); the model keeps the weights from before the "
+            f"step. {resume}"
+        )
 
     def _step(self, batch_rows: Any) -> Any:
         t0 = time.perf_counter()
