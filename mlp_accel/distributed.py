@@ -129,6 +129,30 @@ def _chunk_local_steps(
     return loss, weights_out, optimizer.state_dict(backend), n, time.perf_counter() - t0
 
 
+def _refuse_driver_tables(X: Any) -> None:
+    """Refuse the tables read in blocks without a client: with one, they would be read whole
+    on the driver and shipped from there."""
+    from .batches import _is_lazy_table
+
+    if _is_lazy_table(X):
+        what = "a memory-mapped array" if isinstance(X, np.memmap) else f"a {type(X).__name__}"
+        raise ValueError(
+            f"X is {what}, which a Dask client would read whole on the driver: pass a dask "
+            "array whose chunks the workers read themselves (e.g. dask.array.from_zarr)"
+        )
+
+
+def _check_known_rows(arr: Any, name: str) -> None:
+    """Refuse a dask array whose row chunks have unknown (NaN) sizes: rows are addressed by
+    global index, so every chunk's size must be known."""
+    if any(math.isnan(c) for c in arr.chunks[0]):
+        raise ValueError(
+            f"{name} is a dask array with unknown chunk sizes (from boolean indexing or a "
+            f"dataframe's values, say): call {name}.compute_chunk_sizes() first, or make it "
+            "with known sizes (DataFrame.to_dask_array(lengths=True))"
+        )
+
+
 class DaskSource(BatchSource):
     """A batch source whose rows live on Dask workers, with the matching step (:class:`DaskStep`).
 
@@ -156,6 +180,7 @@ class DaskSource(BatchSource):
         if not workers:
             raise RuntimeError("the Dask cluster has no workers")
         self.workers = set(workers)
+        _refuse_driver_tables(X)
         if not isinstance(X, da.Array):
             X = np.asarray(X)
             if X.ndim != 2:
@@ -163,9 +188,11 @@ class DaskSource(BatchSource):
             X = da.from_array(X, chunks=(max(1, -(-X.shape[0] // len(workers))), -1))
         if X.ndim != 2:
             raise ValueError(f"X must be 2-D, got shape {X.shape}")
+        _check_known_rows(X, "X")
         X = X.rechunk({1: -1})
         if not isinstance(y, da.Array):
             y = da.from_array(np.asarray(y), chunks=-1)
+        _check_known_rows(y, "y")
         if y.shape[0] != X.shape[0]:
             raise ValueError(
                 f"X and y have different numbers of samples: X has {X.shape[0]}, y has {y.shape[0]}"

@@ -113,7 +113,7 @@ def _row_count(X: Any, y: Any) -> int | None:
     if shape is not None and len(shape) >= 1:
         try:
             return int(shape[0])
-        except TypeError:  # a lazy array whose length is not known yet
+        except (TypeError, ValueError):  # a lazy array whose length is not known (dask: NaN)
             return None
     if y is not None and hasattr(X, "__len__"):
         return len(X)
