@@ -25,6 +25,7 @@ This module is imported only when a client is passed; ``import mlp_accel`` does 
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from typing import Any
@@ -34,7 +35,7 @@ import numpy as np
 from .batches import Batch, BatchSource
 from .training.step import TrainingStep, accumulated_loss_and_gradients
 
-__all__ = ["DaskSource", "DaskStep", "WorkerLostError"]
+__all__ = ["DaskSource", "DaskStep", "SchedulerLostError", "WorkerLostError"]
 
 #: Per-worker-process model cache, keyed by (layers, activations, loss, dtype, backend).
 _MODELS: dict[tuple, Any] = {}
@@ -42,6 +43,13 @@ _MODELS: dict[tuple, Any] = {}
 
 class WorkerLostError(RuntimeError):
     """A worker holding a shard of the step was lost; the model keeps its previous weights."""
+
+
+class SchedulerLostError(RuntimeError):
+    """The Dask scheduler was lost during a fit, and with it the chunks on the workers.
+
+    The model keeps its previous weights, and the message names the last checkpoint's epoch.
+    """
 
 
 def _meta(model: Any) -> tuple:
@@ -146,6 +154,34 @@ def _chunk_local_steps(
     return loss, weights_out, optimizer.state_dict(backend), n, time.perf_counter() - t0
 
 
+def _refuse_driver_tables(X: Any) -> None:
+    """Refuse the tables read in blocks without a client.
+
+    With one, they would be read whole on the driver and shipped from there.
+    """
+    from .batches import _is_lazy_table
+
+    if _is_lazy_table(X):
+        what = "a memory-mapped array" if isinstance(X, np.memmap) else f"a {type(X).__name__}"
+        raise ValueError(
+            f"X is {what}, which a Dask client would read whole on the driver: pass a dask "
+            "array whose chunks the workers read themselves (e.g. dask.array.from_zarr)"
+        )
+
+
+def _check_known_rows(arr: Any, name: str) -> None:
+    """Refuse a dask array whose row chunks have unknown (NaN) sizes.
+
+    Rows are addressed by global index, so every chunk's size must be known.
+    """
+    if any(math.isnan(c) for c in arr.chunks[0]):
+        raise ValueError(
+            f"{name} is a dask array with unknown chunk sizes (from boolean indexing or a "
+            f"dataframe's values, say): call {name}.compute_chunk_sizes() first, or make it "
+            "with known sizes (DataFrame.to_dask_array(lengths=True))"
+        )
+
+
 class DaskSource(BatchSource):
     """A batch source whose rows live on Dask workers, with the matching step (:class:`DaskStep`).
 
@@ -170,11 +206,13 @@ class DaskSource(BatchSource):
         if isinstance(local_steps, bool) or not isinstance(local_steps, int) or local_steps < 1:
             raise ValueError(f"local_steps must be a positive integer, got {local_steps!r}")
         self.client, self.model, self.local_steps = client, model, local_steps
+        self.address = getattr(client.scheduler, "address", None)
         self.meta = _meta(model)
         workers = list(client.scheduler_info()["workers"])
         if not workers:
             raise RuntimeError("the Dask cluster has no workers")
         self.workers = set(workers)
+        _refuse_driver_tables(X)
         if not isinstance(X, da.Array):
             X = np.asarray(X)
             if X.ndim != 2:
@@ -182,9 +220,11 @@ class DaskSource(BatchSource):
             X = da.from_array(X, chunks=(max(1, -(-X.shape[0] // len(workers))), -1))
         if X.ndim != 2:
             raise ValueError(f"X must be 2-D, got shape {X.shape}")
+        _check_known_rows(X, "X")
         X = X.rechunk({1: -1})
         if not isinstance(y, da.Array):
             y = da.from_array(np.asarray(y), chunks=-1)
+        _check_known_rows(y, "y")
         if y.shape[0] != X.shape[0]:
             raise ValueError(
                 f"X and y have different numbers of samples: X has {X.shape[0]}, y has {y.shape[0]}"
@@ -263,6 +303,8 @@ class DaskSource(BatchSource):
         try:
             return self.client.gather(futures, errors="raise")
         except (KilledWorker, CommClosedError, CancelledError, OSError) as exc:
+            if self.scheduler_gone():
+                raise  # not a worker's loss: DaskStep reports the scheduler's
             try:
                 now = set(self.client.scheduler_info()["workers"])
             except Exception:  # the scheduler may be gone too
@@ -298,6 +340,17 @@ class DaskSource(BatchSource):
                 return step()
             except WorkerLostError as second:
                 raise second from first
+
+    def scheduler_gone(self) -> bool:
+        """Whether the scheduler no longer answers the client (asked only after a failure)."""
+        client = self.client
+        if client.status != "running":  # reconnecting or closed: the scheduler went away
+            return True
+        try:
+            client.sync(client.scheduler.identity)
+        except Exception:  # OSError, CommClosedError, a timeout: it does not answer
+            return True
+        return False
 
     # -- timing --------------------------------------------------------------------------------
     def _reset_stats(self) -> None:
@@ -342,6 +395,9 @@ class DaskStep(TrainingStep):
     clipping and the update run here, as in :class:`TrainingStep`.
     """
 
+    #: ``(path, epoch)`` of the last checkpoint written in this fit (set by its writer).
+    last_checkpoint: tuple[str, int] | None = None
+
     def __init__(self, source: DaskSource, model: Any, optimizer: Any, **options: Any) -> None:
         super().__init__(model, optimizer, **options)
         self.source = source
@@ -350,9 +406,31 @@ class DaskStep(TrainingStep):
         """One step on the global ``rows`` of a :class:`DaskSource` batch."""
         if sample_weight is not None:
             raise ValueError("sample_weight is not supported with a Dask client")
-        if self.source.local_steps > 1:
-            return self.source._with_retry(lambda: self._local_sgd_step(rows))
-        return self.source._with_retry(lambda: self._step(rows))
+        local = self.source.local_steps > 1
+        run = functools.partial(self._local_sgd_step if local else self._step, rows)
+        try:
+            return self.source._with_retry(run)
+        except Exception as exc:
+            # Dask's own error depends on where the step was (a connect timeout, a closed
+            # comm, a KeyError from the emptied scheduler info): one error says what happened.
+            if not self.source.scheduler_gone():
+                raise
+            raise SchedulerLostError(self._scheduler_lost_message(exc)) from None
+
+    def _scheduler_lost_message(self, exc: BaseException) -> str:
+        if self.last_checkpoint is None:
+            resume = "No checkpoint was written in this fit (checkpoint= makes one to resume from)."
+        else:
+            path, epoch = self.last_checkpoint
+            resume = (
+                f"The last checkpoint, {path}, holds epoch {epoch}: resume from it on a new "
+                "cluster (fit(..., resume_from=...))."
+            )
+        return (
+            f"lost the Dask scheduler {self.source.address or ''} during a training step "
+            f"({type(exc).__name__}: {exc}); the model keeps the weights from before the "
+            f"step. {resume}"
+        )
 
     def _step(self, batch_rows: Any) -> Any:
         t0 = time.perf_counter()

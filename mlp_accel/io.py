@@ -5,23 +5,25 @@ the earlier file intact, symlinks are written through, permissions follow the um
 replaced file). Non-finite weights are never saved.
 
 Loading never unpickles and trusts nothing in the file: the format is recognized from its
-first bytes; every member's ``.npy`` header is read and its declared size compared with the
-member's real size before any array is allocated; the metadata and (for checkpoints) the
-training state are checked field by field. Every malformed file raises one ``ValueError``
-that names the file and the problem.
+first bytes; only the members the caller needs are read (the weights for :func:`load`), and
+each one's declared size is compared with its real size and with the shape the metadata
+gives it before any array is allocated (see :mod:`mlp_accel._archive`); the metadata and
+(for checkpoints) the training state are checked field by field. Every malformed file
+raises one ``ValueError`` that names the file and the problem.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
+import sys
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
+from ._archive import read_member, sniff
 from ._atomic import atomic_write
 from .ops.layout import param_layout, param_name
 
@@ -42,9 +44,11 @@ FORMAT_VERSION = 1
 _META_KEY = "__meta__"
 _EXTRA_PREFIX = "extra__"
 _OPT_PREFIX = _EXTRA_PREFIX + "opt__"
-# Deflate cannot expand more than about 1032:1, so a compressed member declaring more than
-# this over its compressed size lies about its size.
-_MAX_DEFLATE_RATIO = 1032
+# Metadata is JSON of a few KB (a long run's history: some MB); more is not a model file.
+_MAX_META_BYTES = 64 * 2**20
+# The bit generators whose state is plain integers; the others' states hold arrays, which
+# the JSON metadata cannot carry, so a checkpoint naming one of them was not saved by us.
+_CHECKPOINT_BIT_GENERATORS = ("PCG64", "PCG64DXSM")
 
 
 def _encode_json(obj: Any) -> np.ndarray:
@@ -123,79 +127,79 @@ def save(
 
 
 # -- reading -----------------------------------------------------------------------------------
-def _sniff(path: str) -> None:
-    """Refuse a file that is not a zip archive, saying what it looks like instead."""
-    with open(path, "rb") as f:
-        head = f.read(512)
-    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        return
-    if head.startswith(b"\x93NUMPY"):
-        what = "a single NumPy array (.npy)"
-    elif head.startswith(b"\x80"):
-        raise ValueError(f"{path} holds pickled data, which is never loaded")
-    elif not head:
-        what = "empty"
-    elif all(32 <= b < 127 or b in b"\t\r\n" for b in head):
-        what = "a text file (CSV or similar)"
-    else:
-        what = "of an unknown format (not an .npz archive)"
-    raise ValueError(f"{path} is not an mlp_accel model file: it is {what}")
+def _parse_meta(path: str, raw: np.ndarray) -> dict[str, Any]:
+    """The metadata member decoded and checked; every refusal names ``path``."""
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise ValueError(f"{path} has corrupt metadata: not a byte string")
+    try:
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+    except RecursionError:
+        raise ValueError(f"{path} has corrupt metadata: JSON nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} has corrupt metadata: {exc}") from None
+    except ValueError:
+        # Python's limit on the digits of an integer, which JSON does not have.
+        raise ValueError(
+            f"{path} has corrupt metadata: an integer of more than "
+            f"{sys.get_int_max_str_digits()} digits"
+        ) from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an mlp_accel model file: wrong format tag")
+    if meta.get("version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path} has format version {meta.get('version')!r}; "
+            f"this mlp_accel reads version {FORMAT_VERSION}"
+        )
+    _check_meta(path, meta)
+    return meta
 
 
-def _read_member(
-    path: str, zf: zipfile.ZipFile, info: zipfile.ZipInfo, file_size: int
-) -> np.ndarray:
-    """One ``.npy`` member, its declared size checked against its real size first."""
-    name = info.filename[: -len(".npy")]
-    end = info.header_offset + info.compress_size
-    if info.compress_type == zipfile.ZIP_STORED:
-        plausible = info.compress_size == info.file_size
-    else:
-        plausible = info.file_size <= _MAX_DEFLATE_RATIO * info.compress_size + 1024
-    if end > file_size or not plausible:
-        raise ValueError(f"{path} is corrupt: member {name!r} declares more data than it holds")
-    with zf.open(info) as f:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-        else:
-            raise ValueError(f"{path}: member {name!r} has unsupported .npy version {version}")
-        if dtype.hasobject:
-            raise ValueError(
-                f"{path} holds pickled data (an object array in {name!r}), which is never loaded"
-            )
-        count = math.prod(shape)
-        nbytes = count * dtype.itemsize
-        if nbytes != info.file_size - f.tell():
-            raise ValueError(
-                f"{path} is corrupt: member {name!r} declares shape {shape} of {dtype} "
-                f"({nbytes} bytes) but holds {info.file_size - f.tell()} bytes"
-            )
-        arr = np.empty(count, dtype=dtype)
-        view = memoryview(arr.view(np.uint8)) if nbytes else memoryview(b"")
-        filled = 0
-        while filled < nbytes:
-            n = f.readinto(view[filled:])
-            if not n:
-                raise ValueError(f"{path} is truncated in member {name!r}")
-            filled += n
-    return arr.reshape(shape, order="F" if fortran else "C")
+def _expected_shapes(meta: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The shapes the metadata fixes: the weights and a checkpoint's optimizer arrays."""
+    from .optim import OPTIMIZERS
+
+    shapes = {slot.name: slot.shape for slot in param_layout(meta["layers"])}
+    user = meta.get("user", {})
+    opt = user.get("optimizer") if "checkpoint" in user else None
+    name = opt.get("name") if isinstance(opt, dict) else None
+    # Arrays of another optimizer are left to _check_optimizer, which names them unexpected.
+    states = OPTIMIZERS[name].state_names if isinstance(name, str) and name in OPTIMIZERS else ()
+    for i, shape in enumerate(list(shapes.values())):
+        for state in states:
+            shapes[f"{_OPT_PREFIX}{state}{i}"] = shape
+    return shapes
 
 
-def _open(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def _open(
+    path: str | os.PathLike, want: Callable[[str], bool] | None = None
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The checked metadata and the members the caller needs, and only those.
+
+    ``want`` picks among the layout's weights and the ``extra__`` members (all of them by
+    default); other members are never read, so an unused member costs nothing.
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"model file not found: {path}")
-    _sniff(path)
-    arrays: dict[str, np.ndarray] = {}
+    sniff(path)
     try:
         file_size = os.path.getsize(path)
         with zipfile.ZipFile(path) as zf:
-            for info in zf.infolist():
-                if info.filename.endswith(".npy"):
-                    arrays[info.filename[: -len(".npy")]] = _read_member(path, zf, info, file_size)
+            members = {
+                i.filename[: -len(".npy")]: i for i in zf.infolist() if i.filename.endswith(".npy")
+            }
+            info = members.pop(_META_KEY, None)
+            if info is None:
+                raise ValueError(f"{path} is not an mlp_accel model file: no metadata")
+            raw = read_member(path, zf, info, file_size, max_bytes=_MAX_META_BYTES)
+            meta = _parse_meta(path, raw)
+            shapes = _expected_shapes(meta)
+            arrays = {
+                name: read_member(path, zf, info, file_size, shapes.get(name))
+                for name, info in members.items()
+                if (name in shapes or name.startswith(_EXTRA_PREFIX))
+                and (want is None or want(name))
+            }
     except ValueError as exc:
         if str(exc).startswith(path):
             raise
@@ -205,27 +209,33 @@ def _open(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray
         raise ValueError(
             f"{path} is not a readable mlp_accel model file (truncated or foreign): {exc}"
         ) from None
-    if _META_KEY not in arrays:
-        raise ValueError(f"{path} is not an mlp_accel model file: no metadata")
-    raw = arrays.pop(_META_KEY)
-    if raw.dtype != np.uint8 or raw.ndim != 1:
-        raise ValueError(f"{path} has corrupt metadata: not a byte string")
-    try:
-        meta = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} has corrupt metadata: {exc}") from None
-    except RecursionError:
-        raise ValueError(f"{path} has corrupt metadata: JSON nested too deeply") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an mlp_accel model file: wrong format tag")
-    if meta.get("version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path} has format version {meta.get('version')!r}; "
-            f"this mlp_accel reads version {FORMAT_VERSION}"
-        )
-    _check_meta(path, meta)
     meta["custom_activations"] = _custom_table(meta.get("custom_activations", {}), meta, path)
     return meta, arrays
+
+
+# Which members each reader needs (see _open): the weights, the extras (a CLI model's
+# preprocessing among them), or a checkpoint's.
+def _is_weight(name: str) -> bool:
+    return not name.startswith(_EXTRA_PREFIX)
+
+
+def _is_model_array(name: str) -> bool:
+    """A weight, or a member of the model's preprocessing (not any other extra)."""
+    from .preprocessing import KEYS
+
+    return _is_weight(name) or name[len(_EXTRA_PREFIX) :] in KEYS
+
+
+def _is_extra(name: str) -> bool:
+    return name.startswith(_EXTRA_PREFIX)
+
+
+def _nothing(name: str) -> bool:
+    return False
+
+
+def _is_checkpoint_array(name: str) -> bool:
+    return _is_model_array(name) or name.startswith(_OPT_PREFIX)
 
 
 def _custom_table(custom: Any, meta: dict[str, Any], path: str) -> dict[str, Any]:
@@ -273,13 +283,25 @@ def _check_meta(path: str, meta: dict[str, Any]) -> None:
         raise ValueError(f"{path} has invalid metadata: user metadata must be a mapping")
 
 
-def _check_array(path: str, name: str, arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def _check_array(
+    path: str, name: str, arr: np.ndarray, shape: tuple[int, ...], dtype: Any
+) -> np.ndarray:
+    """A real, finite array of ``shape`` that stays finite in the model's ``dtype``."""
     if arr.dtype.kind != "f":
         raise ValueError(f"{path}: {name} has dtype {arr.dtype}; expected real floating point")
     if arr.shape != shape:
         raise ValueError(f"{path}: {name} has shape {arr.shape}, expected {shape}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{path}: {name} contains NaN or inf")
+    if dtype in ("float32", "float64") and arr.size:
+        # float64 values beyond float32's range would become inf when the model casts them.
+        largest = np.max(np.abs(arr))
+        with np.errstate(over="ignore"):
+            overflows = not np.isfinite(largest.astype(dtype))
+        if overflows:
+            raise ValueError(
+                f"{path}: {name} holds {largest:g}, beyond the range of the model's {dtype}"
+            )
     return arr
 
 
@@ -289,7 +311,8 @@ def _weights(path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> 
     for slot in param_layout(meta["layers"]):
         if slot.name not in arrays:
             raise ValueError(f"{path} is missing {slot.name}")
-        weights.append(_check_array(path, slot.name, arrays[slot.name], slot.shape))
+        arr = arrays[slot.name]
+        weights.append(_check_array(path, slot.name, arr, slot.shape, meta["dtype"]))
     return weights
 
 
@@ -332,7 +355,7 @@ def load(path: str | os.PathLike, backend: Any = None) -> Any:
     """
     from .model import MLP
 
-    meta, arrays = _open(path)
+    meta, arrays = _open(path, _is_model_array)
     path = os.fspath(path)
     weights = _weights(path, meta, arrays)  # before MLP allocates anything from the metadata
     from .backends import get_backend
@@ -372,135 +395,16 @@ def _preprocessing(arrays: dict[str, np.ndarray]) -> Any:
 
 def load_extras(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """The extra arrays saved beside a model's weights."""
-    _, arrays = _open(path)
+    _, arrays = _open(path, _is_extra)
     return {k[len(_EXTRA_PREFIX) :]: v for k, v in arrays.items() if k.startswith(_EXTRA_PREFIX)}
 
 
 def load_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The JSON metadata saved with a model (``metadata=`` of :func:`save`)."""
-    meta, _ = _open(path)
+    meta, _ = _open(path, _nothing)
     return dict(meta.get("user", {}))
 
 
-# -- checkpoints -------------------------------------------------------------------------------
-def save_checkpoint(
-    path: str | os.PathLike, model: Any, optimizer: Any, state: Mapping[str, Any]
-) -> None:
-    """Atomically save weights, optimizer state and the JSON training ``state``.
-
-    The state (epoch, RNG state, history, ...) lets training resume exactly where it stopped.
-
-    Raises
-    ------
-    ValueError
-        A weight or an optimizer array is NaN or inf (nothing is written).
-    """
-    opt = optimizer.state_dict(model.backend)
-    _check_finite_for_save(path, {f"optimizer {k}": v for k, v in opt["arrays"].items()})
-    extras = {f"opt__{k}": v for k, v in opt["arrays"].items()}
-    meta = {
-        "checkpoint": dict(state),
-        "optimizer": {k: opt[k] for k in ("name", "hyperparameters", "t")},
-    }
-    save(model, path, extras=extras, metadata=meta)
-
-
-def _check_state(path: str, state: Any) -> dict[str, Any]:
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: the checkpoint's training state is not a mapping")
-    missing = [k for k in ("epoch", "rng_state", "base_lr", "history") if k not in state]
-    if missing:
-        raise ValueError(f"{path}: the checkpoint is missing {', '.join(missing)}")
-    if not _is_int(state["epoch"]) or state["epoch"] < 0:
-        raise ValueError(f"{path}: epoch {state['epoch']!r} is not a non-negative integer")
-    base_lr = state["base_lr"]
-    if not isinstance(base_lr, int | float) or isinstance(base_lr, bool) or not base_lr > 0:
-        raise ValueError(f"{path}: base_lr {base_lr!r} is not a positive number")
-    if not math.isfinite(base_lr):
-        raise ValueError(f"{path}: base_lr {base_lr!r} is not finite")
-    history = state["history"]
-    # Values stay free-form: callbacks may log anything JSON holds.
-    if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
-        raise ValueError(f"{path}: history must map metric names to lists")
-    rng_state = state["rng_state"]
-    name = rng_state.get("bit_generator") if isinstance(rng_state, dict) else None
-    if name not in ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937"):
-        raise ValueError(f"{path}: rng_state is not the state of a NumPy bit generator")
-    try:
-        getattr(np.random, name)().state = rng_state  # raises on a malformed state
-    except (ValueError, TypeError, KeyError, OverflowError) as exc:
-        raise ValueError(f"{path}: rng_state is invalid: {exc}") from None
-    return state
-
-
-def _check_optimizer(
-    path: str, opt: Any, arrays: dict[str, np.ndarray], weights: list[np.ndarray]
-) -> dict[str, Any]:
-    from .optim import OPTIMIZERS
-
-    if not isinstance(opt, dict) or opt.get("name") not in OPTIMIZERS:
-        raise ValueError(f"{path}: the checkpoint names no known optimizer")
-    hyper = opt.get("hyperparameters")
-    if not isinstance(hyper, dict):
-        raise ValueError(f"{path}: optimizer hyperparameters must be a mapping")
-    cls = OPTIMIZERS[opt["name"]]
-    try:
-        cls(**hyper)  # the constructor refuses NaN or out-of-range values
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{path}: invalid optimizer hyperparameters: {exc}") from None
-    for key, value in hyper.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{path}: optimizer {key} is {value}")
-    t = opt.get("t")
-    if not _is_int(t) or t < 0:
-        raise ValueError(f"{path}: optimizer step count t={t!r} is not a non-negative integer")
-    state_arrays = {
-        k[len(_OPT_PREFIX) :]: v for k, v in arrays.items() if k.startswith(_OPT_PREFIX)
-    }
-    expected = {f"{n}{i}": w.shape for n in cls.state_names for i, w in enumerate(weights)}
-    for key in state_arrays:
-        if key not in expected:
-            raise ValueError(f"{path}: unexpected optimizer array {key!r} for {opt['name']}")
-    for name in cls.state_names:
-        present = [f"{name}{i}" in state_arrays for i in range(len(weights))]
-        if any(present) and not all(present):
-            raise ValueError(f"{path}: optimizer state {name!r} is incomplete")
-    for key, arr in state_arrays.items():
-        _check_array(path, f"optimizer {key}", arr, expected[key])
-        if key.startswith("v") and opt["name"] == "adam" and np.any(arr < 0):
-            raise ValueError(f"{path}: optimizer {key} (a second moment) is negative")
-    return {"name": opt["name"], "hyperparameters": hyper, "t": t, "arrays": state_arrays}
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint, on the host.
-
-    Returns ``{"model_meta", "weights", "preprocessing", "optimizer", "state"}``
-    (``preprocessing`` is the model's, or ``None``).
-
-    Everything is validated here (weights, optimizer state and arrays, epoch, RNG state,
-    history), so resuming from a checkpoint this returns cannot fail half-way.
-
-    Raises
-    ------
-    ValueError
-        If the file is not a checkpoint (a plain model file, say), is unreadable or malformed;
-        the message names the file and the problem.
-    """
-    meta, arrays = _open(path)
-    path = os.fspath(path)
-    user = meta.get("user", {})
-    if "checkpoint" not in user:
-        raise ValueError(f"{path} is a model file, not a training checkpoint")
-    weights = _weights(path, meta, arrays)
-    try:
-        preprocessing = _preprocessing(arrays)
-    except (ValueError, TypeError, IndexError) as exc:
-        raise ValueError(f"{path} has an invalid preprocessing: {exc}") from None
-    return {
-        "model_meta": meta,
-        "weights": weights,
-        "preprocessing": preprocessing,
-        "optimizer": _check_optimizer(path, user.get("optimizer"), arrays, weights),
-        "state": _check_state(path, user["checkpoint"]),
-    }
+# Checkpoints (a model file with the optimizer's state and the run's) live in their own module,
+# which reads through the helpers above.
+from ._checkpoint_file import load_checkpoint, save_checkpoint  # noqa: E402

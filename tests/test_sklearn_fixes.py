@@ -185,3 +185,45 @@ def test_integral_numpy_scalars_as_estimator_counts(iris):
     assert [c.shape[1] for c in clf.coefs_] == [5, 4, 3] and clf.n_iter_ == 3
     with pytest.raises(TypeError, match="hidden_layer_sizes"):
         MLPClassifier(hidden_layer_sizes=(5.5,), max_iter=1, backend="numpy").fit(X, y)
+
+
+def _hand_built(est_class, dtype=np.float64, **params):
+    """An estimator whose weights were assigned by hand, as scikit-learn's ``test_fit`` does."""
+    est = est_class(
+        solver="sgd",
+        learning_rate_init=0.1,
+        alpha=0.1,
+        activation="logistic",
+        random_state=1,
+        max_iter=1,
+        hidden_layer_sizes=2,
+        momentum=0,
+        **params,
+    )
+    est.coefs_ = [
+        np.array([[0.1, 0.2], [0.3, 0.1], [0.5, 0]], dtype),
+        np.array([[0.1], [0.2]], dtype),
+    ]
+    est.intercepts_ = [np.array([0.1, 0.1], dtype), np.array([1.0], dtype)]
+    est.n_outputs_, est.n_features_in_, est.n_layers_ = 1, 3, 3
+    est.n_iter_, est.t_, est.learning_rate_ = 0, 0, 0.1
+    est.out_activation_ = "logistic" if est_class is not MLPRegressor else "identity"
+    est.best_loss_, est.loss_curve_, est._no_improvement_count = np.inf, [], 0
+    return est
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_estimator_with_coefficients_set_by_hand(backend):
+    # Before: AttributeError on _dtype, set only by a first fit.
+    X, y = np.array([[0.6, 0.8, 0.7]]), np.array([0])
+    ours = _hand_built(MLPClassifier, backend=backend)
+    ours.partial_fit(X, y, classes=[0, 1])
+    theirs = _hand_built(SkClassifier)
+    theirs.partial_fit(X, y, classes=[0, 1])
+    assert ours.predict_proba(X)[0, 1] == pytest.approx(0.739, rel=1e-3)  # test_fit's value
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-12)
+    # float32 coefficients make a float32 network; predict alone needs no fit either
+    reg = _hand_built(MLPRegressor, np.float32, backend=backend)
+    out = reg.predict(X.astype(np.float32))
+    assert out.dtype == np.float32
+    assert out[0] == pytest.approx(1.0 + 0.1 / (1 + np.exp(-0.75)) + 0.2 / (1 + np.exp(-0.3)))

@@ -96,6 +96,30 @@ class _BaseMLP(StochasticSolverMixin, LbfgsSolverMixin, BaseEstimator):
         self.dtype = dtype
 
     # -- the live model, rebuilt lazily from the NumPy parameters ---------------------------
+    @property
+    def _dtype(self) -> str:
+        """The network's dtype: the one fit chose, else that of ``coefs_`` set by hand.
+
+        scikit-learn's own tests build an estimator by assigning ``coefs_`` and
+        ``intercepts_`` and then call ``predict`` or ``partial_fit``; such an estimator never
+        went through :meth:`_initialize`. Kept in ``__dict__`` under this name, so pickles
+        carry it as a plain attribute.
+        """
+        dtype = self.__dict__.get("_dtype")
+        if dtype is not None:
+            return dtype
+        coefs = self.__dict__.get("coefs_")
+        if coefs is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute '_dtype'")
+        weights = [*coefs, *self.__dict__.get("intercepts_", [])]
+        if weights and all(np.asarray(w).dtype == np.float32 for w in weights):
+            return "float32"
+        return "float64"
+
+    @_dtype.setter
+    def _dtype(self, dtype: str) -> None:
+        self.__dict__["_dtype"] = dtype
+
     def __getstate__(self) -> dict[str, Any]:
         # A copy: object.__getstate__ hands back the live __dict__ itself.
         state = dict(super().__getstate__())

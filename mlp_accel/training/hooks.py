@@ -40,6 +40,8 @@ class CheckpointWriter:
                 "history": dict(self.history),
             }
             save_checkpoint(self.path, model, self.step.optimizer, state)
+            # A Dask step names it when the scheduler is lost.
+            self.step.last_checkpoint = (os.fspath(self.path), epoch)
 
     def close(self) -> None:
         """Nothing to release: every write is complete when it returns."""

@@ -118,7 +118,7 @@ def _row_count(X: Any, y: Any) -> int | None:
     if shape is not None and len(shape) >= 1:
         try:
             return int(shape[0])
-        except TypeError:  # a lazy array whose length is not known yet
+        except (TypeError, ValueError):  # a lazy array whose length is not known (dask: NaN)
             return None
     if y is not None and hasattr(X, "__len__"):
         return len(X)
@@ -161,7 +161,7 @@ def _resume(model: MLP, optimizer: Optimizer | None, path: Any) -> tuple[Optimiz
         optimizer = get_optimizer(opt_state["name"], **opt_state["hyperparameters"])
     optimizer.load_state_dict(opt_state, model.backend)
     state = ck["state"]
-    model.rng.bit_generator.state = state["rng_state"]
+    model.rng = ck["rng"]  # of the checkpoint's kind, which may not be the model's
     # The saved rate may be a scheduled one; the base rate is the state's, and the training
     # step (the one writer of the rate) puts it back before the first step.
     return optimizer, state
