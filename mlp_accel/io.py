@@ -397,7 +397,9 @@ def _check_state(path: str, state: Any) -> dict[str, Any]:
         getattr(np.random, name)().state = rng_state  # raises on a malformed state
     except (ValueError, TypeError, KeyError, OverflowError) as exc:
         raise ValueError(f"{path}: rng_state is invalid: {exc}") from None
-    return state
+    from .training.resume import RunSettings
+
+    return {**state, "run": RunSettings.from_json(path, state.get("run"))}
 
 
 def _check_optimizer(
@@ -440,7 +442,9 @@ def _check_optimizer(
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint: ``{"model_meta", "weights", "optimizer", "state"}`` on the host.
+    """Read a checkpoint: ``{"model_meta", "weights", "optimizer", "state"}`` on the host; the
+    state's ``"run"`` is the run's :class:`~mlp_accel.training.resume.RunSettings` (``None``
+    where the checkpoint records none).
 
     Everything is validated here (weights, optimizer state and arrays, epoch, RNG state,
     history), so resuming from a checkpoint this returns cannot fail half-way.

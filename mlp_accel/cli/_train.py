@@ -15,7 +15,7 @@ import numpy as np
 
 from ._dask import _close_dask
 from ._options import _check_output_path
-from ._train_build import build_model, build_optimizer, fit_options
+from ._train_build import build_model, build_optimizer, fit_options, resumed_epoch
 from ._train_data import TrainingData, prepare_training_data
 from ._train_parser import add_arguments
 from ._train_report import report
@@ -35,12 +35,10 @@ def run(args: argparse.Namespace, dask_client: Callable[[argparse.Namespace], An
         require_matplotlib()  # before training, not after it, so no result is lost
         _check_output_path(args.plot, "--plot")
     _check_output_path(args.save, "--save")
+    first_epoch = resumed_epoch(args) if args.resume else 0
     data = prepare_training_data(args)
     model = build_model(args, data)
     optimizer = build_optimizer(args, data.X_train.shape[0])
-    first_epoch = 0
-    if args.resume:
-        first_epoch = int(ma.io.load_metadata(args.resume).get("checkpoint", {}).get("epoch", 0))
     history, wall = _fit(args, model, optimizer, data, dask_client)
     report(args, model, data, history, wall, first_epoch)
     return 0
