@@ -67,7 +67,9 @@ def _check_state(path: str, state: Any) -> dict[str, Any]:
     if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
         raise ValueError(f"{path}: history must map metric names to lists")
     _restored_rng(path, state["rng_state"])
-    return state
+    from .training.resume import RunSettings
+
+    return {**state, "run": RunSettings.from_json(path, state.get("run"))}
 
 
 def _restored_rng(path: str, rng_state: Any) -> np.random.Generator:
@@ -130,7 +132,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
     Returns ``{"model_meta", "weights", "preprocessing", "optimizer", "state", "rng"}``
     (``preprocessing`` is the model's, or ``None``; ``rng`` a NumPy Generator in the saved
-    state).
+    state; the state's ``"run"`` the run's :class:`~mlp_accel.training.resume.RunSettings`,
+    ``None`` where the checkpoint records none).
 
     Everything is validated here (weights, optimizer state and arrays, epoch, RNG state,
     history), so resuming from a checkpoint this returns cannot fail half-way.

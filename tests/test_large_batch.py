@@ -278,8 +278,13 @@ def test_cli_large_batch_options(tmp_path):
     ]
     assert main([*args, "--epochs", "3"]) == 0
     assert ma.io.load_checkpoint(ck)["state"]["epoch"] == 3
-    assert main([*args, "--epochs", "6", "--resume", str(ck)]) == 0
-    assert ma.io.load_checkpoint(ck)["state"]["epoch"] == 6
+    # The run's batch size, accumulation and schedule come from the checkpoint.
+    resume = [*args[:8], "--lr", "0.01", "--checkpoint", str(ck), "--resume", str(ck)]
+    assert main([*resume, "--epochs", "6"]) == 0
+    state = ma.io.load_checkpoint(ck)["state"]
+    assert state["epoch"] == 6
+    assert (state["run"].batch_size, state["run"].accumulate) == (1024, 4)
+    assert state["run"].schedule["params"]["after"]["params"]["epochs"] == 2.0
     assert (
         main(
             [

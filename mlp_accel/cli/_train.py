@@ -15,7 +15,7 @@ import numpy as np
 
 from ._dask import _close_dask
 from ._options import _check_output_path
-from ._train_build import build_model, build_optimizer, fit_options
+from ._train_build import build_model, build_optimizer, fit_options, resumed_epoch
 from ._train_data import TrainingData, prepare_training_data
 from ._train_parser import DEFAULT_LR, add_arguments
 from ._train_report import report
@@ -36,12 +36,14 @@ def run(args: argparse.Namespace, dask_client: Callable[[argparse.Namespace], An
         _check_output_path(args.plot, "--plot")
         plot_format(args.plot)  # an unknown suffix too
     _check_output_path(args.save, "--save")
+    first_epoch = resumed_epoch(args) if args.resume else 0
     data = prepare_training_data(args)
     if args.lr is None:
         args.lr = DEFAULT_LR["regression" if data.task == "regression" else "classification"]
     model = build_model(args, data)
+    if args.resume:
+        _check_resume_fits(args.resume, model.preprocessing)
     optimizer = build_optimizer(args, data.X_train.shape[0])
-    first_epoch = 0 if not args.resume else _resumed_epoch(args.resume, model.preprocessing)
     history, wall = _fit(args, model, optimizer, data, dask_client)
     report(args, model, data, history, wall, first_epoch)
     return 0
@@ -58,8 +60,8 @@ _WHAT = {
 }
 
 
-def _resumed_epoch(path: str, preprocessing: Any) -> int:
-    """The epoch the checkpoint at ``path`` ends at, once it is known to fit this run's data.
+def _check_resume_fits(path: str, preprocessing: Any) -> None:
+    """Refuse a checkpoint at ``path`` that does not fit this run's data.
 
     Its weights were trained on rows and labels mapped by its own preprocessing; this run maps
     the data by one computed from --data or --dataset and the split: they must be the same.
@@ -71,11 +73,11 @@ def _resumed_epoch(path: str, preprocessing: Any) -> int:
 
     state = ma.io.load_metadata(path).get("checkpoint")
     if not isinstance(state, dict):
-        return 0
+        return
     try:
         theirs = Preprocessing.from_arrays(ma.io.load_extras(path))
     except ValueError:
-        return 0
+        return
     if theirs is None:
         raise ValueError(
             f"--resume {path}: the checkpoint holds no feature scaling or class labels, so its "
@@ -97,7 +99,6 @@ def _resumed_epoch(path: str, preprocessing: Any) -> int:
             "than this run's data gives; resume with the same --data or --dataset, --seed and "
             "--test-size"
         )
-    return int(state.get("epoch", 0))
 
 
 def _fit(

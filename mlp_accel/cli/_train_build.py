@@ -73,6 +73,45 @@ def build_optimizer(args: argparse.Namespace, n_rows: int) -> Any:
     return ma.optim.get_optimizer(args.optimizer, **opt_kwargs)
 
 
+def resumed_epoch(args: argparse.Namespace) -> int:
+    """The epoch that the checkpoint of --resume saved; sets --batch-size and --accumulate to
+    its run's where they were left out, for the memory check and --scale-lr.
+
+    Raises
+    ------
+    ValueError
+        The checkpoint is unreadable or malformed.
+    """
+    import mlp_accel as ma
+
+    state = ma.io.load_checkpoint(args.resume)["state"]
+    if state["run"] is not None:
+        if args.batch_size is None:
+            args.batch_size = state["run"].batch_size
+        if args.accumulate is None:
+            args.accumulate = state["run"].accumulate
+    return int(state["epoch"])
+
+
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``batch_size``, ``accumulate`` and ``schedule``: those given, else ``fit``'s "not
+    given" on a resume (the checkpoint's), else the fresh run's defaults."""
+    import mlp_accel as ma
+    from mlp_accel.training.resume import NOT_GIVEN
+
+    resuming = bool(args.resume)
+    options: dict[str, Any] = {
+        "batch_size": NOT_GIVEN if resuming and args.batch_size is None else args.batch_size,
+        "accumulate": args.accumulate or (NOT_GIVEN if resuming else 1),
+        "schedule": NOT_GIVEN if resuming else None,
+    }
+    if args.schedule is not None or args.warmup is not None:
+        options["schedule"] = ma.schedules.get_schedule(
+            args.schedule, args.epochs, args.warmup or 0.0
+        )
+    return options
+
+
 def fit_options(args: argparse.Namespace, data: TrainingData) -> dict[str, Any]:
     """The keywords of ``fit`` that the arguments set, besides model, data and optimizer."""
     import mlp_accel as ma
@@ -82,18 +121,16 @@ def fit_options(args: argparse.Namespace, data: TrainingData) -> dict[str, Any]:
         callbacks.append(ma.callbacks.EarlyStopping(patience=args.early_stopping))
     return dict(
         epochs=args.epochs,
-        batch_size=args.batch_size,
         progress=not args.no_progress,
         validation_data=data.validation_data,
         callbacks=callbacks,
-        accumulate=args.accumulate,
         alpha=args.alpha,
         clip_norm=args.clip_norm,
-        schedule=ma.schedules.get_schedule(args.schedule, args.epochs, args.warmup),
         checkpoint=args.checkpoint,
         checkpoint_every=args.checkpoint_every,
         resume_from=args.resume,
         local_steps=args.local_steps,
+        **_run_options(args),
     )
 
 

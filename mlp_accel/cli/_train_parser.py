@@ -114,7 +114,7 @@ def _add_optimization_options(t: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=None,
         metavar="N",
-        help="rows per step (default: all)",
+        help="rows per step (default: all; with --resume, the checkpoint's)",
     )
     opt.add_argument(
         "--optimizer", default="adam", choices=tuple(OPTIMIZERS), help="(default adam)"
@@ -150,16 +150,16 @@ def _add_large_run_options(t: argparse.ArgumentParser) -> None:
     large = t.add_argument_group("large runs")
     large.add_argument(
         "--schedule",
-        default="constant",
+        default=None,
         choices=("constant", "step", "cosine"),
-        help="learning-rate schedule (default constant)",
+        help="learning-rate schedule (default constant; with --resume, the checkpoint's)",
     )
     large.add_argument(
         "--warmup",
         type=_non_negative_float,
-        default=0.0,
+        default=None,
         metavar="EPOCHS",
-        help="epochs of linear learning-rate warmup (default 0)",
+        help="epochs of linear learning-rate warmup (default 0; with --resume, the checkpoint's)",
     )
     large.add_argument(
         "--scale-lr", action="store_true", help="linear scaling rule: lr * batch / 256"
@@ -174,9 +174,10 @@ def _add_large_run_options(t: argparse.ArgumentParser) -> None:
     large.add_argument(
         "--accumulate",
         type=_positive_int,
-        default=1,
+        default=None,
         metavar="K",
-        help="micro-batches per step (gradient accumulation; default 1)",
+        help="micro-batches per step (gradient accumulation; default 1; with --resume, the "
+        "checkpoint's)",
     )
     _add_threads_option(
         large,
@@ -195,7 +196,11 @@ def _add_checkpoint_options(t: argparse.ArgumentParser) -> None:
         metavar="N",
         help="epochs between checkpoints (default 1)",
     )
-    ckpt.add_argument("--resume", metavar="FILE", help="resume training from a checkpoint")
+    ckpt.add_argument(
+        "--resume",
+        metavar="FILE",
+        help="continue the run of a checkpoint, with its batch size, accumulation and schedule",
+    )
 
 
 def _add_output_options(t: argparse.ArgumentParser) -> None:

@@ -14,8 +14,9 @@ __all__ = ["CheckpointWriter", "ProgressBar"]
 
 
 class CheckpointWriter:
-    """Write weights, optimizer state, epoch, RNG state and history to ``path`` (atomically)
-    every ``every`` epochs, after the last epoch, and when training stops early."""
+    """Write weights, optimizer state, epoch, RNG state, history and the run's ``settings``
+    (a :class:`~mlp_accel.training.resume.RunSettings`) to ``path`` (atomically) every
+    ``every`` epochs, after the last epoch, and when training stops early."""
 
     def __init__(
         self,
@@ -24,9 +25,10 @@ class CheckpointWriter:
         last_epoch: int,
         step: Any,
         history: dict[str, list[float]],
+        settings: Any,
     ) -> None:
         self.path, self.every, self.last_epoch = path, every, last_epoch
-        self.step, self.history = step, history
+        self.step, self.history, self.settings = step, history, settings
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float], stopping: bool) -> None:
         if stopping or epoch % self.every == 0 or epoch == self.last_epoch:
@@ -38,7 +40,11 @@ class CheckpointWriter:
                 "rng_state": model.rng.bit_generator.state,
                 "base_lr": self.step.base_lr,
                 "history": dict(self.history),
+                "run": self.settings.to_json(),
             }
+            # The file holds the base rate: a schedule's last factor may be 0 (the end of a
+            # cosine), a rate no optimizer takes. The next step sets its own factor again.
+            self.step.restore_lr()
             save_checkpoint(self.path, model, self.step.optimizer, state)
             # A Dask step names it when the scheduler is lost.
             self.step.last_checkpoint = (os.fspath(self.path), epoch)

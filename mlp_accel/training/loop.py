@@ -17,11 +17,13 @@ import numpy as np
 
 from .._validation import check_count, check_real
 from ..batches import BatchSource, make_source
+from ..io import load_checkpoint
 from ..model import MLP
 from ..optim import Adam, Optimizer, get_optimizer
 from ..schedules import Schedule
 from .hooks import CheckpointWriter, ProgressBar
 from .plan import plan_fit
+from .resume import NOT_GIVEN, NotGiven, RunSettings, resume, run_options, schedule_spec
 from .step import TrainingStep
 
 __all__ = ["fit", "History", "TrainingDivergedError", "accuracy_device"]
@@ -139,34 +141,6 @@ def _hooks(callbacks: Sequence[CallbackLike]) -> tuple[list, list, list]:
     return [b for b in begin if b], epoch_end, [e for e in end if e]
 
 
-def _resume(model: MLP, optimizer: Optimizer | None, path: Any) -> tuple[Optimizer, dict[str, Any]]:
-    from ..io import load_checkpoint
-
-    ck = load_checkpoint(path)
-    meta = ck["model_meta"]
-    mine = (list(model.layers), list(model.activations), model.loss)
-    theirs = (meta["layers"], meta["activations"], meta["loss"])
-    if mine != theirs:
-        raise ValueError(f"checkpoint {os.fspath(path)} is for a model {theirs}, not {mine}")
-    if (model.preprocessing is None) != (ck["preprocessing"] is None) or (
-        model.preprocessing is not None and not model.preprocessing.same_as(ck["preprocessing"])
-    ):
-        raise ValueError(
-            f"checkpoint {os.fspath(path)} was trained with {ck['preprocessing']} (feature "
-            f"scaling, labels), this model has {model.preprocessing}: its weights would not fit"
-        )
-    model.set_weights(ck["weights"])
-    opt_state = ck["optimizer"]
-    if optimizer is None:
-        optimizer = get_optimizer(opt_state["name"], **opt_state["hyperparameters"])
-    optimizer.load_state_dict(opt_state, model.backend)
-    state = ck["state"]
-    model.rng = ck["rng"]  # of the checkpoint's kind, which may not be the model's
-    # The saved rate may be a scheduled one; the base rate is the state's, and the training
-    # step (the one writer of the rate) puts it back before the first step.
-    return optimizer, state
-
-
 def _checked_optimizer(optimizer: Optimizer | str | None) -> Optimizer | None:
     if isinstance(optimizer, str):
         return get_optimizer(optimizer)
@@ -267,14 +241,14 @@ def _validation_logs(model: MLP, val: tuple[Array, Array] | None) -> dict[str, f
 
 
 def _start(
-    model: MLP, optimizer: Optimizer | None, resume_from: Any
+    model: MLP, optimizer: Optimizer | None, resume_from: Any, ck: dict[str, Any] | None
 ) -> tuple[Optimizer, int, float, History]:
-    """The optimizer, the first epoch, the base learning rate and the history: fresh, or as a
-    checkpoint left them."""
+    """The optimizer, the first epoch, the base learning rate and the history: fresh, or as
+    the checkpoint ``ck`` read from ``resume_from`` left them."""
     history = History()
     first_epoch, base_lr = 1, None
-    if resume_from is not None:
-        optimizer, state = _resume(model, optimizer, resume_from)
+    if ck is not None:
+        optimizer, state = resume(model, optimizer, resume_from, ck)
         first_epoch, base_lr = int(state["epoch"]) + 1, state["base_lr"]
         history.update({key: list(values) for key, values in state["history"].items()})
     optimizer = Adam(1e-3) if optimizer is None else optimizer
@@ -348,14 +322,14 @@ def fit(
     y: Any = None,
     *,
     epochs: int = 100,
-    batch_size: int | None = None,
+    batch_size: int | NotGiven | None = NOT_GIVEN,
     optimizer: Optimizer | str | None = None,
     shuffle: bool = True,
     validation_data: tuple[Any, Any] | None = None,
     progress: bool = False,
     callbacks: Sequence[CallbackLike] = (),
-    accumulate: int = 1,
-    schedule: Schedule | Callable[[int, float], float] | None = None,
+    accumulate: int | NotGiven = NOT_GIVEN,
+    schedule: Schedule | Callable[[int, float], float] | NotGiven | None = NOT_GIVEN,
     alpha: float = 0.0,
     clip_norm: float | None = None,
     checkpoint: str | os.PathLike | None = None,
@@ -377,8 +351,9 @@ def fit(
         rows, never whole. With ``y=None``, ``X`` may be a re-iterable of ``(X, y)`` batches.
     epochs : int, default 100
         Total passes over the data (with ``resume_from``, counted from the first run).
-    batch_size : int, optional
-        Rows per optimizer step; ``None`` trains on the full batch.
+    batch_size : int or None, optional
+        Rows per optimizer step; ``None`` trains on the full batch. Left out: the
+        checkpoint's with ``resume_from``, else the full batch.
     optimizer : Optimizer or str, optional
         An optimizer, or a name (``"adam"``, ``"sgd"``) for one with default hyperparameters.
         Default ``Adam(lr=1e-3)``. Its state carries over between calls.
@@ -391,12 +366,15 @@ def fit(
     callbacks : sequence
         Callables ``cb(epoch, logs)`` or :class:`~mlp_accel.callbacks.Callback` objects;
         returning True from an epoch hook stops training.
-    accumulate : int, default 1
+    accumulate : int, optional
         Split each batch into this many micro-batches and make one update from their summed
-        gradients: the same result as the whole batch, in less memory.
+        gradients: the same result as the whole batch, in less memory. Left out: the
+        checkpoint's with ``resume_from``, else 1.
     schedule : Schedule or callable, optional
         ``factor = schedule(step, epoch)`` multiplies the optimizer's learning rate before
         each step (see :mod:`mlp_accel.schedules`); the base rate is restored at the end.
+        Left out: the checkpoint's with ``resume_from`` (a custom callable must be given
+        again), else none.
     alpha : float, default 0
         L2 penalty on the weights (scikit-learn's ``alpha``).
     clip_norm : float, optional
@@ -405,8 +383,9 @@ def fit(
         Write weights, optimizer state, epoch, RNG state and history here (atomically) every
         ``checkpoint_every`` epochs and at the end.
     resume_from : path, optional
-        Continue from a checkpoint: weights, optimizer state, shuffling RNG and history are
-        restored and training runs from the saved epoch up to ``epochs``.
+        Continue the run of a checkpoint: weights, optimizer state, shuffling RNG and history
+        are restored and training runs from the saved epoch up to ``epochs``, with the run's
+        ``batch_size``, ``accumulate`` and ``schedule`` (given ones must equal them).
     sample_weight : array-like of shape (n_samples,), optional
         Non-negative weight per row of in-memory ``X``: each step minimizes the weighted mean
         loss of its batch (the L2 penalty divided by the batch's weight sum), as
@@ -437,12 +416,16 @@ def fit(
         copy each: the error names it).
     TypeError, ValueError
         A count that is not an integer of at least 1 (integral NumPy scalars are fine), a
-        negative or non-finite ``alpha``, a ``clip_norm`` that is not positive, or an unknown
-        optimizer name.
+        negative or non-finite ``alpha``, a ``clip_norm`` that is not positive, an unknown
+        optimizer name, or a ``batch_size``, ``accumulate`` or ``schedule`` that differs from
+        the one of the run ``resume_from`` continues.
     """
     epochs = check_count(epochs, "epochs")
-    batch_size = check_count(batch_size, "batch_size", allow_none=True)
-    accumulate = check_count(accumulate, "accumulate")
+    ck = None if resume_from is None else load_checkpoint(resume_from)
+    run = None if ck is None else ck["state"]["run"]
+    batch_size, accumulate, schedule = run_options(
+        resume_from, run, batch_size, accumulate, schedule
+    )
     checkpoint_every = check_count(checkpoint_every, "checkpoint_every")
     local_steps = check_count(local_steps, "local_steps")
     alpha = check_real(alpha, "alpha", 0.0)
@@ -457,7 +440,7 @@ def fit(
         plan_fit(model, _row_count(X, y), epochs, batch_size, evaluate=evaluate)
     else:
         model.settle_backend(_row_count(X, y), epochs, batch_size)
-    optimizer, first_epoch, base_lr, history = _start(model, optimizer, resume_from)
+    optimizer, first_epoch, base_lr, history = _start(model, optimizer, resume_from, ck)
     history.code_path = model.code_path
     source = _open_source(model, X, y, epochs - first_epoch + 1, sample_weight, client, local_steps)
     options = {"accumulate": accumulate, "alpha": alpha, "clip_norm": clip_norm}
@@ -469,7 +452,10 @@ def fit(
         if progress:
             own.append(ProgressBar(first_epoch, epochs))
         if checkpoint is not None:
-            own.append(CheckpointWriter(checkpoint, checkpoint_every, epochs, step, history))
+            settings = RunSettings(batch_size, accumulate, schedule_spec(schedule))
+            own.append(
+                CheckpointWriter(checkpoint, checkpoint_every, epochs, step, history, settings)
+            )
         for hook in begin_hooks:
             hook(model)
         run_epoch = _Epochs(source, step, schedule, batch_size, shuffle, val, epochs)
