@@ -30,16 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 README_SECTIONS = [
+    "Install",
     "Quickstart",
-    "The library",
-    "Large batches and big data",
-    "The command",
-    "Backends",
-    "Scale-out on Dask",
+    "Pick a backend",
+    "Benchmark",
+    "Train on big data",
     "scikit-learn drop-in",
-    "What this project corrects in the tutorial",
-    "Design notes",
-    "Development",
+    "Read more",
 ]
 
 
@@ -58,6 +55,12 @@ def _headings(tokens: list, level: str) -> list[str]:
 def test_readme_sections_render_as_headings() -> None:
     headings = _headings(_tokens(ROOT / "README.md"), "h2")
     assert headings == README_SECTIONS
+
+
+def test_readme_is_a_first_page() -> None:
+    # What a newcomer needs, and links to docs/ for the rest.
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 150, f"README.md has {len(lines)} lines; move details to docs/"
 
 
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
@@ -102,7 +105,7 @@ _DIRECTIVE = re.compile(r"<!--\s*test-(setup|skip):\s*(.+?)\s*-->")
 
 
 def setup_big_npy(tmp_path: Path) -> dict:
-    """A small ``big.npy``: 64 features and a 0/1 label a row, as the README's recipe reads."""
+    """A small ``big.npy``: 64 features and a 0/1 label a row, as the big-data recipes read."""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(2000, 64)).astype(np.float32)
     y = (X[:, 0] * X[:, 1] + X[:, 2] > 0).astype(np.float32)

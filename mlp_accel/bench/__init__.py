@@ -59,6 +59,7 @@ from .cases import (
 from .config import BenchConfig
 from .contention import busy_process
 from .firstrun import FIRST_RUN_NOTE, first_run
+from .jax_peer import jax_peer
 from .machine import (
     device_memory,
     is_gpu,
@@ -104,6 +105,7 @@ __all__ = [
     "PeerUnavailable",
     "sklearn_peer",
     "torch_peer",
+    "jax_peer",
     "is_gpu",
     "shape_runs_on",
     "device_memory",

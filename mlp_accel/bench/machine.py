@@ -200,11 +200,11 @@ def thread_info() -> dict[str, Any]:
         }
         for p in threadpool_info()
     ]
+    from ..backends import _threads
+
     info: dict[str, Any] = {"threadpools": pools, "limit": _ACTIVE_THREADS}
-    numba = sys.modules.get("numba")
-    if numba is not None:
-        info["numba"] = int(numba.get_num_threads())
-        info["numba_layer"] = str(numba.config.THREADING_LAYER)
+    # The package's own worker threads (Numba's pool is never started: its kernels are serial).
+    info["workers"] = _threads.worker_count()
     torch = sys.modules.get("torch")
     if torch is not None:
         info["torch"] = int(torch.get_num_threads())

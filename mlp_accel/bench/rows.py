@@ -26,6 +26,7 @@ from .cases import (
 )
 from .config import BenchConfig
 from .firstrun import first_run
+from .jax_peer import jax_peer
 from .machine import (
     device_memory,
     is_gpu,
@@ -172,12 +173,13 @@ def _peer_impls(
     seed: int,
     skipped: list[dict],
 ) -> list[dict[str, Any]]:
-    """scikit-learn and PyTorch on the CPU, PyTorch on CUDA beside a GPU backend, where
+    """scikit-learn, PyTorch and JAX on the CPU, PyTorch on CUDA beside a GPU backend, where
     installed; the others are appended to ``skipped``."""
     makers: list[tuple[str, Callable[[], Peer]]] = []
     if not shape.gpu_only:
         makers.append(("sklearn", lambda: sklearn_peer(shape, dtype, data, seed)))
         makers.append(("torch-cpu", lambda: torch_peer(shape, dtype, data, "cpu", seed)))
+        makers.append(("jax-cpu", lambda: jax_peer(shape, dtype, data, seed)))
     if any(is_gpu(b) for b in backends):
         makers.append(("torch-cuda", lambda: torch_peer(shape, dtype, data, "cuda", seed)))
     impls: list[dict[str, Any]] = []

@@ -43,6 +43,23 @@ def _scorer(model: Any, data: TrainingData) -> tuple[str, Callable[[Any, Any], f
     return "accuracy", accuracy
 
 
+def _path(history: Any, model: Any) -> str:
+    """The backend and kernel tier the fit ran: ``numba generic``, ``numpy``."""
+    path = history.code_path
+    if path is None or (path["tier"] == "layers" and path["backend"] != "numba"):
+        return model.backend.name
+    return f"{path['backend']} {path['tier']}"
+
+
+def _why(history: Any, model: Any) -> str:
+    """Which backend (``auto``'s choice) and kernel tier the fit ran, and why."""
+    path = history.code_path
+    if path is not None:
+        auto = "auto chose " if model.backend_choice is not None else ""
+        return f"{auto}{path['backend']} (tier: {path['tier']}): {path['reason']}"
+    return f"auto chose {model.backend_choice}"
+
+
 def report(
     args: argparse.Namespace,
     model: Any,
@@ -61,15 +78,19 @@ def report(
     else:
         train_score = score(data.X_train, data.y_train)
     test_score = score(data.X_test, data.y_test)
-    # The result line comes first, so that a failing save or plot cannot lose it.
+    # The result lines come first, so that a failing save or plot cannot lose them; the
+    # result line is the last of them, for scripts that read it.
+    if model.backend_choice is not None or history.code_path is not None:
+        print(f"code path: {_why(history, model)}")
     print(
         f"train {metric} {train_score:.4f}  test {metric} {test_score:.4f}  "
         f"loss {history['loss'][-1]:.4f}  epochs {history.n_epochs}  "
         f"trained {rows:,} samples in {seconds:.2f} s = {rows / max(seconds, 1e-12):,.0f} "
         f"samples/s  "
-        f"(fit wall {wall:.2f} s incl. setup)  [{model.backend.name}, {model.dtype}, "
+        f"(fit wall {wall:.2f} s incl. setup)  [{_path(history, model)}, {model.dtype}, "
         f"layers {'-'.join(map(str, model.layers))}]"
     )
+
     if "compute_time" in history:
         steps = max(sum(history["steps"]), 1)
         where = f"{args.dask_workers} local workers" if args.dask_workers else args.scheduler
