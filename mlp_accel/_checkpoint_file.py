@@ -132,7 +132,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
     Returns ``{"model_meta", "weights", "preprocessing", "optimizer", "state", "rng"}``
     (``preprocessing`` is the model's, or ``None``; ``rng`` a NumPy Generator in the saved
-    state; the state's ``"run"`` the run's :class:`~mlp_accel.training.resume.RunSettings`,
+    state; the state's ``"run"`` the run's ``RunSettings`` (``mlp_accel.training.resume``),
     ``None`` where the checkpoint records none).
 
     Everything is validated here (weights, optimizer state and arrays, epoch, RNG state,

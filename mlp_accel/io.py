@@ -81,8 +81,8 @@ def save(
         or other special file is refused.
     extras : mapping of str to array-like, optional
         Extra arrays stored beside the weights; read back with :func:`load_extras`. The
-        model's :attr:`~mlp_accel.MLP.preprocessing` is stored among them under the names of
-        :data:`mlp_accel.preprocessing.KEYS` (``x_mean``, ``x_scale``, ``classes``, ...), which
+        model's ``preprocessing`` is stored among them under the names of
+        ``mlp_accel.preprocessing.KEYS`` (``x_mean``, ``x_scale``, ``classes``, ...), which
         :func:`load` reads back as the loaded model's preprocessing: those names are reserved.
     metadata : mapping, optional
         JSON-serializable data stored with the model; read back with :func:`load_metadata`.
@@ -350,7 +350,7 @@ def load(path: str | os.PathLike, backend: Any = None) -> Any:
         A truncated, foreign, pickled or malformed file (weights that do not fit the metadata,
         non-finite or complex weights, ...); the message names the file and the problem.
 
-    A model saved with a :attr:`~mlp_accel.MLP.preprocessing` (any by ``mlp-accel train``)
+    A model saved with a ``preprocessing`` (any by ``mlp-accel train``)
     comes back with it: raw features in, the user's labels out, as ``mlp-accel predict``.
     """
     from .model import MLP

@@ -22,7 +22,7 @@ from .activations import get_activation
 from .backends import BackendLike, NetworkSpec, get_backend
 from .backends import _layer_loop as layer_loop
 from .backends._auto import BackendChoice, choose_backend
-from .backends._chunks import over_chunks, sum_loss_and_gradients
+from .backends._chunks import add_in_place, over_chunks, sum_loss_and_gradients
 from .initializers import initial_weights
 from .losses import get_loss
 from .ops.custom import model_activations
@@ -240,13 +240,15 @@ class MLP(DataEdge):
         """Outputs (after the output activation) for device inputs, without validation."""
         fused = self._fused_network()
 
+        n = X.shape[0]
+
         def rows(lo: int, hi: int) -> Array:
-            part = X[lo:hi, :]
+            part = X if hi - lo == n else X[lo:hi, :]
             if fused is not None:
                 return fused.forward(self._params, part)
             return self._forward_trace(part)[-1][1]
 
-        parts = over_chunks(self.backend, tuple(self.layers), X.shape[0], rows)
+        parts = over_chunks(self.backend, tuple(self.layers), n, rows, blas=fused is None)
         return parts[0] if len(parts) == 1 else self.backend.xp.concat(parts, axis=0)
 
     def loss_and_gradients(
@@ -280,14 +282,15 @@ class MLP(DataEdge):
         fused = self._fused_network() if sample_weight is None else None
 
         def rows(lo: int, hi: int) -> tuple[Array, list[Array]]:
+            Xc, yc = (X, y) if hi - lo == n else (X[lo:hi, :], y[lo:hi, :])
             if fused is not None:
-                return fused.loss_and_gradients(self._params, X[lo:hi, :], y[lo:hi, :], denom)
+                return fused.loss_and_gradients(self._params, Xc, yc, denom)
             weights = None if sample_weight is None else sample_weight[lo:hi]
-            return self._batch_loss_and_gradients(X[lo:hi, :], y[lo:hi, :], denom, weights)
+            return self._batch_loss_and_gradients(Xc, yc, denom, weights)
 
         if self.backend.chunked:
-            parts = over_chunks(self.backend, tuple(self.layers), n, rows)
-            return parts[0] if len(parts) == 1 else sum_loss_and_gradients(self.backend, parts)
+            widths = tuple(self.layers)
+            return over_chunks(self.backend, widths, n, rows, fused is None, add_in_place)
         limit = self.backend.max_batch_rows(self.spec)
         if limit is None or n <= limit:
             return rows(0, n)

@@ -162,8 +162,23 @@ def test_chunk_pool_runs_every_chunk_once_and_keeps_their_order():
             seen.append((i, threading.current_thread().name))
         return i * i
 
-    assert pool.run(work, 50, 3) == [i * i for i in range(50)]
+    results = [None] * 50
+    pool.run(work, 50, 3, results.__setitem__)
+    assert results == [i * i for i in range(50)]
     assert sorted(i for i, _ in seen) == list(range(50))
+
+
+def test_results_fold_in_index_order_whichever_thread_finishes_first():
+    import random
+    import time
+
+    def work(i):
+        time.sleep(random.random() / 1000)  # finish out of order
+        return [i]
+
+    with ma.threads(4):
+        folded = _chunks.run_chunks(work, 40, blas=False, fold=lambda a, r: (a or []) + r)
+    assert folded == list(range(40))
 
 
 def test_chunk_pool_raises_the_first_error_after_the_running_chunks_end():
@@ -177,9 +192,11 @@ def test_chunk_pool_raises_the_first_error_after_the_running_chunks_end():
         return i
 
     with pytest.raises(ValueError, match="chunk 3 failed"):
-        pool.run(work, 40, 2)
+        pool.run(work, 40, 2, lambda i, r: None)
     assert 3 not in finished and len(finished) < 40
-    assert pool.run(lambda i: i, 4, 2) == [0, 1, 2, 3]  # the pool still works
+    results = [None] * 4
+    pool.run(lambda i: i, 4, 2, results.__setitem__)
+    assert results == [0, 1, 2, 3]  # the pool still works
 
 
 def test_blas_is_one_thread_inside_a_chunked_batch_and_restored_after(rng):

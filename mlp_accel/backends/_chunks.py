@@ -14,6 +14,8 @@ and a fork leaves the child a fresh pool.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import os
 import threading
@@ -27,6 +29,7 @@ __all__ = [
     "chunk_plan",
     "run_chunks",
     "over_chunks",
+    "add_in_place",
     "sum_loss_and_gradients",
     "TARGET_FLOPS",
     "MIN_ROWS",
@@ -45,30 +48,66 @@ MAX_ROWS = 16384
 ROW_QUANTUM = 128
 
 
-def chunk_plan(rows: int, widths: tuple[int, ...]) -> list[tuple[int, int]]:
+@functools.lru_cache(maxsize=256)
+def chunk_plan(rows: int, widths: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
     """The ``(start, stop)`` row ranges a batch of ``rows`` rows of a network of ``widths``
     is split into: equal chunks of a multiple of 128 rows (the last one shorter), as few as
     :data:`TARGET_FLOPS` allows and never fewer rows than :data:`MIN_ROWS` or, for a large
-    network, than its weights / 1024 (each chunk's gradient is a copy of the weights to add).
+    network, than its weights / 4096 (each chunk's gradient is a copy of the weights to add:
+    a fortieth of the chunk's arithmetic at most).
 
     A pure function of its arguments: the thread count never enters it.
     """
     weights = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
-    target = max(MIN_ROWS, math.ceil(TARGET_FLOPS / (6 * weights)), weights // 1024)
+    target = max(MIN_ROWS, math.ceil(TARGET_FLOPS / (6 * weights)), weights // 4096)
     target = min(MAX_ROWS, target)
     count = max(1, math.ceil(rows / target))
     size = math.ceil(math.ceil(rows / count) / ROW_QUANTUM) * ROW_QUANTUM
-    return [(lo, min(rows, lo + size)) for lo in range(0, rows, size)]
+    return tuple((lo, min(rows, lo + size)) for lo in range(0, rows, size))
+
+
+class _InOrder:
+    """Results folded into one in index order as they arrive, from any thread:
+    ``fold(...fold(fold(None, r0), r1)..., r_last)``, whichever thread finished first.
+
+    One thread folds at a time, outside the lock; the others only leave their result and go
+    on with the next chunk, so the folding overlaps the chunks still running.
+    """
+
+    def __init__(self, fold: Callable[[Any, Any], Any]) -> None:
+        self.fold = fold
+        self.value: Any = None
+        self._next = 0
+        self._pending: dict[int, Any] = {}
+        self._lock = threading.Lock()
+        self._folding = False
+
+    def add(self, i: int, result: Any) -> None:
+        with self._lock:
+            self._pending[i] = result
+            if self._folding:
+                return
+            self._folding = True
+        while True:
+            with self._lock:
+                if self._next not in self._pending:
+                    self._folding = False
+                    return
+                result = self._pending.pop(self._next)
+                self._next += 1
+            self.value = self.fold(self.value, result)
 
 
 class _Job:
     """One call of :meth:`ChunkPool.run`: ``fn(i)`` for ``i < count``, by whichever thread
     takes ``i`` first; the first error cancels the chunks not yet taken."""
 
-    def __init__(self, fn: Callable[[int], Any], count: int) -> None:
+    def __init__(
+        self, fn: Callable[[int], Any], count: int, sink: Callable[[int, Any], Any]
+    ) -> None:
         self.fn = fn
         self.count = count
-        self.results: list[Any] = [None] * count
+        self.sink = sink
         self._lock = threading.Lock()
         self._next = 0
         self._running = 0
@@ -91,7 +130,7 @@ class _Job:
         """Run chunks until none is left (or one failed)."""
         while (i := self._take()) is not None:
             try:
-                self.results[i] = self.fn(i)
+                self.sink(i, self.fn(i))
             except BaseException as exc:  # a KeyboardInterrupt too: stop handing out chunks
                 with self._lock:
                     if self.error is None:
@@ -138,13 +177,17 @@ class ChunkPool:
             thread.start()
             self._threads.append(thread)
 
-    def run(self, fn: Callable[[int], Any], count: int, threads: int) -> list[Any]:
-        """``[fn(0), ..., fn(count - 1)]``, computed on up to ``threads`` threads (the caller's
-        included). An exception raised by any chunk (or a KeyboardInterrupt in the caller)
-        is raised here once the chunks already running have finished."""
+    def run(
+        self, fn: Callable[[int], Any], count: int, threads: int, sink: Callable[[int, Any], Any]
+    ) -> None:
+        """``sink(i, fn(i))`` for every ``i < count``, on up to ``threads`` threads (the
+        caller's included). An exception raised by any chunk (or a KeyboardInterrupt in the
+        caller) is raised here once the chunks already running have finished."""
         if count <= 1 or threads <= 1:
-            return [fn(i) for i in range(count)]
-        job = _Job(fn, count)
+            for i in range(count):
+                sink(i, fn(i))
+            return
+        job = _Job(fn, count, sink)
         with self._lock:
             self._start(min(threads, count) - 1)
             self._jobs.append(job)
@@ -157,7 +200,6 @@ class ChunkPool:
         job.wait()
         if job.error is not None:
             raise job.error
-        return job.results
 
 
 _pool = ChunkPool()
@@ -173,28 +215,65 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
 
 
-def run_chunks(fn: Callable[[int], Any], count: int) -> list[Any]:
+def run_chunks(
+    fn: Callable[[int], Any],
+    count: int,
+    blas: bool = True,
+    fold: Callable[[Any, Any], Any] | None = None,
+) -> Any:
     """``[fn(i) for i in range(count)]`` on the package's worker threads (as many as
-    :func:`mlp_accel.threads` says, the caller included), with BLAS held to one thread
-    meanwhile so that every matrix product of a chunk rounds the same way on every run."""
+    :func:`mlp_accel.threads` says, the caller included); with ``fold``, the results folded
+    in index order instead (``fold(acc, result)``, ``acc`` None for the first), as they
+    arrive (a single result is returned as it is). With ``blas`` (the chunks call BLAS),
+    BLAS is held to one thread meanwhile, so that every matrix product of a chunk rounds the
+    same way on every run."""
     threads = _threads.worker_count()
-    if count <= 1 or threads <= 1:
-        with _threads.single_threaded_blas():
-            return [fn(i) for i in range(count)]
-    with _threads.single_threaded_blas():
-        return _pool.run(fn, count, threads)
+    scope = _threads.single_threaded_blas() if blas else contextlib.nullcontext()
+    with scope:
+        if count == 1:  # one result: nothing to fold
+            return [fn(0)] if fold is None else fn(0)
+        if fold is None:
+            results: list[Any] = [None] * count
+            _pool.run(fn, count, threads, results.__setitem__)
+            return results
+        ordered = _InOrder(fold)
+        _pool.run(fn, count, threads, ordered.add)
+        return ordered.value
 
 
 def over_chunks(
-    backend: Any, widths: tuple[int, ...], rows: int, fn: Callable[[int, int], Any]
-) -> list[Any]:
+    backend: Any,
+    widths: tuple[int, ...],
+    rows: int,
+    fn: Callable[[int, int], Any],
+    blas: bool = True,
+    fold: Callable[[Any, Any], Any] | None = None,
+) -> Any:
     """``[fn(lo, hi), ...]`` over the fixed chunks of a batch of ``rows`` rows of a network
-    of ``widths``, in chunk order, run on the worker threads; one call ``fn(0, rows)`` on a
-    backend that runs whole batches (a GPU)."""
-    if not backend.chunked:
-        return [fn(0, rows)]
-    plan = chunk_plan(rows, widths)
-    return run_chunks(lambda i: fn(*plan[i]), len(plan))
+    of ``widths``, in chunk order, run on the worker threads (with ``fold``, folded in that
+    order: see :func:`run_chunks`); one call ``fn(0, rows)`` on a backend that runs whole
+    batches (a GPU), or for a batch of one chunk that calls no BLAS (``blas``)."""
+    if backend.chunked:
+        plan = chunk_plan(rows, widths)
+        if len(plan) > 1:
+            return run_chunks(lambda i: fn(*plan[i]), len(plan), blas, fold)
+        if blas:
+            with _threads.single_threaded_blas():
+                result = fn(0, rows)
+            return [result] if fold is None else result
+    return [fn(0, rows)] if fold is None else fn(0, rows)
+
+
+def add_in_place(acc: Any, part: tuple[Any, list[Any]]) -> tuple[Any, list[Any]]:
+    """The fold of the chunks' ``(loss_sum, grads)`` on a CPU backend: the first part copied
+    (a kernel may hand back reused buffers), each next one added into it."""
+    loss, grads = part
+    if acc is None:
+        return loss, [g.copy() for g in grads]
+    total, sums = acc
+    for s, g in zip(sums, grads):
+        s += g
+    return total + loss, sums
 
 
 def sum_loss_and_gradients(

@@ -195,42 +195,73 @@ def blas_controllers() -> list[Any]:
 
 
 _controllers: tuple[int, list[Any]] | None = None
-_blas_lock = threading.Lock()
-_blas_users = 0
-_blas_saved: list[tuple[Any, int]] = []
 
 
-@contextlib.contextmanager
-def single_threaded_blas() -> Iterator[None]:
-    """Hold every loaded BLAS library to one thread for the block.
+def _thread_functions(lib: Any) -> tuple[Any, Any]:
+    """``(get, set)`` of a BLAS library's thread count.
+
+    OpenBLAS's own C functions where threadpoolctl exposes them: its controller lets one
+    Python thread set the count and silently ignores the others (a fit may run in any
+    thread), and a direct call costs a fraction of a microsecond, paid twice a batch.
+    """
+    symbol = getattr(lib, "_get_symbol", None)
+    if getattr(lib, "internal_api", None) == "openblas" and symbol is not None:
+        getter = symbol("openblas_get_num_threads")
+        setter = symbol("openblas_set_num_threads")
+        if getter is not None and setter is not None:
+            return getter, setter
+    return lib.get_num_threads, getattr(lib, "_real_set_num_threads", lib.set_num_threads)
+
+
+class _SingleThreadedBlas:
+    """The context of :func:`single_threaded_blas`: one process-wide count of holders."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._libraries: tuple[list[Any], list[tuple[Any, Any]]] = ([], [])
+        self._saved: dict[int, tuple[Any, int]] = {}
+
+    def _functions(self) -> list[tuple[Any, Any]]:
+        libs = blas_controllers()
+        if libs is not self._libraries[0]:  # found again: a module was imported
+            self._libraries = (libs, [_thread_functions(lib) for lib in libs])
+        return self._libraries[1]
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                self._saved = {}
+            for get, set_ in self._functions():
+                if id(get) not in self._saved:
+                    count = get()
+                    self._saved[id(get)] = (set_, count)
+                    if count != 1:
+                        set_(1)
+            self._users += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                for set_, count in self._saved.values():
+                    if count not in (1, None):
+                        set_(count)
+                self._saved = {}
+
+
+_single_threaded_blas = _SingleThreadedBlas()
+
+
+def single_threaded_blas() -> contextlib.AbstractContextManager[None]:
+    """Hold every loaded BLAS library to one thread for a ``with`` block.
 
     Counted across threads: the first block to enter sets one thread, the last to leave
     restores what each library had, so two fits in two threads neither undo each other's
     setting nor leave BLAS changed. A library loaded during the block (a first import of
     SciPy) gets one thread on the next block and is restored like the others.
     """
-    global _blas_users, _blas_saved
-    with _blas_lock:
-        if _blas_users == 0:
-            _blas_saved = []
-        known = {id(lib) for lib, _ in _blas_saved}
-        for lib in blas_controllers():
-            if id(lib) not in known:
-                count = lib.num_threads
-                _blas_saved.append((lib, count))
-                if count != 1:
-                    lib.set_num_threads(1)
-        _blas_users += 1
-    try:
-        yield
-    finally:
-        with _blas_lock:
-            _blas_users -= 1
-            if _blas_users == 0:
-                for lib, count in _blas_saved:
-                    if count != 1:
-                        lib.set_num_threads(count)
-                _blas_saved = []
+    return _single_threaded_blas
 
 
 def set_threads(count: int | None) -> int | None:

@@ -12,6 +12,7 @@ returned lists.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -237,6 +238,13 @@ class Backend:
         gets for every step.
         """
         return None
+
+    def training_scope(self) -> contextlib.AbstractContextManager[Any]:
+        """Return a context that :func:`mlp_accel.fit` holds for its whole run.
+
+        Nothing here; the CPU backends hold BLAS to one thread, as their chunked batches need.
+        """
+        return contextlib.nullcontext()
 
     def choose_tier(self, spec: NetworkSpec, job: Any = None) -> tuple[str, str]:
         """Return the kernel tier a fit of ``spec`` runs, and why.

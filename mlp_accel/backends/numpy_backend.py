@@ -28,6 +28,12 @@ class NumpyBackend(Backend):
     device = "cpu"
     chunked = True
 
+    def training_scope(self) -> Any:
+        """BLAS held to one thread for a whole fit (see ``_threads.single_threaded_blas``)."""
+        from ._threads import single_threaded_blas
+
+        return single_threaded_blas()
+
     def asarray(self, x: Any, dtype: str) -> np.ndarray:
         return np.ascontiguousarray(x, dtype=dtype)
 

@@ -71,8 +71,8 @@ def add_arguments(bench: argparse.ArgumentParser, backend_option: dict[str, Any]
     )
     _add_threads_option(
         bench,
-        "limit BLAS, Numba and PyTorch threads (default: each library's own setting); "
-        "on a busy or shared machine use --threads 1",
+        "limit this package's worker threads, BLAS (for the peers) and PyTorch to N threads "
+        "(default: each library's own setting); on a busy or shared machine use --threads 1",
     )
     bench.add_argument(
         "--no-peers",

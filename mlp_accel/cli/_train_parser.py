@@ -181,8 +181,8 @@ def _add_large_run_options(t: argparse.ArgumentParser) -> None:
     )
     _add_threads_option(
         large,
-        "BLAS and Numba threads, fixed (default: the usable CPUs, serial or parallel "
-        "measured per shape)",
+        "worker threads that run a batch's fixed chunks (default: the usable CPUs); the "
+        "count changes the speed, never the result",
     )
 
 

@@ -50,7 +50,7 @@ def register_activation(name: str, expr: str, derivative: str | None = None) -> 
     ``where(condition, x, y)`` with a comparison as the condition. Nothing else is accepted
     and the text is never evaluated as Python. Parts without ``z`` are computed once, in
     float64, and must be finite within float32's range. Limits (see
-    :mod:`mlp_accel.ops.expr.tree`): 2,000 characters, 400 nodes, 32 levels of nesting and
+    ``mlp_accel.ops.expr.tree``): 2,000 characters, 400 nodes, 32 levels of nesting and
     20,000 characters of generated code for the expression and its derivative.
 
     Once registered, ``name`` works in ``MLP(activations=...)``, in the estimators and on

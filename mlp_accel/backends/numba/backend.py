@@ -11,9 +11,11 @@ it from the disk cache), and keeps it to the end:
   one whole-network kernel that walks every sample through forward and backward in cache
   and takes the widths as data (:mod:`.generic`): compiled once per dtype, activation set
   and output, whatever the widths.
-- ``"specialized"``: for the smallest networks, a kernel generated for the exact widths
-  (:mod:`.fused`), faster again but compiled per shape; chosen only for a job long enough
-  to repay its compile.
+- ``"specialized"``: for the smallest networks (at most :data:`.paths.UNROLL_LIMIT`
+  weights), a kernel generated for the exact widths (:mod:`.fused`), several times faster
+  than the generic one there and quicker to compile, but compiled per shape; chosen only
+  for a job long enough to repay its compile. Asked of a larger network, the generic
+  kernel runs.
 
 Every kernel is serial and ``nogil``. The model splits a batch into fixed chunks of rows
 and runs them on the package's worker threads, so Numba's own thread pool never starts and
@@ -33,6 +35,7 @@ from ..numpy_backend import NumpyBackend
 from . import tasks as T
 from .networks import GenericNetwork, SmallNetwork
 from .paths import fused_supports
+from .tasks import specialization_pays
 
 __all__ = ["NumbaBackend"]
 
@@ -208,6 +211,8 @@ class NumbaBackend(NumpyBackend):
         if self.tier is not None:
             if self.tier == "layers" or not fused_supports(spec):
                 return "layers", "the per-layer kernels (as the backend was asked)"
+            if self.tier == "specialized" and not specialization_pays(spec):
+                return "generic", "the generic network kernel (none is specialized on this shape)"
             return self.tier, f"the {self.tier} network kernel (as the backend was asked)"
         return numba_tier(spec, job)
 
@@ -221,6 +226,8 @@ class NumbaBackend(NumpyBackend):
             tier = self.choose_tier(spec)[0]
         if tier == "layers" or not fused_supports(spec):
             return None
+        if tier == "specialized" and not specialization_pays(spec):
+            tier = "generic"  # the smallest networks only: larger ones run the generic kernel
         if tier not in ("generic", "specialized"):
             raise ValueError(
                 f"unknown numba kernel tier {tier!r}; known: layers, generic, specialized"

