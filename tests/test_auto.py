@@ -151,7 +151,8 @@ def test_backends_command_explains_the_rule():
         [sys.executable, "-m", "mlp_accel", "backends"], capture_output=True, text=True
     )
     assert out.returncode == 0, out.stderr
-    assert "models on auto" in out.stdout and "start-up + steps x step time" in out.stdout
+    assert "auto, for a model" in out.stdout and "start-up + steps x step time" in out.stdout
+    assert "get_backend('auto') knows no job" in out.stdout and "e.g. mlp-accel train" in out.stdout
     assert "usable CPUs" in out.stdout
 
 

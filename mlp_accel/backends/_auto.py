@@ -67,14 +67,13 @@ UNKNOWN_ROWS = 1_000_000
 
 #: One line per rule, for ``mlp-accel backends``.
 RULE = (
-    "auto chooses per job, at ma.fit, from the job and the machine alone (never from timings "
-    "or the cache): estimated time = start-up + steps x step time for each backend here;",
+    "chosen per job, at the first ma.fit, from the job and the machine alone (never from "
+    "timings or the cache): estimated time = start-up + steps x step time for each backend here;",
     "numpy starts at once; numba pays its compile before the first step (counted on every "
     "run, cached on disk after the first) and runs narrow networks (layers <= 64 wide) "
     "several times faster; cupy pays ~1.5 s to start the GPU;",
     f"a backend other than numpy must save >= {MIN_GAIN:.0%} and >= {MIN_SAVING_S} s; "
-    "get_backend('auto') knows no job and takes the first backend that starts; "
-    "MLP(backend='auto').backend_choice says what ma.fit chose and why.",
+    "model.backend_choice says what ma.fit chose and why, and mlp-accel train prints it.",
 )
 
 

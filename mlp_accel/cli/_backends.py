@@ -28,17 +28,28 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:6s}  yes  {details}")
         else:
             print(f"{name:6s}  no   {info}")
+    from ..backends._auto import RULE, Job, choose_backend
+    from ..backends._threads import usable_cpus
+
+    # One story for "auto": a model's (mlp-accel train, ma.fit, the estimators) is decided
+    # per job; two jobs show the rule at work.
+    available = [name for name, (works, _) in status.items() if works]
+    print("auto, for a model (mlp-accel train, ma.fit, the estimators): " + "\n  ".join(RULE))
+    for what, job in (
+        ("mlp-accel train's default job", Job((2, 4, 3, 1), "float32", 750, 300)),
+        ("2-4-3-1 on 10,000,000 rows, 20 epochs", Job((2, 4, 3, 1), "float32", 10**7, 20, 1024)),
+    ):
+        print(f"  e.g. {what}: {choose_backend(job, available).name}")
     try:
         chosen = get_backend("auto", **options).name
     except RuntimeError as exc:
         chosen = f"none ({exc})"
     print(
-        f"auto -> {chosen} for get_backend('auto')  (order: {', '.join(AUTO_ORDER)}; "
-        "override with MLP_ACCEL_BACKEND)"
+        f"get_backend('auto') knows no job: {chosen}, the first that starts of "
+        f"{', '.join(AUTO_ORDER)}; MLP_ACCEL_BACKEND overrides both"
     )
-    from ..backends._auto import RULE
-    from ..backends._threads import usable_cpus
-
-    print("models on auto: " + "\n  ".join(RULE))
-    print(f"threads: {usable_cpus()} usable CPUs (affinity and cgroup quota); --threads N fixes")
+    print(
+        f"threads: {usable_cpus()} usable CPUs (affinity and cgroup quota) run a batch's fixed "
+        "chunks; --threads N sets how many, which changes the speed, never the result"
+    )
     return 0
