@@ -47,15 +47,18 @@ __all__ = [
 NARROW_MAX_WIDTH = MAX_WIDTH
 #: Seconds to import Numba and load cached kernels.
 NUMBA_IMPORT_S = 0.35
-#: Seconds to compile the per-layer kernels a network runs (once per activation and dtype).
-NUMBA_COMPILE_LAYERS_S = 4.0
-#: Seconds to compile the optimizer kernels (once per dtype), which every tier runs.
-NUMBA_COMPILE_OPTIM_S = 2.0
+# Compile times measured on a quiet core of the project's 2-core machine (float32, relu
+# hidden layers and a sigmoid output, empty caches; two runs each).
+#: Seconds to compile the per-layer kernels a network runs, the optimizer's included (once
+#: per activation and dtype): 1.5 + 2.1-2.3 s.
+NUMBA_COMPILE_LAYERS_S = 3.7
+#: Seconds to compile the optimizer kernels (once per dtype), which every tier runs: 1.5 s.
+NUMBA_COMPILE_OPTIM_S = 1.5
 #: Seconds to compile a narrow network's generic network kernel (once per dtype, activation
-#: set and output, whatever the widths).
-NUMBA_COMPILE_GENERIC_S = 8.0
-#: Seconds to compile the unrolled kernel specialized on one of the smallest shapes.
-NUMBA_COMPILE_SPECIALIZED_S = 3.5
+#: set and output, whatever the widths): 3.3-3.6 s.
+NUMBA_COMPILE_GENERIC_S = 3.5
+#: Seconds to compile the unrolled kernel specialized on one of the smallest shapes: 2.5-3.0 s.
+NUMBA_COMPILE_SPECIALIZED_S = 2.8
 #: Seconds to start a GPU backend (context, kernels, first transfers).
 CUPY_START_S = 1.5
 #: A backend other than NumPy is chosen only when it saves this fraction of NumPy's time...
@@ -159,28 +162,31 @@ def _flops_and_units(widths: tuple[int, ...]) -> tuple[float, float, int]:
 def _numpy_step(job: Job) -> float:
     flops, units, layers = _flops_and_units(job.widths)
     gemm = 45e9 if job.dtype == "float64" else 90e9  # one core's BLAS rate on such products
-    return layers * 25e-6 + job.batch_rows * (flops / gemm + units * 10e-9 + layers * 50e-9)
+    return layers * 25e-6 + job.batch_rows * (flops / gemm + units * 3e-9 + layers * 15e-9)
 
 
 def numba_tier_seconds(job: Job) -> dict[str, float]:
     """Estimated seconds of ``job`` on each numba kernel tier it may run, compiles included.
 
-    Step times measured on one core of the project's machine (float32, Adam): the per-layer
-    kernels run at about NumPy's speed (0.8x its step time on small batches, 1.4x on large
-    narrow ones); the generic network kernel costs ~50 ns a row plus the FLOPs at 30 GFLOP/s
-    (2-4-3-1: 64 ns, 2-16-16-1: 124 ns, 64-48-10: 720 ns a row); the unrolled specialized
-    kernel of the smallest networks ~12 ns a row (2-4-3-1).
+    Step times measured on a quiet core of the project's machine (float32, Adam): NumPy
+    74 ns a row on 2-4-3-1, 151 ns on 2-16-16-1, 460 ns on 64-48-10, plus ~80 us a step;
+    the per-layer kernels about NumPy's time a row with less fixed cost (86 and 143 ns, ~50
+    us); the generic network kernel ~25 ns a row plus the FLOPs at 35 GFLOP/s (27, 71 and
+    716 ns); the unrolled kernel specialized on 2-4-3-1, 11 ns a row.
     """
     flops, _, _ = _flops_and_units(job.widths)
     double = 2.0 if job.dtype == "float64" else 1.0
     rows, steps = job.batch_rows, job.steps
-    seconds = {"layers": NUMBA_COMPILE_LAYERS_S + steps * _numpy_step(job)}
+    flops_, units, layers = _flops_and_units(job.widths)
+    gemm = 45e9 if job.dtype == "float64" else 90e9
+    layer_step = layers * 18e-6 + rows * (flops_ / gemm + units * 2.6e-9 + layers * 20e-9)
+    seconds = {"layers": NUMBA_COMPILE_LAYERS_S + steps * layer_step}
     spec = NetworkSpec(tuple(job.widths), job.activations, job.loss, job.dtype)
     if fused_supports(spec) if job.activations else job.narrow:
-        generic_step = 15e-6 + rows * double * (50e-9 + flops / 30e9)
+        generic_step = 15e-6 + rows * double * (25e-9 + flops / 35e9)
         seconds["generic"] = NUMBA_COMPILE_OPTIM_S + NUMBA_COMPILE_GENERIC_S + steps * generic_step
         if unrolled(spec):
-            special_step = 20e-6 + rows * double * (10e-9 + flops / 30e9)
+            special_step = 10e-6 + rows * double * (7e-9 + flops / 35e9)
             seconds["specialized"] = (
                 NUMBA_COMPILE_OPTIM_S + NUMBA_COMPILE_SPECIALIZED_S + steps * special_step
             )
