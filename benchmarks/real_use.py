@@ -16,10 +16,11 @@ Parts
 contended
     One busy process pinned to one core (started and always stopped here). For each backend
     and case, float32, full-batch ``ma.fit`` epochs: the backend's defaults against the same
-    backend forced to one thread (``NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
-    OMP_NUM_THREADS=1``), each in its own long-lived worker process, timed in interleaved
-    rounds; median samples/s and the min-max range over rounds. Target: default >= 0.8x
-    serial. Then the same without the busy process on L (target: default >= 1.5x serial).
+    backend forced to one thread (``ma.set_threads(1)``, and ``OPENBLAS_NUM_THREADS=1
+    OMP_NUM_THREADS=1`` for the libraries beneath), each in its own long-lived worker
+    process, timed in interleaved rounds; median samples/s and the min-max range over
+    rounds. Target: default >= 0.8x serial. Then the same without the busy process on L
+    (target: default >= 1.5x serial).
 firstrun
     End to end, the wall time of a fresh process that builds a model and fits it, the first
     time on empty caches (``NUMBA_CACHE_DIR`` and ``MLP_ACCEL_CACHE_DIR`` in a new temporary
@@ -138,6 +139,8 @@ import json, sys, time
 import numpy as np
 import mlp_accel as ma
 spec = json.loads(sys.argv[1])
+if spec["serial"]:
+    ma.set_threads(1)
 models = {}
 for name, (layers, rows) in spec["cases"].items():
     rng = np.random.default_rng(0)
@@ -148,8 +151,7 @@ for name, (layers, rows) in spec["cases"].items():
         y, loss = rng.integers(0, layers[-1], size=rows), "cross_entropy"
     model = ma.MLP(layers, loss=loss, backend=spec["backend"], dtype="float32", seed=0)
     opt = ma.optim.Adam(lr=1e-3)
-    # Steady state: every kernel compiled and loaded before timing (a background compile
-    # would otherwise be timed half-way, on the slower path), then a short fit.
+    # Steady state: every kernel compiled and loaded before timing, then a short fit.
     model.backend.warmup(model.spec)
     ma.fit(model, X, y, epochs=2, batch_size=None, shuffle=False, optimizer=opt)
     models[name] = (model, X, y, opt)
@@ -168,7 +170,7 @@ class Worker:
 
     def __init__(self, backend: str, serial: bool, cases: dict[str, tuple[list[int], int]]):
         self.backend, self.serial = backend, serial
-        spec = json.dumps({"backend": backend, "cases": cases})
+        spec = json.dumps({"backend": backend, "cases": cases, "serial": serial})
         self.proc = subprocess.Popen(
             [sys.executable, "-c", WORKER, spec],
             env=_env(serial),
@@ -374,29 +376,6 @@ def run_job(job: dict[str, Any], backend: str, cache: str) -> float:
     return seconds
 
 
-def wait_for_background_compiles(timeout: float = 300.0) -> float:
-    """Wait until no compiling child of mlp_accel runs (they outlive the run that started
-    them); returns the seconds waited. Reads /proc; elsewhere returns at once."""
-    start = time.perf_counter()
-    proc = "/proc"
-    while time.perf_counter() - start < timeout and os.path.isdir(proc):
-        busy = False
-        for pid in os.listdir(proc):
-            if not pid.isdigit():
-                continue
-            try:
-                with open(f"{proc}/{pid}/cmdline", "rb") as fh:
-                    busy = b"mlp_accel.backends._numba_compile" in fh.read()
-            except OSError:
-                continue
-            if busy:
-                break
-        if not busy:
-            break
-        time.sleep(0.2)
-    return time.perf_counter() - start
-
-
 def part_firstrun(backends: Sequence[str], rounds: int, jobs: Sequence[str] = ()) -> dict:
     """First and second run of each job and backend, every round on new empty caches.
 
@@ -413,9 +392,6 @@ def part_firstrun(backends: Sequence[str], rounds: int, jobs: Sequence[str] = ()
                     for run in ("first", "second"):
                         seconds = run_job(job, backend, cache)
                         samples.setdefault((name, backend, run), []).append(seconds)
-                        # "Next time": after any compile the run left in the background
-                        # has finished (it would share the cores with the next run).
-                        wait_for_background_compiles()
     results = {key: spread(values) for key, values in samples.items()}
     lines = [
         "## First run (empty caches) and second run, end to end",
