@@ -83,3 +83,32 @@ def test_an_interrupted_fit_returns_and_leaves_nothing_running(tmp_path):
         ["ps", "-o", "pid=", "-g", str(proc.pid)], capture_output=True, text=True
     ).stdout.split()
     assert left == []
+
+
+def test_an_unwritable_cache_compiles_in_one_temporary_folder_removed_at_exit(tmp_path):
+    """A cache path that cannot be made (here: under a file) gives a warning naming the
+    setting, kernels compiled for this process only, and nothing left behind at exit."""
+    pytest.importorskip("numba")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code = textwrap.dedent(
+        """
+        import warnings
+        from mlp_accel.backends.numba import kernels
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            first = kernels.cache_dir()
+        assert kernels.cache_dir() == first  # one folder for the process
+        kernels.layer_module("relu", "float32")  # generated and imported from there
+        print(first)
+        print(any("MLP_ACCEL_CACHE_DIR" in str(w.message) for w in caught))
+        """
+    )
+    env = {**os.environ, "MLP_ACCEL_CACHE_DIR": str(blocker / "cache")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    folder, warned = out.stdout.split()
+    assert warned == "True"
+    assert not Path(folder).exists()
