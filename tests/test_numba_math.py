@@ -1,4 +1,4 @@
-"""The Numba math helpers (mlp_accel/backends/_numba_math.py): accurate against NumPy/SciPy
+"""The Numba math helpers (mlp_accel/backends/numba/vecmath.py): accurate against NumPy/SciPy
 float64 over dense grids with tails, NaN and inf; vectorized with no libm call left in the
 loop; and what the renderer and the layer kernels make of them."""
 

@@ -7,7 +7,6 @@ half second the model is trying to avoid.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ __all__ = [
     "fused_supports",
     "unrolled",
     "cache_dir_candidate",
-    "numba_index_dirs",
     "generic_title",
     "generic_key",
 ]
@@ -65,21 +63,6 @@ def cache_dir_candidate() -> Path:
         return Path(os.environ["NUMBA_CACHE_DIR"]) / "mlp_accel"
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "mlp_accel" / "numba"
-
-
-def numba_index_dirs(source_dir: Path) -> list[Path]:
-    """Where Numba keeps the on-disk cache of functions defined in files of ``source_dir``,
-    in the order Numba's locators try them: ``$NUMBA_CACHE_DIR/<dir>_<sha1 of its path>`` when
-    that variable is set, else ``source_dir/__pycache__``, else the user-wide cache
-    (``~/.cache/numba/<dir>_<sha1>``). Mirrors ``numba.core.caching``'s locators (a change
-    there makes a cached kernel look uncompiled, which costs a needless background compile).
-    """
-    absolute = os.path.abspath(source_dir)
-    subpath = f"{os.path.basename(absolute)}_{hashlib.sha1(absolute.encode()).hexdigest()}"
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return [Path(os.environ["NUMBA_CACHE_DIR"]) / subpath]
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return [Path(absolute) / "__pycache__", Path(base) / "numba" / subpath]
 
 
 def generic_title(dtype: str, activations: tuple[str, ...], loss: str, output: str) -> str:
