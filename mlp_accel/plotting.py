@@ -1,4 +1,4 @@
-"""Training plots (matplotlib, an optional extra): loss curve and 2-D decision boundary.
+"""Training plots (matplotlib, an optional extra): loss curves and 2-D decision boundary.
 
 Figures are built with matplotlib's object API (:class:`matplotlib.figure.Figure`), never with
 ``pyplot`` state or ``matplotlib.use``, so plotting leaves a user's backend and open figures
@@ -68,7 +68,11 @@ def _axes(ax: Any) -> Any:
 
 
 def plot_loss(history: Any, ax: Any = None) -> Any:
-    """Draw the training loss per epoch (and the validation loss, if recorded).
+    """Draw the training loss per epoch, and the validation loss and accuracy where recorded.
+
+    The validation accuracy (``val_accuracy``, classification with validation data) goes on
+    a second y axis sharing ``ax``'s x axis (:meth:`~matplotlib.axes.Axes.twinx`), on a linear
+    scale from 0 to 1 beside the losses' log scale; one legend names every line.
 
     Parameters
     ----------
@@ -80,15 +84,20 @@ def plot_loss(history: Any, ax: Any = None) -> Any:
     Returns
     -------
     matplotlib.axes.Axes
-        The axes drawn into (``ax.figure`` is its figure).
+        The axes of the losses (``ax.figure`` is its figure, which also holds the accuracy's
+        twin axes when there is one).
     """
     ax = _axes(ax)
     epochs = np.arange(1, history.n_epochs + 1)
-    ax.plot(epochs, history["loss"], label="train")
+    lines = ax.plot(epochs, history["loss"], label="train loss")
     if "val_loss" in history:
-        ax.plot(epochs, history["val_loss"], label="validation")
+        lines += ax.plot(epochs, history["val_loss"], label="validation loss")
     ax.set(xlabel="epoch", ylabel="loss", title="Loss", yscale="log")
-    ax.legend()
+    if "val_accuracy" in history:
+        acc = ax.twinx()
+        lines += acc.plot(epochs, history["val_accuracy"], "C2--", label="validation accuracy")
+        acc.set(ylabel="accuracy", ylim=(0.0, 1.02))
+    ax.legend(handles=lines)
     return ax
 
 
@@ -176,7 +185,10 @@ def plot_training(
     y: np.ndarray | None,
     data_name: str = "test split",
 ) -> Any:
-    """Save an image with the loss curve and, for 2-D classification data, the decision boundary.
+    """Save one image of the loss curves and, for 2-D classification data, the decision boundary.
+
+    The loss panel is :func:`plot_loss`'s: the validation loss and accuracy too, where the
+    history recorded them.
 
     Parameters
     ----------

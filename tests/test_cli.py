@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+import mlp_accel
 from mlp_accel import MLP
 from mlp_accel.cli import main
 
@@ -170,6 +171,34 @@ def test_backends_command(capsys):
         (["train", "--epochs", "1", "--save", ""], "--save: the path is empty"),
         (["train", "--epochs", "1", "--plot", ""], "--plot: the path is empty"),
         (["predict", "--model", "m.npz", "--data", "x.csv", "--out", ""], "--out: the path is"),
+        # a defined activation is checked whole, used or not, before any data is read
+        (
+            ["train", "--define-activation", "mish=z * foo(z)"],
+            "--define-activation: activation 'mish': function 'foo' is not allowed",
+        ),
+        (["train", "--define-activation", "sq=z*z:2*y"], "activation 'sq'"),
+        (["train", "--define-activation", "relu=z"], "'relu' is a built-in activation"),
+        (["train", "--define-activation", "__x=z"], "reserved"),
+        (
+            ["train", "--define-activation", "sq=z*z", "--define-activation", "SQ=z**2"],
+            "activation 'sq' is defined twice",
+        ),
+        (
+            [
+                "warmup",
+                "--layers",
+                "3,4,1",
+                "--define-activation",
+                "sq=log(",
+                "--activations",
+                "sq,sigmoid",
+            ],
+            "--define-activation: activation 'sq'",
+        ),
+        (
+            ["warmup", "--model", "m.npz", "--define-activation", "sq=z*z"],
+            "--define-activation goes with --layers",
+        ),
     ],
 )
 def test_errors_are_one_line_without_traceback(args, message, capsys):
@@ -211,6 +240,9 @@ def test_an_error_from_the_command_line_entry_point_is_one_line():
         (["train", "--layers", ",2,4,1,"], "argument --layers: field 1 of ',2,4,1,' is empty"),
         (["train", "--layers", "2,4,1,"], "field 4 of '2,4,1,' is empty"),
         (["train", "--activations", "relu,,sigmoid"], "--activations: field 2 of"),
+        (["train", "--define-activation", "mish"], "--define-activation: expected NAME=EXPR"),
+        (["train", "--define-activation", "=z"], "--define-activation: expected NAME=EXPR"),
+        (["warmup", "--layers", "2,1", "--define-activation", "a=z:"], "one derivative after"),
         (["warmup", "--layers", "3,,1"], "argument --layers: field 2 of '3,,1' is empty"),
         # issue 20 item 15: the seed range in our words, not make_circles'
         (
@@ -342,3 +374,76 @@ def test_regression_defaults_generalize(capsys):
             assert main([*argv, "--backend", "numpy"]) == 0
             scores.append(float(capsys.readouterr().out.split("test R2")[1].split()[0]))
         assert np.median(scores) >= 0.3, (name, scores)
+
+
+def test_a_defined_activation_trains_saves_and_predicts_in_a_fresh_process(tmp_path, capsys):
+    model = tmp_path / "m.npz"
+    argv = ["train", "--dataset", "moons", "--layers", "2,16,1", "--epochs", "100"]
+    argv += ["--activations", "Mish,sigmoid", "--no-progress", "--backend", "numpy"]
+    mish = "mish=z * tanh(log1p(exp(z)))"
+    assert main([*argv, "--define-activation", mish, "--save", str(model)]) == 0
+    test_acc = float(capsys.readouterr().out.split("test accuracy")[1].split()[0])
+    assert test_acc >= 0.85
+    saved = mlp_accel.load(model, backend="numpy")
+    assert saved.activations == ("mish", "sigmoid")
+    assert saved.activation_table == {"mish": {"expr": mish[5:], "derivative": None}}
+    # a given derivative is kept as written
+    sq = ["--layers", "2,4,1", "--activations", "sq,sigmoid", "--epochs", "2", "--no-progress"]
+    sq_model = tmp_path / "sq.npz"
+    assert main(["train", *sq, "--define-activation", "sq=z*z:2*z", "--save", str(sq_model)]) == 0
+    assert mlp_accel.load(sq_model).activation_table["sq"] == {"expr": "z*z", "derivative": "2*z"}
+    # a fresh interpreter, with nothing defined or registered, predicts from the file alone
+    rows = tmp_path / "x.csv"
+    X = np.array([[-1.0, 0.5], [2.0, -0.5], [0.0, 1.0]])
+    np.savetxt(rows, X, delimiter=",")
+    result = run_cli("predict", "--model", str(model), "--data", str(rows), "--backend", "numpy")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["prediction", *map(str, saved.predict(X))]
+
+
+def test_the_plot_shows_validation_loss_and_accuracy_when_held_out(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import mlp_accel.plotting as plotting
+
+    figures = []
+    draw = plotting.plot_training
+
+    def keep(*args, **kwargs):
+        figures.append(draw(*args, **kwargs))
+        return figures[-1]
+
+    monkeypatch.setattr(plotting, "plot_training", keep)
+    base = ["train", "--epochs", "5", "--no-progress", "--backend", "numpy", "--plot"]
+
+    def labels():
+        loss_axes = [
+            ax for ax in figures.pop().axes if ax.get_title() != "Decision boundary (test split)"
+        ]
+        return {line.get_label() for ax in loss_axes for line in ax.get_lines()}
+
+    assert main([*base, str(tmp_path / "a.png"), "--early-stopping", "10"]) == 0
+    assert labels() == {"train loss", "validation loss", "validation accuracy"}
+    assert main([*base, str(tmp_path / "b.png")]) == 0
+    assert labels() == {"train loss"}
+    history = mlp_accel.History()
+    for loss in (1.0, 0.5):  # a regression's history: a validation loss, no accuracy
+        history.append(loss=loss, val_loss=2 * loss)
+    ax = plotting.plot_loss(history)
+    assert [line.get_label() for ax in ax.figure.axes for line in ax.get_lines()] == [
+        "train loss",
+        "validation loss",
+    ]
+
+
+def test_warmup_compiles_a_defined_activation_under_its_name(monkeypatch, capsys):
+    pytest.importorskip("numba")
+    from mlp_accel.backends import get_backend
+
+    specs = []
+    # what compiles is the backend's business; here, that warmup hands it the formula
+    monkeypatch.setattr(type(get_backend("numba")), "warmup", lambda self, spec: specs.append(spec))
+    argv = ["warmup", "--layers", "3,4,1", "--activations", "sq,sigmoid"]
+    assert main([*argv, "--define-activation", "sq=z*z:2*z"]) == 0
+    (spec,) = specs
+    assert spec.activations[0].startswith("__expr_")
+    assert "3,4,1 sq,sigmoid binary_cross_entropy" in capsys.readouterr().out

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ._activations import activation_table
 from ._train_data import TrainingData
 
 
@@ -16,8 +17,8 @@ def build_model(args: argparse.Namespace, data: TrainingData) -> Any:
     """The ``MLP`` that --layers, --activations, --loss, ... describe for this data.
 
     It carries the data's preprocessing, so that it trains on raw rows and labels, and its
-    checkpoints and saved file take them too. A network that cannot fit in this machine's
-    memory is refused before it is allocated.
+    checkpoints and saved file take them too, as do the formulas of --define-activation. A
+    network that cannot fit in this machine's memory is refused before it is allocated.
     """
     import mlp_accel as ma
 
@@ -36,6 +37,7 @@ def build_model(args: argparse.Namespace, data: TrainingData) -> Any:
         seed=args.seed,
         init=args.init,
         preprocessing=data.preprocessing,
+        custom_activations=activation_table(args.define_activation),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ._activations import ACTIVATIONS_HELP, add_define_option
 from ._options import (
     _add_gpu_options,
     _add_header_option,
@@ -80,8 +81,9 @@ def _add_model_options(t: argparse.ArgumentParser, backend_option: dict[str, Any
         "--activations",
         type=_name_list,
         metavar="NAME,...",
-        help="per weight layer, e.g. relu,gelu,sigmoid (any built-in or registered name)",
+        help=ACTIVATIONS_HELP,
     )
+    add_define_option(model)
     model.add_argument(
         "--loss",
         metavar="NAME",
@@ -209,7 +211,8 @@ def _add_output_options(t: argparse.ArgumentParser) -> None:
     output.add_argument(
         "--plot",
         metavar="FILE.png",
-        help="loss curve (and the decision boundary on the test split for 2-D data)",
+        help="loss curves (with --early-stopping, the validation loss and accuracy too) and, "
+        "for 2-D data, the decision boundary on the test split",
     )
     output.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 

@@ -6,6 +6,7 @@ import argparse
 import time
 from typing import Any
 
+from ._activations import ACTIVATIONS_HELP, activation_table, add_define_option
 from ._options import _int_list, _name_list
 
 __all__ = ["add_arguments", "run"]
@@ -16,7 +17,13 @@ def add_arguments(w: argparse.ArgumentParser, backend_option: dict[str, Any]) ->
     spec = w.add_mutually_exclusive_group(required=True)
     spec.add_argument("--layers", type=_int_list, help="widths, e.g. 13,64,3")
     spec.add_argument("--model", metavar="FILE", help="a model saved by train --save")
-    w.add_argument("--activations", type=_name_list, help="per weight layer (default: relu...)")
+    w.add_argument(
+        "--activations",
+        type=_name_list,
+        metavar="NAME,...",
+        help=f"{ACTIVATIONS_HELP} (default: relu..., with --layers)",
+    )
+    add_define_option(w)
     w.add_argument("--loss", help="default: from the output activation")
     w.add_argument(
         "--dtype",
@@ -34,6 +41,11 @@ def run(args: argparse.Namespace) -> int:
     from ..backends.numba.paths import fused_supports
 
     if args.model is not None:
+        if args.define_activation:
+            # the file's own formulas are the ones it runs; another would be silently unused
+            raise ValueError(
+                "--define-activation goes with --layers: a --model file carries its own formulas"
+            )
         saved = ma.load(args.model, backend="numpy")
         layers, activations, loss = saved.layers, saved.activations, saved.loss
         dtype = args.dtype or saved.dtype
@@ -41,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         layers, activations, loss = args.layers, args.activations, args.loss
         dtype = args.dtype or "float32"
-        table = None
+        table = activation_table(args.define_activation)
     # the model resolves defaults and validates the spec, on NumPy (nothing compiles)
     model = ma.MLP(
         layers, activations, loss, backend="numpy", dtype=dtype, custom_activations=table
@@ -56,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     for task, hit in zip(tasks, was_cached):
         print(f"{'cached  ' if hit else 'compiled'} {T.describe(task)}")
     fused = "fused kernels for" if fused_supports(spec) else "no fused kernel for"
-    print(f"{fused} {','.join(map(str, spec.widths))} {','.join(spec.activations)} {spec.loss}")
+    # the user's names: a defined activation runs under its formula's key
+    print(f"{fused} {','.join(map(str, spec.widths))} {','.join(model.activations)} {spec.loss}")
     print(f"took {seconds:.1f} s; cache: {T.cache_location()}")
     return 0

@@ -30,6 +30,7 @@ __all__ = [
     "register_activation",
     "custom_activations",
     "custom_row",
+    "checked_name",
     "formula_key",
     "formula_activation",
     "model_activations",
@@ -76,14 +77,7 @@ def register_activation(name: str, expr: str, derivative: str | None = None) -> 
         expression, or an expression outside the language or its limits (the message names
         the offending token). Nothing is registered then.
     """
-    if not isinstance(name, str):
-        raise TypeError(f"activation name must be a string, got {type(name).__name__}")
-    if not _NAME.match(name):
-        raise ValueError(
-            f"activation name {name!r} must be letters, digits and underscores "
-            "(not starting with a digit, at most 64 characters)"
-        )
-    name = name.lower()  # names are looked up case-insensitively, as every registry's
+    name = checked_name(name, reserved_ok=True)
     _check_formula_types(expr, derivative)
     if name.startswith(_RESERVED):
         # A formula's own key (a compiling child process installs the rows it is sent).
@@ -95,8 +89,6 @@ def register_activation(name: str, expr: str, derivative: str | None = None) -> 
     with _lock:
         current = ACTIVATION_ROWS.get(name)
         if current is not None:
-            if current.builtin:
-                raise ValueError(f"{name!r} is a built-in activation and cannot be redefined")
             if (current.expr, current.derivative) != (expr, derivative):
                 raise ValueError(
                     f"activation {name!r} is already registered as {current.expr!r}; "
@@ -105,6 +97,44 @@ def register_activation(name: str, expr: str, derivative: str | None = None) -> 
             return
         ACTIVATION_ROWS[name] = row
         ACTIVATIONS[name] = view
+
+
+def checked_name(name: str, reserved_ok: bool = False) -> str:
+    """The lower-case form of a new activation's ``name``, refused where it cannot be one.
+
+    Parameters
+    ----------
+    name : str
+        Letters, digits and underscores, not starting with a digit, at most 64 characters.
+    reserved_ok : bool, default False
+        Let a name starting with ``__`` (a formula's key) through, for the caller to check.
+
+    Returns
+    -------
+    str
+        ``name.lower()``: names are looked up case-insensitively.
+
+    Raises
+    ------
+    TypeError
+        If ``name`` is not a string.
+    ValueError
+        For a malformed name, a built-in one, or (unless ``reserved_ok``) a reserved one.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"activation name must be a string, got {type(name).__name__}")
+    if not _NAME.match(name):
+        raise ValueError(
+            f"activation name {name!r} must be letters, digits and underscores "
+            "(not starting with a digit, at most 64 characters)"
+        )
+    name = name.lower()
+    if name.startswith(_RESERVED) and not reserved_ok:
+        raise ValueError(f"activation names starting with {_RESERVED!r} are reserved: {name!r}")
+    row = ACTIVATION_ROWS.get(name)
+    if row is not None and row.builtin:
+        raise ValueError(f"{name!r} is a built-in activation and cannot be redefined")
+    return name
 
 
 def _check_formula_types(expr: Any, derivative: Any) -> None:
