@@ -22,7 +22,7 @@ from .activations import get_activation
 from .backends import BackendLike, NetworkSpec, get_backend
 from .backends import _layer_loop as layer_loop
 from .backends._auto import BackendChoice, choose_backend
-from .backends._chunks import add_in_place, over_chunks, sum_loss_and_gradients
+from .backends._chunks import add_parts, over_chunks, sum_loss_and_gradients
 from .initializers import initial_weights
 from .losses import get_loss
 from .ops.custom import model_activations
@@ -290,7 +290,8 @@ class MLP(DataEdge):
 
         if self.backend.chunked:
             widths = tuple(self.layers)
-            return over_chunks(self.backend, widths, n, rows, fused is None, add_in_place)
+            fold = add_parts(self.backend)
+            return over_chunks(self.backend, widths, n, rows, fused is None, fold)
         limit = self.backend.max_batch_rows(self.spec)
         if limit is None or n <= limit:
             return rows(0, n)

@@ -174,12 +174,11 @@ def numba_tier_seconds(job: Job) -> dict[str, float]:
     us); the generic network kernel ~25 ns a row plus the FLOPs at 35 GFLOP/s (27, 71 and
     716 ns); the unrolled kernel specialized on 2-4-3-1, 11 ns a row.
     """
-    flops, _, _ = _flops_and_units(job.widths)
+    flops, units, layers = _flops_and_units(job.widths)
     double = 2.0 if job.dtype == "float64" else 1.0
     rows, steps = job.batch_rows, job.steps
-    flops_, units, layers = _flops_and_units(job.widths)
     gemm = 45e9 if job.dtype == "float64" else 90e9
-    layer_step = layers * 18e-6 + rows * (flops_ / gemm + units * 2.6e-9 + layers * 20e-9)
+    layer_step = layers * 18e-6 + rows * (flops / gemm + units * 2.6e-9 + layers * 20e-9)
     seconds = {"layers": NUMBA_COMPILE_LAYERS_S + steps * layer_step}
     spec = NetworkSpec(tuple(job.widths), job.activations, job.loss, job.dtype)
     if fused_supports(spec) if job.activations else job.narrow:

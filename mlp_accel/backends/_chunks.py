@@ -29,7 +29,7 @@ __all__ = [
     "chunk_plan",
     "run_chunks",
     "over_chunks",
-    "add_in_place",
+    "add_parts",
     "sum_loss_and_gradients",
     "TARGET_FLOPS",
     "MIN_ROWS",
@@ -264,34 +264,29 @@ def over_chunks(
     return [fn(0, rows)] if fold is None else fn(0, rows)
 
 
-def add_in_place(acc: Any, part: tuple[Any, list[Any]]) -> tuple[Any, list[Any]]:
-    """The fold of the chunks' ``(loss_sum, grads)`` on a CPU backend: the first part copied
-    (a kernel may hand back reused buffers), each next one added into it."""
-    loss, grads = part
-    if acc is None:
-        return loss, [g.copy() for g in grads]
-    total, sums = acc
-    for s, g in zip(sums, grads):
-        s += g
-    return total + loss, sums
+def add_parts(backend: Any) -> Callable[[Any, tuple[Any, list[Any]]], tuple[Any, list[Any]]]:
+    """The fold that adds up ``(loss_sum, grads)`` parts of one batch, in the order given:
+    the first part copied (a kernel may hand back reused buffers: the sum must own its
+    arrays), each next one added into it."""
+
+    def fold(acc: Any, part: tuple[Any, list[Any]]) -> tuple[Any, list[Any]]:
+        loss, grads = part
+        if acc is None:
+            return backend.copy(loss), [backend.copy(g) for g in grads]
+        total, sums = acc
+        for s, g in zip(sums, grads):
+            s += g
+        return total + loss, sums
+
+    return fold
 
 
 def sum_loss_and_gradients(
     backend: Any, parts: Iterable[tuple[Any, list[Any]]]
 ) -> tuple[Any, list[Any]]:
-    """Add up the ``(loss_sum, grads)`` of the micro-batches of one batch.
+    """Add up the ``(loss_sum, grads)`` of the micro-batches of one batch, in order.
 
     Each part must have been divided by the whole batch's ``denom``, so the sums are the big
     batch's (to float rounding) and the caller makes one update from them.
     """
-    loss_sum: Any = None
-    grads: list[Any] = []
-    for part_loss, part in parts:
-        if loss_sum is None:
-            # A backend may hand back reused buffers: the sum must own its arrays.
-            loss_sum = backend.copy(part_loss)
-            grads = [backend.copy(g) for g in part]
-        else:
-            loss_sum = loss_sum + part_loss
-            grads = [g + p for g, p in zip(grads, part)]
-    return loss_sum, grads
+    return functools.reduce(add_parts(backend), parts, None)

@@ -324,17 +324,13 @@ def _fix_code_path(
     batch_size: int | None,
     client: Any,
     evaluate: bool,
-) -> contextlib.ExitStack:
+) -> None:
     """Fix the fit's code path before its first step, from the job alone: ``backend="auto"``
-    (once per model), then the kernel tier, whose kernels compile now. Returns the stack
-    that will hold what the backend keeps for the whole fit (its ``training_scope``: the CPU
-    backends hold BLAS at one thread, which every chunk of a batch needs; taken per batch, it
-    would cost microseconds a step)."""
+    (once per model), then the kernel tier, whose kernels compile now."""
     if client is None:
         plan_fit(model, rows, epochs, batch_size, evaluate=evaluate)
     else:  # the workers run the steps: the driver only settles auto
         model.settle_backend(rows, epochs, batch_size)
-    return contextlib.ExitStack()
 
 
 def fit(
@@ -455,7 +451,7 @@ def fit(
     begin_hooks, epoch_hooks, end_hooks = _hooks(callbacks)
 
     rows = _row_count(X, y)
-    held = _fix_code_path(model, rows, epochs, batch_size, client, validation_data is not None)
+    _fix_code_path(model, rows, epochs, batch_size, client, validation_data is not None)
     optimizer, first_epoch, base_lr, history = _start(model, optimizer, resume_from, ck)
     history.code_path = model.code_path
     source = _open_source(model, X, y, epochs - first_epoch + 1, sample_weight, client, local_steps)
@@ -463,6 +459,9 @@ def fit(
     step = source.make_step(model, optimizer, base_lr=base_lr, **options)
     step.restore_lr()
     val = model.prepare(*validation_data) if validation_data is not None else None
+    # What the backend holds for the whole fit (the CPU backends: BLAS at one thread, which
+    # every chunk of a batch needs; taken per batch, it costs microseconds a step).
+    held = contextlib.ExitStack()
     own: list[Any] = []
     try:
         if client is None:

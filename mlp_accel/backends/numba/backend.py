@@ -34,8 +34,7 @@ from ..base import BackendUnavailableError, FusedNetwork, NetworkSpec, adam_bias
 from ..numpy_backend import NumpyBackend
 from . import tasks as T
 from .networks import GenericNetwork, SmallNetwork
-from .paths import fused_supports
-from .tasks import specialization_pays
+from .tasks import runnable_tier
 
 __all__ = ["NumbaBackend"]
 
@@ -209,11 +208,10 @@ class NumbaBackend(NumpyBackend):
         from .._auto import numba_tier
 
         if self.tier is not None:
-            if self.tier == "layers" or not fused_supports(spec):
-                return "layers", "the per-layer kernels (as the backend was asked)"
-            if self.tier == "specialized" and not specialization_pays(spec):
-                return "generic", "the generic network kernel (none is specialized on this shape)"
-            return self.tier, f"the {self.tier} network kernel (as the backend was asked)"
+            tier = runnable_tier(spec, self.tier)
+            if tier != self.tier:
+                return tier, f"the {tier} kernels ({spec} has no {self.tier} kernel)"
+            return tier, f"the {tier} kernels (as the backend was asked)"
         return numba_tier(spec, job)
 
     def fused_network(self, spec: NetworkSpec, tier: str | None = None) -> FusedNetwork | None:
@@ -224,14 +222,13 @@ class NumbaBackend(NumpyBackend):
         """
         if tier is None:
             tier = self.choose_tier(spec)[0]
-        if tier == "layers" or not fused_supports(spec):
-            return None
-        if tier == "specialized" and not specialization_pays(spec):
-            tier = "generic"  # the smallest networks only: larger ones run the generic kernel
-        if tier not in ("generic", "specialized"):
+        if tier not in ("layers", "generic", "specialized"):
             raise ValueError(
                 f"unknown numba kernel tier {tier!r}; known: layers, generic, specialized"
             )
+        tier = runnable_tier(spec, tier)
+        if tier == "layers":
+            return None
         with self._lock:
             network = self._networks.get((spec, tier))
             if network is None:

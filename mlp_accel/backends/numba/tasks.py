@@ -26,6 +26,7 @@ __all__ = [
     "fused_task",
     "generic_task",
     "specialization_pays",
+    "runnable_tier",
     "tasks_for",
     "describe",
     "compile_tasks",
@@ -166,9 +167,13 @@ def _in_memory(kernel: Any, args: tuple) -> bool:
         return False
 
 
+def _all_cached(calls: list[tuple[Any, tuple]]) -> bool:
+    return all(_in_memory(k, a) or _on_disk(k, a) for k, a in calls)
+
+
 def cached(task: Task) -> bool:
     """Whether every kernel of ``task`` is compiled in this process or in the disk cache."""
-    return all(_in_memory(k, a) or _on_disk(k, a) for k, a in _calls(task))
+    return _all_cached(_calls(task))
 
 
 def layer_task(
@@ -240,6 +245,16 @@ def specialization_pays(spec: Any) -> bool:
     return fused_supports(spec) and unrolled(spec)
 
 
+def runnable_tier(spec: Any, tier: str) -> str:
+    """The tier ``spec`` runs when ``tier`` is asked for: the per-layer kernels for a network
+    with no network kernel, the generic kernel for one too large to specialize on."""
+    if tier == "layers" or not fused_supports(spec):
+        return "layers"
+    if tier == "specialized" and not specialization_pays(spec):
+        return "generic"
+    return tier
+
+
 def tasks_for(spec: Any, tier: str = "all", evaluate: bool = True) -> list[Task]:
     """The tasks a model of ``spec`` compiles on the numba backend for kernel ``tier``.
 
@@ -250,13 +265,14 @@ def tasks_for(spec: Any, tier: str = "all", evaluate: bool = True) -> list[Task]
     """
     activations, outputs = layer_items(spec)
     every_layer = layer_task(spec.dtype, activations, outputs)
+    if tier != "all":
+        tier = runnable_tier(spec, tier)
     if tier == "layers" or not fused_supports(spec):
         return [every_layer]
     tasks = [every_layer if evaluate or tier == "all" else layer_task(spec.dtype)]
-    specialized = specialization_pays(spec)
-    if tier in ("generic", "all") or (tier == "specialized" and not specialized):
+    if tier in ("generic", "all"):
         tasks.append(generic_task(spec))
-    if tier in ("specialized", "all") and specialized:
+    if tier == "specialized" or (tier == "all" and specialization_pays(spec)):
         tasks.append(fused_task(spec))
     return tasks
 
@@ -294,17 +310,20 @@ def compile_tasks(tasks: list[Task], stream: Any = None) -> float:
     out = sys.stderr if stream is None else stream
     spent = 0.0
     for task in tasks:
-        if cached(task):
-            run_task(task)  # a load from the disk cache: milliseconds
-            continue
-        if out:
+        calls = _calls(task)
+        compiling = not _all_cached(calls)
+        if compiling and out:
             print(f"mlp_accel: compiling {describe(task)} with Numba ...", file=out, flush=True)
         start = time.perf_counter()
-        run_task(task)
-        seconds = time.perf_counter() - start
-        spent += seconds
-        if out:
-            print(f"mlp_accel: compiled in {seconds:.1f} s (cached on disk)", file=out, flush=True)
+        for kernel, args in calls:  # a compile, or a load from the disk cache: milliseconds
+            kernel(*args)
+        if compiling:
+            seconds = time.perf_counter() - start
+            spent += seconds
+            if out:
+                print(
+                    f"mlp_accel: compiled in {seconds:.1f} s (cached on disk)", file=out, flush=True
+                )
     return spent
 
 
