@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import math
 
+from ...ops.expr.erf_series import ERF_HEAD, ERF_MAX, ERF_TAIL
+
 __all__ = ["HELPER_DTYPES", "math_helpers"]
 
 # Per dtype: integer type, exponent bias, mantissa bits, ln2 split in a head that multiplies
@@ -55,7 +57,7 @@ _FLOAT = {
         one_bits=0x3FF0000000000000,
         sqrt_half_bits=0x3FE6A09E667F3BCD,
         mantissa_mask=0x000FFFFFFFFFFFFF,
-        erf_max=6.0,  # erf rounds to 1 above about 5.9
+        erf_max=ERF_MAX["float64"],  # erf rounds to 1 above about 5.9
     ),
     "float32": dict(
         itype="int32",
@@ -73,7 +75,7 @@ _FLOAT = {
         one_bits=0x3F800000,
         sqrt_half_bits=0x3F3504F3,
         mantissa_mask=0x007FFFFF,
-        erf_max=4.0,  # erf rounds to 1 above about 3.9
+        erf_max=ERF_MAX["float32"],  # erf rounds to 1 above about 3.9
     ),
 }
 
@@ -90,66 +92,6 @@ _LG = (
     1.531383769920937332e-01,
     1.479819860511658591e-01,
 )
-
-# Chebyshev interpolation coefficients (mpmath, 40 digits, at the Chebyshev nodes) of
-# erf(x) / x in u = 2 x^2 - 1 for |x| <= 1, and of erfc(x) exp(x^2) in u linear in
-# t = 2 / (2 + x) for 1 <= x <= erf_max; fewer for float32, whose precision they reach sooner.
-_ERF_HEAD = {
-    "float64": (
-        0.9754769393826541,
-        -0.14226120510371365,
-        0.010035582187599796,
-        -0.0005768764699767485,
-        2.741993125219606e-05,
-        -1.1043175507344507e-06,
-        3.8488755420345036e-08,
-        -1.1808582533875466e-09,
-        3.2334215826050435e-11,
-        -7.991015946679151e-13,
-        1.7990723022320763e-14,
-        -3.717374242306777e-16,
-    ),
-    "float32": (
-        0.9754769393826541,
-        -0.14226120510371326,
-        0.010035582187581805,
-        -0.0005768764691776469,
-        2.7419898917980237e-05,
-        -1.1031366924810632e-06,
-    ),
-}
-_ERF_TAIL = {
-    "float64": (
-        0.24078150322816144,
-        -0.1660357343713446,
-        0.01937548512710411,
-        -0.0013725838866457216,
-        2.3301617872657463e-05,
-        4.842439456015362e-06,
-        -2.1925049177302584e-07,
-        -2.8603646284729237e-08,
-        1.258114961136046e-09,
-        2.4685801467325007e-10,
-        -2.494144837888484e-12,
-        -2.329500450476122e-12,
-        -9.680201775654896e-14,
-        1.7796924054574097e-14,
-        2.2446259310401016e-15,
-        -2.910591760598499e-17,
-        -2.844672912954679e-17,
-        -2.211859605929501e-18,
-    ),
-    "float32": (
-        0.2688380522352617,
-        -0.14457137561740324,
-        0.013447956150487045,
-        -0.000722428837584814,
-        5.544305075660867e-06,
-        1.751869551976077e-06,
-        -3.586205305420978e-08,
-        -6.745539223874554e-09,
-    ),
-}
 
 _DECORATOR = "@njit(cache=True, error_model='numpy')"
 
@@ -376,13 +318,13 @@ def _tanh_erf(c: dict, dtype: str) -> list[str]:
         [
             "ax = abs(x)",
             "w = DT(2.0) * (x * x) - _1",
-            *_clenshaw(_ERF_HEAD[dtype], "w", "h"),
+            *_clenshaw(ERF_HEAD[dtype], "w", "h"),
             "head = x * h",
             f"xc = ax if ax < {_dt(top)} else {_dt(top)}",
             "xc = _1 if xc < _1 else xc",
             "t = DT(2.0) / (DT(2.0) + xc)",
             f"v = t * {_dt(2.0 / (tb - ta))} - {_dt((ta + tb) / (tb - ta))}",
-            *_clenshaw(_ERF_TAIL[dtype], "v", "g"),
+            *_clenshaw(ERF_TAIL[dtype], "v", "g"),
             "erfc = _exp_neg(-(xc * xc)) * g",
             "tail = math.copysign(_1 - erfc, x)",
             "y = head if ax < _1 else tail",
