@@ -7,6 +7,7 @@ namespace and optional fused kernels. Importing this package imports neither num
 from . import callbacks, io, optim, schedules
 from .backends import Backend, BackendUnavailableError, available_backends, get_backend
 from .backends._threads import set_threads, threads, usable_cpus
+from .export import to_onnx
 from .io import load
 from .model import MLP
 from .ops.table import register_activation
@@ -28,6 +29,7 @@ __all__ = [
     "threads",
     "usable_cpus",
     "register_activation",
+    "to_onnx",
     "optim",
     "io",
     "schedules",

@@ -12,12 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._auto_request import auto_options, settle_auto
 from ._model_edge import DataEdge
-from ._validation import (
-    check_dtype,
-    check_layer_spec,
-    check_weights,
-    make_rng,
-)
+from ._validation import check_dtype, check_layer_spec, check_weights, make_rng
 from .activations import get_activation
 from .backends import BackendLike, NetworkSpec, get_backend
 from .backends import _layer_loop as layer_loop
@@ -491,3 +486,9 @@ class MLP(DataEdge):
         from .io import save
 
         save(self, path)
+
+    def to_onnx(self, path: Any = None, **options: Any) -> Any:
+        """:func:`mlp_accel.to_onnx` of this model: its ONNX graph, written to ``path`` if given."""
+        from .export import to_onnx
+
+        return to_onnx(self, path, **options)

@@ -254,6 +254,17 @@ class _BaseMLP(StochasticSolverMixin, LbfgsSolverMixin, BaseEstimator):
         """
         return self._decode(self._forward(X))
 
+    def to_onnx(self, path: Any = None, **options: Any) -> Any:
+        """The ONNX model of the fitted network (written to ``path`` if given).
+
+        :func:`mlp_accel.to_onnx` with its ``dtype=`` (default: the network's) and ``opset=``:
+        input ``X``; outputs ``label`` (``classes_``) and ``probabilities`` (as
+        ``predict_proba``) for the classifier, ``prediction`` for the regressor.
+        """
+        from ..export import to_onnx
+
+        return to_onnx(self, path, **options)
+
     # -- training ---------------------------------------------------------------------------
     def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> Any:
         """Checked ``X`` and encoded ``y`` for a fit (see :meth:`_validate_xy`)."""
