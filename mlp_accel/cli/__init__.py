@@ -1,4 +1,4 @@
-"""The ``mlp-accel`` command: train, predict, backends, bench.
+"""The ``mlp-accel`` command: train, predict, export, backends, bench, warmup.
 
 Every expected failure (bad input, unknown names, unusable backends, unreadable files, a
 diverging run) becomes one line on stderr and a non-zero exit, with no traceback.
@@ -53,6 +53,17 @@ _SUBCOMMANDS: dict[str, tuple[str, dict[str, str]]] = {
             description="Print (or write) a saved model's predictions for the rows of a file.",
         ),
     ),
+    "export": (
+        "_export",
+        dict(
+            usage="%(prog)s --model FILE --onnx FILE [--dtype float32|float64] [--opset N]",
+            help="export a saved model to ONNX, with its preprocessing (needs '.[onnx]')",
+            description=(
+                "Write a saved model as an ONNX file that takes raw features and returns the "
+                "labels and probabilities (or predictions) `predict` prints."
+            ),
+        ),
+    ),
     "backends": (
         "_backends",
         dict(
@@ -95,9 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
     from ..backends import BACKENDS
 
-    parser = _Parser(prog=PROG, description="Train multilayer perceptrons on NumPy, Numba or CuPy.")
+    # The usage names no subcommand, so that it stays one line however many there are; the
+    # error of an unknown one and --help list them.
+    parser = _Parser(
+        prog=PROG,
+        usage="%(prog)s [-h] [--version] COMMAND ...",
+        description="Train multilayer perceptrons on NumPy, Numba or CuPy.",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, prog=PROG)
     # Read now, as the parser is built, not when a subcommand's arguments are added.
     backend_option = dict(
         default=os.environ.get("MLP_ACCEL_BACKEND", "auto"),
