@@ -123,6 +123,13 @@ def setup_digits_split(tmp_path: Path) -> dict:
     return dict(zip(names, train_test_split(X[:300], y[:300], random_state=0), strict=True))
 
 
+def setup_onnx(tmp_path: Path) -> dict:
+    """Nothing to write; a block that runs an ONNX export skips where '.[onnx]' is missing."""
+    pytest.importorskip("onnx", reason="ONNX export needs pip install 'mlp-accel[onnx]'")
+    pytest.importorskip("onnxruntime", reason="the exported file runs on onnxruntime")
+    return {}
+
+
 @pytest.mark.parametrize(
     "name, code, directive, argument", _python_blocks(), ids=[b[0] for b in _python_blocks()]
 )

@@ -21,6 +21,7 @@ PUBLIC = [
     "mlp_accel.schedules",
     "mlp_accel.callbacks",
     "mlp_accel.sklearn",
+    "mlp_accel.export",
 ]
 
 
