@@ -16,6 +16,8 @@ __all__ = [
     "real",
     "best_in",
     "best_out",
+    "weights",
+    "csv_state",
     "csv_line",
     "read_appended",
 ]
@@ -81,6 +83,31 @@ def best_in(value: Any, sign: float) -> float:
 def best_out(best: float) -> float | None:
     """A best value as a state saves it: ``None`` for none yet (JSON has no infinity)."""
     return best if math.isfinite(best) else None
+
+
+def weights(params: Any, model: Any) -> list[Any]:
+    """Saved weights (an EarlyStopping's best) checked against ``model``: host arrays."""
+    from ._validation import check_weights
+
+    shapes = model.weight_shapes
+    if not isinstance(params, list) or len(params) != len(shapes):
+        raise ValueError(f"best_params are not {len(shapes)} arrays")
+    try:
+        return check_weights(params, shapes, model.dtype)
+    except TypeError as exc:
+        raise ValueError(f"best_params: {exc}") from None
+
+
+def csv_state(state: Any) -> tuple[str, list[str] | None]:
+    """A CSVLogger's saved text and columns."""
+    text, columns = fields(state, "text", "columns")
+    if not isinstance(text, str):
+        raise ValueError("text is not a string")
+    if columns is not None and not (
+        isinstance(columns, list) and all(isinstance(c, str) for c in columns)
+    ):
+        raise ValueError(f"columns {columns!r} are not a list of names")
+    return text, columns
 
 
 # -- the CSV log ------------------------------------------------------------------------------

@@ -17,10 +17,9 @@ training loop:
   optimizer's base rate times the schedule's factor times this (the loop's training step
   stays the one writer of ``optimizer.lr``; see :class:`ReduceLROnPlateau`).
 
-``monitor`` names a key of the epoch logs (``loss``, ``val_loss``, ``val_accuracy``, ...); with
-``mode="auto"`` a key ending in ``loss`` is minimized, any other maximized. A monitored key
-that the logs do not hold is a ``ValueError`` naming the keys they hold; ``fit`` raises it
-before the first epoch for ``val_loss`` and ``val_accuracy`` without ``validation_data``.
+``monitor`` names a key of the epoch logs (``loss``, ``val_loss``, ``val_accuracy``, ...): one
+they lack is a ``ValueError`` naming those they hold, raised by ``fit`` before the first epoch
+for ``val_loss`` and ``val_accuracy`` without ``validation_data``.
 """
 
 from __future__ import annotations
@@ -157,19 +156,13 @@ class EarlyStopping(Callback):
         best, best_epoch, stopped, wait, params = _state.fields(
             state, "best", "best_epoch", "stopped_epoch", "wait", "best_params"
         )
-        checked = (_state.best_in(best, self.sign), _state.count(best_epoch, "best_epoch"))
-        checked += (_state.count(stopped, "stopped_epoch"), _state.count(wait, "wait"))
-        if params is not None:
-            from ._validation import check_weights
-
-            shapes = model.weight_shapes
-            if not isinstance(params, list) or len(params) != len(shapes):
-                raise ValueError(f"best_params are not {len(shapes)} arrays")
-            try:
-                params = check_weights(params, shapes, model.dtype)
-            except TypeError as exc:
-                raise ValueError(f"best_params: {exc}") from None
-        return (*checked, params)
+        checked = (
+            _state.best_in(best, self.sign),
+            _state.count(best_epoch, "best_epoch"),
+            _state.count(stopped, "stopped_epoch"),
+            _state.count(wait, "wait"),
+        )
+        return (*checked, None if params is None else _state.weights(params, model))
 
 
 class ModelCheckpoint(Callback):
@@ -268,10 +261,11 @@ class ModelCheckpoint(Callback):
 class ReduceLROnPlateau(Callback):
     """Multiply the learning rate by ``factor`` when ``monitor`` stops improving.
 
-    Keras's rule: after ``patience`` epochs in a row without an improvement by more than
-    ``min_delta`` (an absolute threshold, PyTorch's ``threshold_mode="abs"``), the rate is
-    multiplied by ``factor``, then ``cooldown`` epochs pass before epochs without improvement
-    are counted again. The rate never goes below ``min_lr``.
+    After ``patience`` epochs in a row without an improvement by more than ``min_delta`` (an
+    absolute threshold, PyTorch's ``threshold_mode="abs"``), the rate is multiplied by
+    ``factor`` (Keras's count: ``patience=2`` reduces on the second such epoch, PyTorch's on
+    the third); the ``cooldown`` epochs after a reduction are not counted (PyTorch's reading:
+    Keras leaves one fewer out). The rate never goes below ``min_lr``.
 
     It does not write ``optimizer.lr``: :func:`~mlp_accel.fit` asks :meth:`lr_factor` before
     every epoch and sets each step's rate to ``base_lr * schedule factor * lr_factor``, so the
@@ -340,12 +334,12 @@ class ReduceLROnPlateau(Callback):
             ``logs`` holds no ``monitor`` value.
         """
         value = _state.monitored("ReduceLROnPlateau", self.monitor, logs)
-        if self.cooldown_counter > 0:
+        cooling = self.cooldown_counter > 0
+        if cooling:
             self.cooldown_counter -= 1
-            self.wait = 0
         if _state.improves(self.sign, value, self.best, self.min_delta):
             self.best, self.wait = value, 0
-        elif self.cooldown_counter == 0:
+        elif not cooling:
             self.wait += 1
             if self.wait >= self.patience:
                 self.current_factor *= self.factor
@@ -459,10 +453,14 @@ class CSVLogger(Callback):
                 )
         row = [epoch if key == "epoch" else logs.get(key, "") for key in columns]
         text += _state.csv_line(row, self.separator)
-        new = text[self._sent :] if self._stream else text
         from ._atomic import atomic_write
 
-        atomic_write(self.path, lambda f: f.write(new.encode("utf-8")))
+        new = (text[self._sent :] if self._stream else text).encode("utf-8")
+
+        def write(f: typing.IO[bytes]) -> None:
+            f.write(new)
+
+        atomic_write(self.path, write)
         self._text, self.columns = text, columns
         self._sent = len(text) if self._stream else 0
         return False
@@ -478,14 +476,7 @@ class CSVLogger(Callback):
         self._sent = len(self._text) if self._stream else 0
 
     def _checked_state(self, state: Any, model: Any) -> tuple[str, list[str] | None]:
-        text, columns = _state.fields(state, "text", "columns")
-        if not isinstance(text, str):
-            raise ValueError("text is not a string")
-        if columns is not None and not (
-            isinstance(columns, list) and all(isinstance(c, str) for c in columns)
-        ):
-            raise ValueError(f"columns {columns!r} are not a list of names")
-        return text, columns
+        return _state.csv_state(state)
 
 
 # The namespace holds __all__ and modules only: the __future__ import binds a name too.
