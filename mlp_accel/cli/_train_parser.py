@@ -213,7 +213,8 @@ def _add_checkpoint_options(t: argparse.ArgumentParser) -> None:
     ckpt.add_argument(
         "--resume",
         metavar="FILE",
-        help="continue the run of a checkpoint, with its batch size, accumulation and schedule",
+        help="continue the run of a checkpoint, with its batch size, accumulation, schedule "
+        "and callbacks' states",
     )
     ckpt.add_argument(
         "--save-best",
@@ -243,7 +244,7 @@ def _add_output_options(t: argparse.ArgumentParser) -> None:
     output.add_argument(
         "--plot",
         metavar="FILE.png",
-        help="loss curves (with --early-stopping, the validation loss and accuracy too) and, "
+        help="loss curves (with validation rows, the validation loss and accuracy too) and, "
         "for 2-D data, the decision boundary on the test split",
     )
     output.add_argument(
