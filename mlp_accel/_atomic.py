@@ -36,7 +36,7 @@ import zlib
 from collections.abc import Callable
 from typing import IO, Any, cast
 
-__all__ = ["atomic_write", "STALE_AGE_S"]
+__all__ = ["atomic_write", "is_stream", "STALE_AGE_S"]
 
 #: A temporary file not modified for this long is abandoned whoever wrote it (a live writer
 #: modifies its file as it writes; a day covers any save this package makes).
@@ -246,6 +246,17 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
             _write_replacing(real, None if st is None else stat.S_IMODE(st.st_mode), write)
     except OSError as exc:
         raise _named(path, exc) from None
+
+
+def is_stream(path: str | os.PathLike[str]) -> bool:
+    """Whether :func:`atomic_write` writes ``path`` directly (a FIFO or a character device,
+    symlinks followed), not by replacing it: a writer that rewrites a growing file whole
+    writes only the new part to a stream."""
+    try:
+        mode = os.stat(_resolve(os.fspath(path))).st_mode
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
 
 
 def _named(path: str, exc: OSError) -> OSError:

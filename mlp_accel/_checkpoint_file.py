@@ -13,6 +13,7 @@ import numpy as np
 
 from .io import (
     _CHECKPOINT_BIT_GENERATORS,
+    _EXTRA_PREFIX,
     _OPT_PREFIX,
     _check_array,
     _check_finite_for_save,
@@ -26,13 +27,23 @@ from .io import (
 
 __all__ = ["save_checkpoint", "load_checkpoint"]
 
+# The callbacks' arrays (an EarlyStopping's best weights, ...), named in their JSON states.
+_CB = "cb__"
+_CB_PREFIX = _EXTRA_PREFIX + _CB
+
 
 def save_checkpoint(
-    path: str | os.PathLike, model: Any, optimizer: Any, state: Mapping[str, Any]
+    path: str | os.PathLike,
+    model: Any,
+    optimizer: Any,
+    state: Mapping[str, Any],
+    callback_arrays: Mapping[str, np.ndarray] | None = None,
 ) -> None:
     """Atomically save weights, optimizer state and the JSON training ``state``.
 
-    The state (epoch, RNG state, history, ...) lets training resume exactly where it stopped.
+    The state (epoch, RNG state, history, the callbacks' states, ...) lets training resume
+    exactly where it stopped; ``callback_arrays`` are the arrays its ``"callbacks"`` entry
+    names (``{"__array__": name}``).
 
     Raises
     ------
@@ -42,6 +53,7 @@ def save_checkpoint(
     opt = optimizer.state_dict(model.backend)
     _check_finite_for_save(path, {f"optimizer {k}": v for k, v in opt["arrays"].items()})
     extras = {f"opt__{k}": v for k, v in opt["arrays"].items()}
+    extras.update({_CB + k: v for k, v in (callback_arrays or {}).items()})
     meta = {
         "checkpoint": dict(state),
         "optimizer": {k: opt[k] for k in ("name", "hyperparameters", "t")},
@@ -49,7 +61,7 @@ def save_checkpoint(
     save(model, path, extras=extras, metadata=meta)
 
 
-def _check_state(path: str, state: Any) -> dict[str, Any]:
+def _check_state(path: str, state: Any, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise ValueError(f"{path}: the checkpoint's training state is not a mapping")
     missing = [k for k in ("epoch", "rng_state", "base_lr", "history") if k not in state]
@@ -67,9 +79,19 @@ def _check_state(path: str, state: Any) -> dict[str, Any]:
     if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
         raise ValueError(f"{path}: history must map metric names to lists")
     _restored_rng(path, state["rng_state"])
+    from .training.callback_states import decode_state
     from .training.resume import RunSettings
 
-    return {**state, "run": RunSettings.from_json(path, state.get("run"))}
+    callbacks = state.get("callbacks", {})
+    if not isinstance(callbacks, dict):
+        raise ValueError(f"{path}: the checkpoint's callback states are not a mapping")
+    n = len(_CB_PREFIX)
+    arrays = {k[n:]: v for k, v in arrays.items() if k.startswith(_CB_PREFIX)}
+    return {
+        **state,
+        "run": RunSettings.from_json(path, state.get("run")),
+        "callbacks": decode_state(callbacks, arrays, path),
+    }
 
 
 def _restored_rng(path: str, rng_state: Any) -> np.random.Generator:
@@ -133,7 +155,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     Returns ``{"model_meta", "weights", "preprocessing", "optimizer", "state", "rng"}``
     (``preprocessing`` is the model's, or ``None``; ``rng`` a NumPy Generator in the saved
     state; the state's ``"run"`` the run's ``RunSettings`` (``mlp_accel.training.resume``),
-    ``None`` where the checkpoint records none).
+    ``None`` where the checkpoint records none; its ``"callbacks"`` the callbacks' states by
+    key, arrays in place, ``{}`` where it records none).
 
     Everything is validated here (weights, optimizer state and arrays, epoch, RNG state,
     history), so resuming from a checkpoint this returns cannot fail half-way.
@@ -154,7 +177,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         preprocessing = _preprocessing(arrays)
     except (ValueError, TypeError, IndexError) as exc:
         raise ValueError(f"{path} has an invalid preprocessing: {exc}") from None
-    state = _check_state(path, user["checkpoint"])
+    state = _check_state(path, user["checkpoint"], arrays)
     return {
         "model_meta": meta,
         "weights": weights,

@@ -235,7 +235,8 @@ def _nothing(name: str) -> bool:
 
 
 def _is_checkpoint_array(name: str) -> bool:
-    return _is_model_array(name) or name.startswith(_OPT_PREFIX)
+    # The optimizer's arrays and the callbacks' (``extra__cb__``, see _checkpoint_file).
+    return _is_model_array(name) or name.startswith((_OPT_PREFIX, _EXTRA_PREFIX + "cb__"))
 
 
 def _custom_table(custom: Any, meta: dict[str, Any], path: str) -> dict[str, Any]:

@@ -36,6 +36,8 @@ def run(args: argparse.Namespace, dask_client: Callable[[argparse.Namespace], An
         _check_output_path(args.plot, "--plot")
         plot_format(args.plot)  # an unknown suffix too
     _check_output_path(args.save, "--save")
+    _check_output_path(args.save_best, "--save-best")
+    _check_output_path(args.csv_log, "--csv-log")
     first_epoch = resumed_epoch(args) if args.resume else 0
     data = prepare_training_data(args)
     if args.lr is None:

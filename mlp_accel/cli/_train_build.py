@@ -114,13 +114,27 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def fit_options(args: argparse.Namespace, data: TrainingData) -> dict[str, Any]:
-    """The keywords of ``fit`` that the arguments set, besides model, data and optimizer."""
+def _callbacks(args: argparse.Namespace) -> list[Any]:
+    """The callbacks of --early-stopping, --reduce-lr-on-plateau, --save-best and --csv-log."""
     import mlp_accel as ma
 
-    callbacks = []
+    callbacks: list[Any] = []
     if args.early_stopping is not None:
         callbacks.append(ma.callbacks.EarlyStopping(patience=args.early_stopping))
+    if args.reduce_lr_on_plateau is not None:
+        factor, patience = args.reduce_lr_on_plateau
+        plateau = ma.callbacks.ReduceLROnPlateau(args.monitor, factor=factor, patience=patience)
+        callbacks.append(plateau)
+    if args.save_best is not None:
+        callbacks.append(ma.callbacks.ModelCheckpoint(args.save_best, monitor=args.monitor))
+    if args.csv_log is not None:
+        callbacks.append(ma.callbacks.CSVLogger(args.csv_log))
+    return callbacks
+
+
+def fit_options(args: argparse.Namespace, data: TrainingData) -> dict[str, Any]:
+    """The keywords of ``fit`` that the arguments set, besides model, data and optimizer."""
+    callbacks = _callbacks(args)
     return dict(
         epochs=args.epochs,
         progress=not args.no_progress,

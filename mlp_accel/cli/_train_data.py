@@ -95,13 +95,27 @@ def prepare_training_data(args: argparse.Namespace) -> TrainingData:
 
 
 def _hold_out_validation(args: argparse.Namespace, data: TrainingData) -> None:
-    """Split the validation rows for --early-stopping off the training split."""
+    """Split the validation rows for --early-stopping, and for --save-best and
+    --reduce-lr-on-plateau watching a val_* --monitor, off the training split."""
     from ..data import train_test_split
 
-    if args.early_stopping is None:
+    watching = [
+        option
+        for option, value in (
+            ("--save-best", args.save_best),
+            ("--reduce-lr-on-plateau", args.reduce_lr_on_plateau),
+        )
+        if value is not None
+    ]
+    if args.early_stopping is None and not (watching and args.monitor.startswith("val_")):
         return
     if data.lazy:
-        raise ValueError("--early-stopping is not available for memory-mapped --data")
+        if args.early_stopping is not None:
+            raise ValueError("--early-stopping is not available for memory-mapped --data")
+        raise ValueError(
+            f"{' and '.join(watching)} with --monitor {args.monitor} need validation rows, which "
+            "memory-mapped --data does not hold out: use --monitor loss"
+        )
     # Split row indices, so features and targets stay aligned.
     fit_rows, val_rows, _, _ = train_test_split(
         np.arange(len(data.y_train)),

@@ -11,6 +11,7 @@ from ._options import (
     _add_header_option,
     _add_seed_option,
     _add_threads_option,
+    _float_in,
     _int_list,
     _momentum,
     _name_list,
@@ -188,6 +189,17 @@ def _add_large_run_options(t: argparse.ArgumentParser) -> None:
     )
 
 
+#: What --monitor watches: the epoch logs that say how training goes.
+MONITORED = ("val_loss", "val_accuracy", "loss")
+
+
+def _plateau(text: str) -> tuple[float, int]:
+    """``FACTOR[:PATIENCE]`` of --reduce-lr-on-plateau: a factor in (0, 1), patience >= 1."""
+    factor_text, _, patience_text = text.partition(":")
+    factor = _float_in(0.0, 1.0, True, True, "a factor strictly between 0 and 1")(factor_text)
+    return factor, _positive_int(patience_text) if patience_text else 10
+
+
 def _add_checkpoint_options(t: argparse.ArgumentParser) -> None:
     ckpt = t.add_argument_group("checkpoints")
     ckpt.add_argument("--checkpoint", metavar="FILE", help="write a training checkpoint here")
@@ -201,7 +213,28 @@ def _add_checkpoint_options(t: argparse.ArgumentParser) -> None:
     ckpt.add_argument(
         "--resume",
         metavar="FILE",
-        help="continue the run of a checkpoint, with its batch size, accumulation and schedule",
+        help="continue the run of a checkpoint, with its batch size, accumulation, schedule "
+        "and callbacks' states",
+    )
+    ckpt.add_argument(
+        "--save-best",
+        metavar="FILE",
+        help="save the model of the best epoch by --monitor here (a model file, as --save), "
+        "replaced when it improves",
+    )
+    ckpt.add_argument(
+        "--monitor",
+        choices=MONITORED,
+        default="val_loss",
+        help="what --save-best and --reduce-lr-on-plateau watch (default val_loss; val_* "
+        "hold out --validation-fraction of the training rows)",
+    )
+    ckpt.add_argument(
+        "--reduce-lr-on-plateau",
+        type=_plateau,
+        metavar="FACTOR[:PATIENCE]",
+        help="multiply the learning rate by FACTOR after PATIENCE epochs (default 10) without "
+        "an improvement of --monitor",
     )
 
 
@@ -211,8 +244,14 @@ def _add_output_options(t: argparse.ArgumentParser) -> None:
     output.add_argument(
         "--plot",
         metavar="FILE.png",
-        help="loss curves (with --early-stopping, the validation loss and accuracy too) and, "
+        help="loss curves (with validation rows, the validation loss and accuracy too) and, "
         "for 2-D data, the decision boundary on the test split",
+    )
+    output.add_argument(
+        "--csv-log",
+        metavar="FILE",
+        help="write the epoch logs here as CSV (epoch, loss, lr, time, samples_per_sec, val_*), "
+        "the whole file rewritten atomically after every epoch",
     )
     output.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 

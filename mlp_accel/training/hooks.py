@@ -14,9 +14,10 @@ __all__ = ["CheckpointWriter", "ProgressBar"]
 
 
 class CheckpointWriter:
-    """Write weights, optimizer state, epoch, RNG state, history and the run's ``settings``
-    (a :class:`~mlp_accel.training.resume.RunSettings`) to ``path`` (atomically) every
-    ``every`` epochs, after the last epoch, and when training stops early."""
+    """Write weights, optimizer state, epoch, RNG state, history, the run's ``settings`` (a
+    :class:`~mlp_accel.training.resume.RunSettings`) and the callbacks' states (a
+    :class:`~mlp_accel.training.callback_states.CallbackStates`) to ``path`` (atomically)
+    every ``every`` epochs, after the last epoch, and when training stops early."""
 
     def __init__(
         self,
@@ -26,26 +27,31 @@ class CheckpointWriter:
         step: Any,
         history: dict[str, list[float]],
         settings: Any,
+        callbacks: Any,
     ) -> None:
         self.path, self.every, self.last_epoch = path, every, last_epoch
         self.step, self.history, self.settings = step, history, settings
+        self.callbacks = callbacks
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float], stopping: bool) -> None:
         if stopping or epoch % self.every == 0 or epoch == self.last_epoch:
             from ..io import save_checkpoint
 
             model = self.step.model
+            # After the callbacks' epoch hooks: their states include this epoch.
+            callback_states, arrays = self.callbacks.to_checkpoint()
             state = {
                 "epoch": epoch,
                 "rng_state": model.rng.bit_generator.state,
                 "base_lr": self.step.base_lr,
                 "history": dict(self.history),
                 "run": self.settings.to_json(),
+                "callbacks": callback_states,
             }
             # The file holds the base rate: a schedule's last factor may be 0 (the end of a
             # cosine), a rate no optimizer takes. The next step sets its own factor again.
             self.step.restore_lr()
-            save_checkpoint(self.path, model, self.step.optimizer, state)
+            save_checkpoint(self.path, model, self.step.optimizer, state, arrays)
             # A Dask step names it when the scheduler is lost.
             self.step.last_checkpoint = (os.fspath(self.path), epoch)
 

@@ -22,6 +22,7 @@ from ..io import load_checkpoint
 from ..model import MLP
 from ..optim import Adam, Optimizer, get_optimizer
 from ..schedules import Schedule
+from .callback_states import CallbackStates, split_hooks
 from .hooks import CheckpointWriter, ProgressBar
 from .plan import plan_fit
 from .resume import NOT_GIVEN, NotGiven, RunSettings, resume, run_options, schedule_spec
@@ -126,20 +127,6 @@ def _row_count(X: Any, y: Any) -> int | None:
     if y is not None and hasattr(X, "__len__"):
         return len(X)
     return None
-
-
-def _hooks(callbacks: Sequence[CallbackLike]) -> tuple[list, list, list]:
-    begin, epoch_end, end = [], [], []
-    for cb in callbacks:
-        if hasattr(cb, "on_epoch_end"):
-            begin.append(getattr(cb, "on_train_begin", None))
-            epoch_end.append(cb.on_epoch_end)
-            end.append(getattr(cb, "on_train_end", None))
-        elif callable(cb):
-            epoch_end.append(cb)
-        else:
-            raise TypeError(f"a callback must be callable or have on_epoch_end, got {cb!r}")
-    return [b for b in begin if b], epoch_end, [e for e in end if e]
 
 
 def _checked_optimizer(optimizer: Optimizer | str | None) -> Optimizer | None:
@@ -272,8 +259,10 @@ class _Epochs:
         shuffle: bool,
         val: tuple[Array, Array] | None,
         last_epoch: int,
+        callbacks: CallbackStates,
     ) -> None:
         self.source, self.step, self.schedule = source, step, schedule
+        self.callbacks = callbacks
         self.run = step
         self.batch_size, self.shuffle, self.val = batch_size, shuffle, val
         self.last_epoch = last_epoch
@@ -307,10 +296,15 @@ class _Epochs:
         if source.n_rows is not None and schedule is not None:
             size = source.n_rows if self.batch_size is None else self.batch_size
             n_batches = -(-source.n_rows // size)
+        # The callbacks' factor (reduce-on-plateau) changes between epochs only.
+        factor = self.callbacks.lr_factor(step.base_lr)
+        if factor is not None and schedule is None:
+            step.set_lr_factor(factor)
         for i, batch in enumerate(source.epoch(step.model.rng, self.batch_size, self.shuffle)):
             if schedule is not None:
                 fraction = i / n_batches if n_batches else 0.0
-                step.set_lr_factor(schedule(self.steps_done, epoch - 1 + fraction))
+                scheduled = schedule(self.steps_done, epoch - 1 + fraction)
+                step.set_lr_factor(scheduled if factor is None else scheduled * factor)
             total = total + self.run(batch.X, batch.y, sample_weight=batch.sample_weight)
             rows += batch.rows
             self.steps_done += 1
@@ -382,7 +376,8 @@ def fit(
         Show a progress bar (tqdm) with the loss and samples/s.
     callbacks : sequence
         Callables ``cb(epoch, logs)`` or :class:`~mlp_accel.callbacks.Callback` objects;
-        returning True from an epoch hook stops training.
+        returning True from an epoch hook stops training. Their states are part of the
+        checkpoints and their ``lr_factor`` scales the rate (:mod:`mlp_accel.callbacks`).
     accumulate : int, optional
         Split each batch into this many micro-batches and make one update from their summed
         gradients: the same result as the whole batch, in less memory. Left out: the
@@ -448,7 +443,8 @@ def fit(
     alpha = check_real(alpha, "alpha", 0.0)
     clip_norm = _checked_clip_norm(clip_norm)
     optimizer = _checked_optimizer(optimizer)
-    begin_hooks, epoch_hooks, end_hooks = _hooks(callbacks)
+    states = CallbackStates(callbacks, model, ck, resume_from, validation_data is not None)
+    begin_hooks, epoch_hooks, end_hooks = split_hooks(states.callbacks)
 
     rows = _row_count(X, y)
     _fix_code_path(model, rows, epochs, batch_size, client, validation_data is not None)
@@ -470,12 +466,12 @@ def fit(
             own.append(ProgressBar(first_epoch, epochs))
         if checkpoint is not None:
             settings = RunSettings(batch_size, accumulate, schedule_spec(schedule))
-            own.append(
-                CheckpointWriter(checkpoint, checkpoint_every, epochs, step, history, settings)
-            )
+            args = (checkpoint, checkpoint_every, epochs, step, history, settings, states)
+            own.append(CheckpointWriter(*args))
         for hook in begin_hooks:
             hook(model)
-        run_epoch = _Epochs(source, step, schedule, batch_size, shuffle, val, epochs)
+        states.restore()
+        run_epoch = _Epochs(source, step, schedule, batch_size, shuffle, val, epochs, states)
         # Callbacks and checkpoints see every epoch's weights: those epochs are checked.
         run_epoch.check_every = bool(epoch_hooks) or checkpoint is not None
         for epoch in range(first_epoch, epochs + 1):
