@@ -241,6 +241,16 @@ def test_a_model_given_back_predicts_as_the_model(problem, backend_name):
     assert np.array_equal(to_sklearn(model_from_sklearn(sk)).predict(X), sk.predict(X))
 
 
+def test_a_network_without_hidden_layers_converts_both_ways():
+    X, _ = _data("multiclass")
+    model = ma.MLP([4, 3], ["softmax"], dtype="float64", seed=0)
+    sk = to_sklearn(model)
+    assert sk.hidden_layer_sizes == () and sk.n_layers_ == 2
+    np.testing.assert_allclose(sk.predict_proba(X), model.predict_proba(X), rtol=0, atol=TOL)
+    back = to_sklearn(from_sklearn(sk, backend="numpy"))
+    assert np.array_equal(back.predict_proba(X), sk.predict_proba(X))
+
+
 def test_two_softmax_units_become_one_logistic_unit(backend_name):
     X, _ = _data("binary")
     model = ma.MLP([4, 5, 2], ["relu", "softmax"], backend=backend_name, dtype="float64", seed=1)
