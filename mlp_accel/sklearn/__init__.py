@@ -17,16 +17,19 @@ This package is not imported by ``import mlp_accel``::
 Its modules: ``_params`` (accepted parameter values), ``_docs`` (the shared docstring
 pieces), ``_base`` (what both estimators share: the live model, prediction, ``fit``'s checks),
 ``_stochastic`` and ``_lbfgs`` (the solvers), ``_stopping`` (scikit-learn's stopping rules and
-the early-stopping split), ``_classifier`` and ``_regressor``.
+the early-stopping split), ``_classifier`` and ``_regressor``; ``_interop`` and
+``_sklearn_side`` (scikit-learn in and out: :func:`from_sklearn`, :func:`model_from_sklearn`,
+:func:`to_sklearn`).
 """
 
 from ._classifier import MLPClassifier
+from ._interop import from_sklearn, model_from_sklearn, to_sklearn
 from ._regressor import MLPRegressor
 
-__all__ = ["MLPClassifier", "MLPRegressor"]
+__all__ = ["MLPClassifier", "MLPRegressor", "from_sklearn", "model_from_sklearn", "to_sklearn"]
 
 # Pickles and help() name the public path, not the private module that defines the class: a
 # pickle that says mlp_accel.sklearn.MLPClassifier loads wherever the class is defined.
-for _estimator in (MLPClassifier, MLPRegressor):
+for _estimator in (MLPClassifier, MLPRegressor, from_sklearn, model_from_sklearn, to_sklearn):
     _estimator.__module__ = __name__
 del _estimator
