@@ -463,3 +463,46 @@ def test_the_command_monitors_the_training_loss_on_memory_mapped_data(tmp_path, 
     assert err.count("\n") == 1 and "use --monitor loss" in err
     assert main([*base, "--monitor", "loss"]) == 0
     assert ma.io.load_metadata(tmp_path / "b.npz")["model_checkpoint"]["monitor"] == "loss"
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--csv-log", "{dir}"], "--csv-log: {dir} is a directory"),
+        (["--save-best", "{dir}"], "--save-best: {dir} is a directory"),
+        (["--save", "{dir}"], "--save: {dir} is a directory"),
+        (["--checkpoint", "{dir}/no/ck.npz"], "--checkpoint: directory {dir}/no does not exist"),
+        (["--save", "{dir}/m.npz", "--save-best", "{dir}/./m.npz"], "--save and --save-best"),
+        (["--save-best", "{dir}/m.npz", "--checkpoint", "{dir}/m.npz"], "--save-best and --ch"),
+        (["--csv-log", "{dir}/c.png", "--plot", "{dir}/c.png"], "--csv-log and --plot"),
+    ],
+)
+def test_outputs_that_cannot_be_written_are_refused_before_training(
+    tmp_path, capsys, monkeypatch, options, message
+):
+    # Before the fix these failed after the last epoch (--save, a --checkpoint written at the
+    # end) or destroyed each other's file (the same path twice).
+    import mlp_accel.training.loop as loop
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("trained before refusing the options")
+
+    monkeypatch.setattr(loop, "fit", no_fit)
+    monkeypatch.setattr(ma, "fit", no_fit)
+    options = [o.format(dir=tmp_path) for o in options]
+    assert _cli(tmp_path, "--epochs", "2", *options) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message.format(dir=tmp_path) in err[0], err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_command_refuses_an_output_over_its_training_data(tmp_path, capsys):
+    from mlp_accel.cli import main
+
+    data = tmp_path / "d.csv"
+    data.write_text("a,b,y\n" + "".join(f"{i},{-i},{i % 2}\n" for i in range(20)))
+    before = data.read_bytes()
+    args = ["train", "--data", str(data), "--backend", "numpy", "--no-progress", "--epochs", "2"]
+    assert main([*args, "--csv-log", str(data)]) == 1
+    assert "--data and --csv-log name the same file" in capsys.readouterr().err
+    assert data.read_bytes() == before

@@ -84,6 +84,22 @@ def test_predict_out_writes_through_a_symlink(tmp_path):
     assert link.is_symlink() and len(target.read_text().splitlines()) == 1 + 2  # header, rows
 
 
+def test_predict_never_writes_over_its_data_or_model(tmp_path, capsys):
+    # Before the fix, --out naming --data replaced the rows with their predictions.
+    from mlp_accel.cli import main
+
+    model_path = tmp_path / "m.npz"
+    ma.MLP([3, 4, 2], backend="numpy", dtype="float64", seed=0).save(model_path)
+    data = _features(tmp_path)
+    before = {p: p.read_bytes() for p in (model_path, data)}
+    for out, what in ((data, "--data and --out"), (model_path, "--model and --out")):
+        args = ["predict", "--model", str(model_path), "--data", str(data), "--out", str(out)]
+        assert main([*args, "--backend", "numpy"]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{what} name the same file" in err[0], err
+    assert {p: p.read_bytes() for p in before} == before
+
+
 # -- issue 20 item 1: a model saved by the CLI is the same model in Python -------------------------
 FAST = ["--no-progress", "--backend", "numpy"]
 

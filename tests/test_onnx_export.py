@@ -502,3 +502,19 @@ def test_export_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
         main(["export", "--model", "m.npz"])
     assert info.value.code == 2
+
+
+def test_export_never_writes_over_its_model_or_into_a_directory(tmp_path, capsys):
+    # Before the fix, --onnx naming the --model file replaced the model with the ONNX bytes.
+    model = tmp_path / "m.npz"
+    ma.MLP([2, 3, 1], backend="numpy", seed=0).save(model)
+    before = model.read_bytes()
+    for onnx_path, expected in (
+        (model, "--model and --onnx name the same file"),
+        (tmp_path / "." / "m.npz", "--model and --onnx name the same file"),
+        (tmp_path, "is a directory"),
+    ):
+        assert main(["export", "--model", str(model), "--onnx", str(onnx_path)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expected in err[0], err
+    assert model.read_bytes() == before and sorted(tmp_path.iterdir()) == [model]

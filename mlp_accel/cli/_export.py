@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._options import _check_output_path
+from ._options import _check_distinct_paths, _check_output_path
 
 __all__ = ["add_arguments", "run"]
 
@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     require_onnx()  # before the model file is read: say what to install first
     _check_output_path(args.onnx, "--onnx")
+    _check_distinct_paths({"--onnx": args.onnx}, {"--model": args.model})
     model = ma.load(args.model, backend="numpy")
     proto = to_onnx(model, args.onnx, dtype=args.dtype, opset=args.opset)
     outputs = ", ".join(o.name for o in proto.graph.output)

@@ -215,6 +215,28 @@ def _check_output_path(path: str | None, what: str) -> None:
         return
     if not path:
         raise ValueError(f"{what}: the path is empty")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{what}: {path} is a directory; name a file in it")
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"{what}: directory {directory} does not exist")
+
+
+def _check_distinct_paths(outputs: dict[str, str | None], inputs: dict[str, str | None]) -> None:
+    """Refuse an output (``{option: path}``, ``None`` for one not given) that names the file of
+    another output or of an input: the later write would destroy the earlier, or an output
+    its input. Inputs may share a file; a stream (``/dev/null``, a FIFO) may be named twice."""
+    from .._atomic import is_stream
+
+    seen = {_file_key(path): what for what, path in inputs.items() if path}
+    for what, path in outputs.items():
+        if not path or is_stream(path):
+            continue
+        key = _file_key(path)
+        if key in seen:
+            raise ValueError(f"{seen[key]} and {what} name the same file, {path}")
+        seen[key] = what
+
+
+def _file_key(path: str) -> str:
+    return os.path.normcase(os.path.realpath(path))

@@ -13,7 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from ._options import _add_gpu_options, _add_header_option, _check_output_path
+from ._options import (
+    _add_gpu_options,
+    _add_header_option,
+    _check_distinct_paths,
+    _check_output_path,
+)
 
 __all__ = ["add_arguments", "run"]
 
@@ -43,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io import atomic_write
 
     _check_output_path(args.out, "--out")
+    _check_distinct_paths({"--out": args.out}, {"--model": args.model, "--data": args.data})
     model = ma.load(args.model, backend=args.backend)
     pre = model.preprocessing
     # Checked against the model (columns, real numbers, finite) before anything touches X.

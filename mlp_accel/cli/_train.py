@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ._dask import _close_dask
-from ._options import _check_output_path
+from ._options import _check_distinct_paths, _check_output_path
 from ._train_build import build_model, build_optimizer, fit_options, resumed_epoch
 from ._train_data import TrainingData, prepare_training_data
 from ._train_parser import DEFAULT_LR, add_arguments
@@ -35,9 +35,15 @@ def run(args: argparse.Namespace, dask_client: Callable[[argparse.Namespace], An
         require_matplotlib()  # before training, not after it, so no result is lost
         _check_output_path(args.plot, "--plot")
         plot_format(args.plot)  # an unknown suffix too
-    _check_output_path(args.save, "--save")
-    _check_output_path(args.save_best, "--save-best")
-    _check_output_path(args.csv_log, "--csv-log")
+    outputs = {
+        "--save": args.save,
+        "--save-best": args.save_best,
+        "--csv-log": args.csv_log,
+        "--checkpoint": args.checkpoint,
+    }
+    for what, path in outputs.items():
+        _check_output_path(path, what)
+    _check_distinct_paths({**outputs, "--plot": args.plot}, {"--data": args.data})
     first_epoch = resumed_epoch(args) if args.resume else 0
     data = prepare_training_data(args)
     if args.lr is None:
