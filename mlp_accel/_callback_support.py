@@ -38,9 +38,13 @@ def monitored(owner: str, monitor: str, logs: dict[str, Any]) -> float:
     """The monitored value of the epoch ``logs``; a ``ValueError`` naming the keys they hold
     where they lack it."""
     if monitor not in logs:
+        # The hint only where it applies: not for a misspelt key, nor with validation data.
+        validated = any(key.startswith("val_") for key in logs)
+        hint = ""
+        if monitor.startswith("val_") and not validated:
+            hint = "; pass validation_data to fit for val_* metrics"
         raise ValueError(
-            f"{owner} monitors {monitor!r}, but the epoch logs hold "
-            f"{', '.join(sorted(logs))}; pass validation_data to fit for val_* metrics"
+            f"{owner} monitors {monitor!r}, but the epoch logs hold {', '.join(sorted(logs))}{hint}"
         )
     return float(logs[monitor])
 

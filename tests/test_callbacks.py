@@ -109,6 +109,14 @@ def test_a_key_the_logs_lack_is_named_with_the_keys_they_hold(tmp_path):
         ma.fit(
             _model(), X, y, epochs=2, validation_data=val, callbacks=[ReduceLROnPlateau("val_f1")]
         )
+    # The validation_data hint only where it applies: not for a misspelt key, nor with
+    # validation data given (it used to end every one of these errors).
+    for monitor, kwargs in (("los", {}), ("val_f1", {"validation_data": val})):
+        with pytest.raises(ValueError) as info:
+            ma.fit(_model(), X, y, epochs=1, callbacks=[ReduceLROnPlateau(monitor)], **kwargs)
+        assert "validation_data" not in str(info.value)
+    with pytest.raises(ValueError, match="pass validation_data to fit"):
+        ReduceLROnPlateau("val_f1").on_epoch_end(1, {"epoch": 1, "loss": 0.5})
     Xr, yr = make_data(np.random.default_rng(0), 30, [4, 3, 1], "squared_error")
     model = ma.MLP([4, 3, 1], loss="squared_error", backend="numpy", seed=0)
     best = ModelCheckpoint(tmp_path / "m", monitor="val_accuracy")
