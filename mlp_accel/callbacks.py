@@ -214,7 +214,7 @@ class ModelCheckpoint(Callback):
     @property
     def state_key(self) -> str:
         """The name of its state in a checkpoint: the class, the file and the monitored key."""
-        return f"ModelCheckpoint({self.path}, {self.monitor})"
+        return f"ModelCheckpoint({os.path.normpath(self.path)}, {self.monitor})"
 
     def on_train_begin(self, model: Any) -> None:
         """Reset the best value for a new run of ``model``."""
@@ -419,7 +419,7 @@ class CSVLogger(Callback):
     @property
     def state_key(self) -> str:
         """The name of its state in a checkpoint: the class and the file."""
-        return f"CSVLogger({self.path})"
+        return f"CSVLogger({os.path.normpath(self.path)})"
 
     def on_train_begin(self, model: Any) -> None:
         """Start the text: empty, or the existing file's with ``append``."""

@@ -122,6 +122,13 @@ def test_a_key_the_logs_lack_is_named_with_the_keys_they_hold(tmp_path):
     best = ModelCheckpoint(tmp_path / "m", monitor="val_accuracy")
     with pytest.raises(ValueError, match="squared_error model does not log"):
         ma.fit(model, Xr, yr, epochs=1, validation_data=(Xr, yr), callbacks=[best])
+    # Nor does a Poisson model: a 0.5 threshold on counts is no accuracy.
+    counts = np.abs(yr).round()
+    model = ma.MLP([4, 3, 1], ["tanh", "exp"], "poisson", backend="numpy", seed=0)
+    with pytest.raises(ValueError, match="poisson model does not log"):
+        ma.fit(model, Xr, counts, epochs=1, validation_data=(Xr, counts), callbacks=[best])
+    history = ma.fit(model, Xr, counts, epochs=1, validation_data=(Xr, counts))
+    assert "val_loss" in history and "val_accuracy" not in history
 
 
 @pytest.mark.parametrize(
@@ -312,6 +319,16 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, backend):
     assert ma.io.load_metadata(tmp_path / "best-a.npz") == ma.io.load_metadata(
         tmp_path / "best-b.npz"
     )
+
+
+def test_a_file_named_another_way_on_resume_keeps_its_state(tmp_path, monkeypatch):
+    """``log.csv`` and ``./log.csv`` are one file: the resumed log goes on from the saved rows."""
+    monkeypatch.chdir(tmp_path)
+    X, y, val = _data()
+    ma.fit(_model(), X, y, epochs=3, callbacks=[CSVLogger("log.csv")], checkpoint="ck.npz")
+    ma.fit(_model(), X, y, epochs=5, callbacks=[CSVLogger("./log.csv")], resume_from="ck.npz")
+    assert [row["epoch"] for row in _rows("log.csv")] == ["1", "2", "3", "4", "5"]
+    assert ModelCheckpoint("./a/../b.npz").state_key == ModelCheckpoint("b.npz").state_key
 
 
 def test_the_checkpoint_holds_each_callbacks_state(tmp_path):

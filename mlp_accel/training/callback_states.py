@@ -27,6 +27,10 @@ ARRAY = "__array__"
 # fit without validation data is refused before the first epoch, not after it.
 _VALIDATION_KEYS = ("val_loss", "val_accuracy")
 
+#: The losses whose validation logs hold ``val_accuracy`` (a threshold or an argmax of their
+#: outputs is a class; of a regression's or a count's, it means nothing).
+CLASSIFICATION_LOSSES = ("cross_entropy", "binary_cross_entropy")
+
 
 def encode_state(value: Any, arrays: dict[str, np.ndarray], key: str) -> Any:
     """``value`` as JSON, each NumPy array moved into ``arrays`` and named in its place.
@@ -128,9 +132,9 @@ def _check_monitors(callbacks: Sequence[Any], has_validation: bool, loss: str) -
                 f"{type(cb).__name__} monitors {cb.monitor!r}, which fit logs only with "
                 "validation data: pass validation_data=(X_val, y_val), or monitor 'loss'"
             )
-        if cb.monitor == "val_accuracy" and loss == "squared_error":
+        if cb.monitor == "val_accuracy" and loss not in CLASSIFICATION_LOSSES:
             raise ValueError(
-                f"{type(cb).__name__} monitors 'val_accuracy', which a squared_error model "
+                f"{type(cb).__name__} monitors 'val_accuracy', which a {loss} model "
                 "does not log (its validation_data gives val_loss)"
             )
 

@@ -22,7 +22,7 @@ from ..io import load_checkpoint
 from ..model import MLP
 from ..optim import Adam, Optimizer, get_optimizer
 from ..schedules import Schedule
-from .callback_states import CallbackStates, split_hooks
+from .callback_states import CLASSIFICATION_LOSSES, CallbackStates, split_hooks
 from .hooks import CheckpointWriter, ProgressBar
 from .plan import plan_fit
 from .resume import NOT_GIVEN, NotGiven, RunSettings, resume, run_options, schedule_spec
@@ -223,7 +223,7 @@ def _validation_logs(model: MLP, val: tuple[Array, Array] | None) -> dict[str, f
     if val is None:
         return {}
     logs = {"val_loss": float(model.backend.to_numpy(model.loss_sum(*val))) / val[0].shape[0]}
-    if model.loss != "squared_error":
+    if model.loss in CLASSIFICATION_LOSSES:
         logs["val_accuracy"] = accuracy_device(model, *val)
     return logs
 
