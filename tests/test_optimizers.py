@@ -158,6 +158,68 @@ def test_adamw_without_decay_is_adam_bit_for_bit():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered in sqrt:RuntimeWarning")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("rule", list(OPTIMIZER_ROWS))
+def test_numpys_in_place_rendering_is_the_reference_bit_for_bit(rule, dtype):
+    from mlp_accel.backends.base import Backend
+    from mlp_accel.backends.numpy_backend import NumpyBackend
+
+    row = OPTIMIZER_ROWS[rule]
+    rng = np.random.default_rng(4)
+    shapes = [(5, 4), (4,), (4, 1), (1,)]
+    params = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    grads = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    # positive state (random scalars may still take a centered RMSprop's root below 0: NaN
+    # is compared as NaN)
+    state = [
+        [
+            ((1.0 + np.tanh(rng.standard_normal(s)) * 0.5) * (1 + 3 * (n == "square_avg"))).astype(
+                dtype
+            )
+            for s in shapes
+        ]
+        for n in row.state
+    ]
+    scalars = tuple(rng.uniform(0.1, 0.9, len(row.scalars)).tolist())  # Python floats
+    per_tensor = [tuple(rng.uniform(0.1, 0.9, len(row.tensor_scalars)).tolist()) for _ in shapes]
+
+    def copies(arrays):
+        return [a.copy() for a in arrays]
+
+    generic = Backend()
+    generic.xp = NumpyBackend.xp
+    want = generic.optimizer_update(
+        row, copies(params), grads, [copies(s) for s in state], scalars, per_tensor
+    )
+    got = NumpyBackend().optimizer_update(
+        row, copies(params), grads, [copies(s) for s in state], scalars, per_tensor
+    )
+    flat_got = [*got[0], *(a for arrays in got[1] for a in arrays)]
+    flat_want = [*want[0], *(a for arrays in want[1] for a in arrays)]
+    for a, b in zip(flat_got, flat_want, strict=True):
+        assert a.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_host_ratio_is_ieee_float64():
+    """The layer-wise ratios on the host: Python floats with NumPy's float64 rules."""
+    from mlp_accel.ops import expr as E
+    from mlp_accel.ops.optimizers import _host_function
+
+    values = [0.0, 1e-300, 2.5, 4e300, float("inf"), float("nan")]
+    for row in (OPTIMIZER_ROWS["lamb"], OPTIMIZER_ROWS["lars"]):
+        host, ref = _host_function(row.ratio_tree), E.compile_xp(row.ratio_tree)
+        for wsq in values:
+            for usq in values:
+                env = {name: 0.5 for name in (*row.scalars, *row.tensor_scalars)}
+                env.update(wsq=wsq, usq=usq, eps=0.0, adapt=1.0)
+                with np.errstate(all="ignore"):
+                    want = float(ref({k: np.float64(v) for k, v in env.items()}, np))
+                np.testing.assert_equal(host(env), want)
+    assert _host_function(E.parse("a / b", ("a", "b")))({"a": -1.0, "b": 0.0}) == -math.inf
+
+
 def test_the_cuda_kernels_match_numpy_over_many_blocks(monkeypatch):
     """Tensors of several 256-thread blocks: the layer-wise first pass sums per block, then
     the segment sums add the blocks in order."""

@@ -16,10 +16,11 @@ An **elementwise** row is a list of assignments, in order, over ``p``, the state
 the update of a tensor is one pass over its elements. A **layer-wise** row (LARS, LAMB) scales
 each tensor's update by a ratio of norms, so it takes two passes: the first runs ``update``
 (the state) and evaluates ``direction`` (the raw update ``u``), adding up ``p * p`` and
-``u * u`` over the tensor in float64; ``ratio`` (an expression of those sums ``wsq`` and
-``usq``, the scalars and tensor scalars, evaluated once per tensor in double precision) gives
-the tensor's step scalar ``s``; the second pass evaluates ``direction`` again from the new
-state (the same operations on the same values: the same bits) and runs ``apply``.
+``u * u`` over the tensor (the squares in the arrays' dtype, the sums in float64); ``ratio``
+(an expression of those sums ``wsq`` and ``usq``, the scalars and tensor scalars, evaluated
+once per tensor in double precision) gives the tensor's step scalar ``s``; the second pass
+evaluates ``direction`` again from the new state (the same operations on the same values:
+the same bits) and runs ``apply``.
 
 The array-API reference (:func:`xp_update`), the Numba kernels and the CUDA kernels are all
 rendered from these rows, operation for operation. A sub-expression of scalars alone
@@ -32,6 +33,8 @@ This module imports nothing from the package outside :mod:`mlp_accel.ops`.
 from __future__ import annotations
 
 import functools
+import math
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -172,17 +175,68 @@ class OptimizerRow:
         return [name for name in ("p", "g", *self.state) if name in used]
 
 
-@functools.cache
-def _host_function(tree: E.Node) -> Callable[[Mapping[str, float]], float]:
-    """``tree`` of host numbers, evaluated with NumPy's float64 (IEEE, no exceptions)."""
-    run = E.compile_xp(tree)
+HostFunction = Callable[[Mapping[str, float]], float]
 
-    def evaluate(values: Mapping[str, float]) -> float:
-        env = {name: np.float64(value) for name, value in values.items()}
+
+def _divide(a: float, b: float) -> float:
+    """``a / b`` as IEEE doubles divide (Python raises on a zero divisor)."""
+    if b != 0:
+        return a / b
+    if a == 0 or a != a:
+        return math.nan
+    return math.copysign(math.inf, a) * math.copysign(1.0, b)
+
+
+def _numpy_call(fn: str, args: list[HostFunction]) -> HostFunction:
+    ufunc = getattr(np, fn)
+
+    def call(env: Mapping[str, float]) -> float:
         with np.errstate(all="ignore"):
-            return float(run(env, np))
+            return float(ufunc(*(np.float64(a(env)) for a in args)))
 
-    return evaluate
+    return call
+
+
+_HOST_OPS: dict[str, Callable[[float, float], float]] = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": _divide,
+}
+_HOST_COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+_HOST_COMPARE.update({"==": operator.eq, "!=": operator.ne})
+
+
+@functools.cache
+def _host_function(tree: E.Node) -> HostFunction:
+    """``tree`` of host numbers as closures over Python floats: IEEE double arithmetic, as
+    NumPy's float64, at a microsecond a call (a ratio is evaluated per tensor per step).
+    ``where`` evaluates only the branch it takes."""
+    if isinstance(tree, E.Num):
+        value = tree.value
+        return lambda env: value
+    if isinstance(tree, E.Var):
+        name = tree.name
+        return lambda env: env[name]
+    if isinstance(tree, E.Neg):
+        arg = _host_function(tree.arg)
+        return lambda env: -arg(env)
+    if isinstance(tree, (E.BinOp, E.Compare)):
+        left, right = _host_function(tree.left), _host_function(tree.right)
+        op = _HOST_COMPARE.get(tree.op) if isinstance(tree, E.Compare) else _HOST_OPS.get(tree.op)
+        if op is None:  # a power: NumPy's, for its overflow and domain rules
+            return _numpy_call("power", [left, right])
+        return lambda env: op(left(env), right(env))
+    args = [_host_function(a) for a in tree.args]
+    if tree.fn == "where":
+        test, yes, no = args
+        return lambda env: yes(env) if test(env) else no(env)
+    if tree.fn == "sqrt":
+        (arg,) = args
+        return lambda env: math.sqrt(x) if (x := arg(env)) >= 0 else math.nan
+    return _numpy_call(
+        {"abs": "fabs", "maximum": "maximum", "minimum": "minimum"}.get(tree.fn, tree.fn), args
+    )
 
 
 def step_scalars(
@@ -309,10 +363,9 @@ def _run(trees: Sequence[tuple[str, E.Node]], env: dict[str, Any], xp: Any) -> N
 
 
 def _sum_squares(x: Array, xp: Any) -> float:
-    """``sum(x * x)`` of ``x`` in float64, in NumPy's fixed pairwise order (no BLAS, whose
-    sums depend on its thread count)."""
-    x64 = xp.astype(x, xp.float64, copy=False)
-    return float(xp.sum(x64 * x64))
+    """``sum(x * x)``: the squares in ``x``'s dtype, added in float64 in NumPy's fixed pairwise
+    order (never BLAS, whose sums depend on its thread count)."""
+    return float(xp.sum(x * x, dtype=xp.float64))
 
 
 def xp_update(

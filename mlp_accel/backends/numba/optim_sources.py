@@ -125,10 +125,8 @@ def optimizer_source(rule: str, dtype: str) -> str:
                 _emit_assignments(w, row.update_trees, names, c)
                 _emit_stores(w, row, {t for t, _ in row.update})
                 w(f"e_u = {direction}")
-                w("x = np.float64(e_p)")
-                w("y = np.float64(e_u)")
-                w("wsq += x * x")
-                w("usq += y * y")
+                w("wsq += np.float64(e_p * e_p)")
+                w("usq += np.float64(e_u * e_u)")
             w("return wsq, usq")
         _emit_entry(w, "first", row, arrays, scalars, reduce=True)
         apply = [tree for _, tree in row.apply_trees]

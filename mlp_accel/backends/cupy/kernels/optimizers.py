@@ -295,9 +295,8 @@ extern "C" __global__ void __launch_bounds__(256)
     for (long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x; j < n; j += stride) {{
         {body}
         const real e_u = {direction};
-        const double x = (double)e_p, y = (double)e_u;
-        wsq += x * x;
-        usq += y * y;
+        wsq += (double)(e_p * e_p);
+        usq += (double)(e_u * e_u);
     }}
     wsq = block_sum_d(wsq, shared_w);
     usq = block_sum_d(usq, shared_u);
