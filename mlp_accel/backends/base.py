@@ -238,7 +238,7 @@ class Backend:
     ) -> tuple[list[Array], list[list[Array]]]:
         """One step of a rule of the optimizer table, rendered to ``xp``.
 
-        The rules are AdamW, RMSprop, Adagrad, LARS and LAMB (:mod:`mlp_accel.ops.optimizers`);
+        The rules are AdamW, RMSprop, Adagrad, LARS and LAMB (``mlp_accel.ops.optimizers``);
         this rendering is the reference of every kernel.
         ``state[i][k]`` is the rule's state ``row.state[i]`` of tensor ``k``; ``scalars`` are
         the rule's host scalars of this step and ``tensor_scalars[k]`` tensor ``k``'s, all

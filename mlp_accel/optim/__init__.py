@@ -5,7 +5,7 @@ applies an update through the backend's hooks, so a fast backend can update in p
 ``state_dict``/``load_state_dict`` expose the state as NumPy arrays for checkpoints.
 
 SGD and Adam have hand-written kernels. The others are rules of the optimizer table
-(:mod:`mlp_accel.ops.optimizers`): each per-element update written once, from which NumPy's
+(``mlp_accel.ops.optimizers``): each per-element update written once, from which NumPy's
 array-API code, the Numba kernels and the CUDA kernels are rendered. Their update equations,
 the variants, and how weight decay sits beside the L2 penalty ``alpha`` are in
 ``docs/optimizers.md``.

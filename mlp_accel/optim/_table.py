@@ -3,7 +3,7 @@
 Such an optimizer computes its host scalars once per step (in double precision) and hands
 them, its state and the rule to the backend's ``optimizer_update`` hook: NumPy runs the
 rule's array-API rendering, Numba and CUDA their kernels rendered from the same rule
-(:mod:`mlp_accel.ops.optimizers`).
+(``mlp_accel.ops.optimizers``).
 """
 
 from __future__ import annotations
