@@ -26,10 +26,16 @@ GW = np.array([[0.5, 1.0]])
 GB = np.array([0.25])
 
 
-@pytest.fixture(params=["numpy", "numba", "cupy-emulated"])
+@pytest.fixture(params=["numpy", "numba", "cupy-emulated", "cupy-gpu"])
 def any_backend(request, monkeypatch):
-    """A backend whose optimizer hooks run: NumPy's array-API code, Numba's kernels, or the
-    CUDA kernels on the CPU emulator."""
+    """A backend whose optimizer hooks run: NumPy's in-place code, Numba's kernels, or the
+    CUDA kernels on the CPU emulator or a GPU (skipped without one)."""
+    if request.param == "cupy-gpu":
+        pytest.importorskip("cupy")
+        try:
+            return ma.get_backend("cupy")
+        except ma.BackendUnavailableError as exc:
+            pytest.skip(str(exc))
     if request.param == "cupy-emulated":
         if not emulator.available():
             pytest.skip("no C++ compiler for the CUDA emulator")
@@ -459,3 +465,12 @@ def test_the_table_runs_on_array_api_strict():
         got = _steps(strict, make(0.1), params, grads, 2)
         for a, b in zip(got, _steps(ref, make(0.1), params, grads, 2), strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def test_warmup_compiles_an_optimizers_every_variant(capsys):
+    from mlp_accel.cli import main
+
+    assert main(["warmup", "--layers", "3,70,2", "--dtype", "float64", "--optimizer", "lars"]) == 0
+    out = capsys.readouterr().out
+    assert "the lars optimizer kernels (float64" in out
+    assert "the lars_nesterov optimizer kernels (float64" in out
