@@ -281,6 +281,19 @@ def test_fifty_steps_on_numba_follow_numpy(name, weight_decay):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_float32_on_numba_follows_float64_numpy(name):
+    widths, acts, loss = NETWORKS[0]
+    X, y = make_data(np.random.default_rng(0), 64, widths, loss)
+    weights = []
+    for backend, dtype in (("numpy", "float64"), ("numba", "float32")):
+        model = ma.MLP(widths, acts, loss, backend=backend, dtype=dtype, seed=0)
+        ma.fit(model, X, y, epochs=5, optimizer=OPTIMIZERS[name](0.1), shuffle=False)
+        weights.append(model.get_weights())
+    for a, b in zip(*weights, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", ["lamb", "rmsprop"])
 def test_the_same_bits_on_any_thread_count(name):
     widths, acts, loss = [6, 16, 3], ["relu", "softmax"], "cross_entropy"
