@@ -19,8 +19,8 @@ each tensor's update by a ratio of norms, so it takes two passes: the first runs
 ``u * u`` over the tensor (the squares in the arrays' dtype, the sums in float64); ``ratio``
 (an expression of those sums ``wsq`` and ``usq``, the scalars and tensor scalars, evaluated
 once per tensor in double precision) gives the tensor's step scalar ``s``; the second pass
-evaluates ``direction`` again from the new state (the same operations on the same values:
-the same bits) and runs ``apply``.
+evaluates ``direction`` again from the new state (the same operations on the same values)
+and runs ``apply``.
 
 The array-API reference (:func:`xp_update`), the Numba kernels and the CUDA kernels are all
 rendered from these rows, operation for operation. A sub-expression of scalars alone
