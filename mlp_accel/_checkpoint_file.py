@@ -144,8 +144,10 @@ def _check_optimizer(
             raise ValueError(f"{path}: optimizer state {name!r} is incomplete")
     for key, arr in state_arrays.items():
         _check_array(path, f"optimizer {key}", arr, expected[key], dtype)
-        if key.startswith("v") and opt["name"] == "adam" and np.any(arr < 0):
-            raise ValueError(f"{path}: optimizer {key} (a second moment) is negative")
+        if key.rstrip("0123456789") in cls.nonnegative_state and np.any(arr < 0):
+            raise ValueError(
+                f"{path}: optimizer {key} (a second moment or a sum of squares) is negative"
+            )
     return {"name": opt["name"], "hyperparameters": hyper, "t": t, "arrays": state_arrays}
 
 

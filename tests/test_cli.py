@@ -224,7 +224,7 @@ def test_an_error_from_the_command_line_entry_point_is_one_line():
     [
         (["train", "--backend", "tpu"], "argument --backend: invalid choice: 'tpu'"),
         (["train", "--dtype", "int8"], "argument --dtype: invalid choice: 'int8'"),
-        (["train", "--optimizer", "rmsprop"], "argument --optimizer: invalid choice"),
+        (["train", "--optimizer", "adadelta"], "argument --optimizer: invalid choice"),
         (["train", "--init", "xavier"], "argument --init: invalid choice"),
         (["train", "--schedule", "linear"], "argument --schedule: invalid choice"),
         (["predict", "--model", "m", "--data", "d", "--backend", "x"], "invalid choice"),

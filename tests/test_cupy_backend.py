@@ -315,6 +315,7 @@ def _all_sources(dtype):
         K.adam_source((8, 4, 12, 3, 3, 1), dtype),
         K.adam_source((5,), dtype),
         *(K.sgd_source((8, 4, 12), dtype, v) for v in ("plain", "momentum", "nesterov")),
+        *_table_sources(dtype),
         K.fused_train_source(
             (2, 4, 3, 1), ("relu", "relu", "sigmoid"), "binary_cross_entropy", dtype
         ),
@@ -322,6 +323,20 @@ def _all_sources(dtype):
         K.fused_train_source((3, 5, 2), ("leaky_relu", "sigmoid"), "squared_error", dtype),
         K.fused_forward_source((2, 4, 3, 1), ("relu", "relu", "sigmoid"), dtype),
     ]
+    return sources
+
+
+def _table_sources(dtype):
+    """Every rule of the optimizer table: one launch, or a layer-wise rule's two passes."""
+    from mlp_accel.ops.optimizers import OPTIMIZER_ROWS
+
+    sources = []
+    for name, row in OPTIMIZER_ROWS.items():
+        if row.layerwise:
+            sources += [K.table_first_source(name, (8, 4), dtype)]
+            sources += [K.table_second_source(name, (8, 4), dtype)]
+        else:
+            sources.append(K.table_update_source(name, (8, 4, 12), dtype))
     return sources
 
 

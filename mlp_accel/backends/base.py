@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..ops.optimizers import OptimizerRow, xp_update
 from ..ops.table import Activation, Loss, get_activation
 
 __all__ = [
@@ -226,6 +227,25 @@ class Backend:
         ]
         return new_p, new_m, new_v
 
+    def optimizer_update(
+        self,
+        row: OptimizerRow,
+        params: list[Array],
+        grads: list[Array],
+        state: list[list[Array]],
+        scalars: tuple[float, ...],
+        tensor_scalars: list[tuple[float, ...]],
+    ) -> tuple[list[Array], list[list[Array]]]:
+        """One step of a rule of the optimizer table, rendered to ``xp``.
+
+        The rules are AdamW, RMSprop, Adagrad, LARS and LAMB (``mlp_accel.ops.optimizers``);
+        this rendering is the reference of every kernel.
+        ``state[i][k]`` is the rule's state ``row.state[i]`` of tensor ``k``; ``scalars`` are
+        the rule's host scalars of this step and ``tensor_scalars[k]`` tensor ``k``'s, all
+        computed in double precision by the optimizer. Returns ``(params, state)``.
+        """
+        return xp_update(row, params, grads, state, scalars, tensor_scalars, self.xp)
+
     #: Whether a batch runs in fixed chunks of rows on the package's worker threads (the CPU
     #: backends; see ``_chunks.py``), or whole (a GPU runs one batch at a time).
     chunked: bool = False
@@ -255,12 +275,18 @@ class Backend:
         return "layers", "the per-layer hooks"
 
     def prepare(
-        self, spec: NetworkSpec, tier: str, stream: Any = None, evaluate: bool = True
+        self,
+        spec: NetworkSpec,
+        tier: str,
+        stream: Any = None,
+        evaluate: bool = True,
+        optimizer: str | None = None,
     ) -> float:
         """Compile or load what ``tier`` of ``spec`` runs, before a first step.
 
-        With ``evaluate``, what computes a loss outside a training step too. Returns the
-        seconds spent compiling (nothing to compile here).
+        With ``evaluate``, what computes a loss outside a training step too; ``optimizer``
+        names the optimizer table's rule the fit's updates run (``None``: SGD or Adam).
+        Returns the seconds spent compiling (nothing to compile here).
         """
         return 0.0
 

@@ -116,3 +116,14 @@ class NumpyBackend(Backend):
             denom += eps
             p -= lr * (mi / c1) / denom
         return params, m, v
+
+    def optimizer_update(self, row, params, grads, state, scalars, tensor_scalars):
+        first = [params[0], grads[0], *(s[0] for s in state)] if params else []
+        if not first or any(
+            not isinstance(a, np.ndarray) or a.dtype != first[0].dtype for a in first
+        ):
+            return super().optimizer_update(row, params, grads, state, scalars, tensor_scalars)
+        from .numpy_optim import inplace_update
+
+        inplace_update(row, params, grads, state, scalars, tensor_scalars)
+        return params, state

@@ -59,10 +59,31 @@ def _check_ends(layers: Sequence[int], data: TrainingData) -> None:
         )
 
 
+_DECAYING = ("adamw", "rmsprop", "adagrad", "lars", "lamb")
+#: Each hyperparameter option (its keyword) and the optimizers that take it.
+HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
+    "momentum": ("sgd", "rmsprop", "lars"),
+    "nesterov": ("sgd", "lars"),
+    "weight_decay": _DECAYING,
+    "decay_biases": _DECAYING,
+    "beta1": ("adam", "adamw", "lamb"),
+    "beta2": ("adam", "adamw", "lamb"),
+    "eps": ("adam", *_DECAYING),
+    "centered": ("rmsprop",),
+    "trust_coefficient": ("lars",),
+}
+
+
 def build_optimizer(args: argparse.Namespace, n_rows: int) -> Any:
-    """The optimizer of --optimizer, --lr (scaled by --scale-lr) and --momentum.
+    """The optimizer of --optimizer, --lr (scaled by --scale-lr) and the hyperparameter
+    options given (:data:`HYPERPARAMETERS`); sgd's momentum is 0.9 unless given.
 
     ``n_rows`` is the training split's size: the batch of a full-batch run.
+
+    Raises
+    ------
+    ValueError
+        An option given for an optimizer that does not take it, or a value it refuses.
     """
     import mlp_accel as ma
 
@@ -71,8 +92,21 @@ def build_optimizer(args: argparse.Namespace, n_rows: int) -> Any:
         lr = ma.schedules.linear_scaling(lr, args.batch_size or n_rows)
     opt_kwargs: dict[str, Any] = {"lr": lr}
     if args.optimizer == "sgd":
-        opt_kwargs["momentum"] = args.momentum  # the other optimizers have no momentum
-    return ma.optim.get_optimizer(args.optimizer, **opt_kwargs)
+        opt_kwargs["momentum"] = 0.9
+    for keyword, takers in HYPERPARAMETERS.items():
+        value = getattr(args, keyword)
+        if value is None:
+            continue
+        if args.optimizer not in takers:
+            option = "--" + keyword.replace("_", "-")
+            raise ValueError(
+                f"{option} applies to {', '.join(takers)}, not to --optimizer {args.optimizer}"
+            )
+        opt_kwargs[keyword] = value
+    try:
+        return ma.optim.get_optimizer(args.optimizer, **opt_kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--optimizer {args.optimizer}: {exc}") from None
 
 
 def resumed_epoch(args: argparse.Namespace) -> int:

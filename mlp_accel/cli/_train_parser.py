@@ -129,7 +129,7 @@ def _add_optimization_options(t: argparse.ArgumentParser) -> None:
         help=f"learning rate (default {DEFAULT_LR['classification']}; "
         f"{DEFAULT_LR['regression']} for regression)",
     )
-    opt.add_argument("--momentum", type=_momentum, default=0.9, help="for sgd (default 0.9)")
+    _add_hyperparameter_options(opt)
     opt.add_argument(
         "--alpha", type=_non_negative_float, default=0.0, help="L2 penalty (default 0)"
     )
@@ -146,6 +146,51 @@ def _add_optimization_options(t: argparse.ArgumentParser) -> None:
         metavar="FRACTION",
         default=0.1,
         help="share of the training split held out for --early-stopping (default 0.1)",
+    )
+
+
+def _add_hyperparameter_options(opt: Any) -> None:
+    """The optimizers' hyperparameters; each applies to the optimizers of
+    :data:`._train_build.HYPERPARAMETERS` (another is a one-line error), and one left out
+    keeps the optimizer's default."""
+    opt.add_argument(
+        "--momentum",
+        type=_momentum,
+        default=None,
+        help="for sgd, rmsprop, lars (default 0.9 for sgd and lars, 0 for rmsprop)",
+    )
+    opt.add_argument(
+        "--nesterov", action="store_true", default=None, help="Nesterov momentum (sgd, lars)"
+    )
+    opt.add_argument(
+        "--weight-decay",
+        type=_non_negative_float,
+        default=None,
+        metavar="W",
+        help="decoupled for adamw (default 0.01) and lamb, added to the gradient for "
+        "rmsprop, adagrad, lars (default 0); weights only unless --decay-biases",
+    )
+    opt.add_argument(
+        "--decay-biases",
+        action="store_true",
+        default=None,
+        help="apply --weight-decay to the biases too",
+    )
+    opt.add_argument("--beta1", type=_momentum, default=None, help="adam, adamw, lamb (0.9)")
+    opt.add_argument("--beta2", type=_momentum, default=None, help="adam, adamw, lamb (0.999)")
+    opt.add_argument(
+        "--eps",
+        type=_positive_float,
+        default=None,
+        help="the denominator's epsilon (default: the optimizer's)",
+    )
+    opt.add_argument("--centered", action="store_true", default=None, help="centered rmsprop")
+    opt.add_argument(
+        "--trust-coefficient",
+        type=_positive_float,
+        default=None,
+        metavar="ETA",
+        help="lars's trust coefficient (default 0.001)",
     )
 
 

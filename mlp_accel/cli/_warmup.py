@@ -31,6 +31,24 @@ def add_arguments(w: argparse.ArgumentParser, backend_option: dict[str, Any]) ->
         choices=("float32", "float64"),
         help="(default: the model's, else float32)",
     )
+    from ..optim import OPTIMIZERS
+
+    w.add_argument(
+        "--optimizer",
+        choices=tuple(OPTIMIZERS),
+        default=None,
+        help="also compile this optimizer's kernels, every variant (sgd's and adam's are "
+        "always compiled)",
+    )
+
+
+def _rules(optimizer: str | None) -> list[str]:
+    """The optimizer table's rules of ``optimizer``'s variants (none for sgd and adam)."""
+    from ..ops.optimizers import OPTIMIZER_ROWS
+
+    if optimizer is None:
+        return []
+    return [r for r in OPTIMIZER_ROWS if r == optimizer or r.startswith(optimizer + "_")]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,9 +79,12 @@ def run(args: argparse.Namespace) -> int:
     spec = model.spec
     backend = get_backend("numba")
     tasks = T.tasks_for(spec, "all")
+    extra = [T.optimizer_task(spec.dtype, rule) for rule in _rules(args.optimizer)]
+    tasks += extra
     was_cached = [T.cached(task) for task in tasks]
     start = time.perf_counter()
     backend.warmup(spec)
+    T.compile_tasks(extra, False)
     seconds = time.perf_counter() - start
     for task, hit in zip(tasks, was_cached):
         print(f"{'cached  ' if hit else 'compiled'} {T.describe(task)}")

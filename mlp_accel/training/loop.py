@@ -24,7 +24,7 @@ from ..optim import Adam, Optimizer, get_optimizer
 from ..schedules import Schedule
 from .callback_states import CLASSIFICATION_LOSSES, CallbackStates, split_hooks
 from .hooks import CheckpointWriter, ProgressBar
-from .plan import plan_fit
+from .plan import plan_fit, update_rule
 from .resume import NOT_GIVEN, NotGiven, RunSettings, resume, run_options, schedule_spec
 from .step import TrainingStep
 
@@ -318,11 +318,12 @@ def _fix_code_path(
     batch_size: int | None,
     client: Any,
     evaluate: bool,
+    optimizer: str | None,
 ) -> None:
     """Fix the fit's code path before its first step, from the job alone: ``backend="auto"``
-    (once per model), then the kernel tier, whose kernels compile now."""
+    (once per model), then the kernel tier, whose kernels (and the optimizer's) compile now."""
     if client is None:
-        plan_fit(model, rows, epochs, batch_size, evaluate=evaluate)
+        plan_fit(model, rows, epochs, batch_size, evaluate=evaluate, optimizer=optimizer)
     else:  # the workers run the steps: the driver only settles auto
         model.settle_backend(rows, epochs, batch_size)
 
@@ -447,7 +448,8 @@ def fit(
     begin_hooks, epoch_hooks, end_hooks = split_hooks(states.callbacks)
 
     rows = _row_count(X, y)
-    _fix_code_path(model, rows, epochs, batch_size, client, validation_data is not None)
+    rule = update_rule(optimizer, ck)
+    _fix_code_path(model, rows, epochs, batch_size, client, validation_data is not None, rule)
     optimizer, first_epoch, base_lr, history = _start(model, optimizer, resume_from, ck)
     history.code_path = model.code_path
     source = _open_source(model, X, y, epochs - first_epoch + 1, sample_weight, client, local_steps)

@@ -15,7 +15,7 @@ from typing import Any
 from ..backends._auto import Job
 from ..model import MLP
 
-__all__ = ["plan_fit"]
+__all__ = ["plan_fit", "update_rule"]
 
 
 def plan_fit(
@@ -25,6 +25,7 @@ def plan_fit(
     batch_size: int | None,
     stream: Any = None,
     evaluate: bool = True,
+    optimizer: str | None = None,
 ) -> dict[str, str]:
     """Fix ``model``'s backend and kernel tier for a fit of ``rows`` x ``epochs``.
 
@@ -41,6 +42,10 @@ def plan_fit(
     evaluate : bool, default True
         Whether the fit computes losses outside its steps (validation data): their kernels
         are compiled too.
+    optimizer : str, optional
+        The optimizer table's rule the fit's updates run
+        (:attr:`mlp_accel.optim.Optimizer.update_rule`; ``None``: SGD or Adam): its kernels
+        are compiled, not the others'.
 
     Returns
     -------
@@ -50,10 +55,22 @@ def plan_fit(
     model.settle_backend(rows, epochs, batch_size)
     job = Job(tuple(model.layers), model.dtype, rows, epochs, batch_size)
     tier, why = model.backend.choose_tier(model.spec, job)
-    model.backend.prepare(model.spec, tier, stream, evaluate)
+    model.backend.prepare(model.spec, tier, stream, evaluate, optimizer)
     if tier != model.tier:
         model.tier = tier
     choice = model.backend_choice
     reason = why if choice is None else f"{choice.reason}; {why}"
     model.code_path = {"backend": model.backend.name, "tier": tier, "reason": reason}
     return model.code_path
+
+
+def update_rule(optimizer: Any, checkpoint: dict[str, Any] | None = None) -> str | None:
+    """The optimizer table's rule a fit's updates run, for :func:`plan_fit`: the given
+    optimizer's, else the checkpoint's (a resume rebuilds that optimizer), else the default
+    Adam's (``None``)."""
+    from ..optim import get_optimizer
+
+    if optimizer is None and checkpoint is not None:
+        saved = checkpoint["optimizer"]
+        optimizer = get_optimizer(saved["name"], **saved["hyperparameters"])
+    return None if optimizer is None else optimizer.update_rule

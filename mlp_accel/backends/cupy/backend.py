@@ -8,7 +8,8 @@ the GPU unchanged. The hot hooks are overridden with kernels from :mod:`.kernels
 - ``dense_backward``: ``dz = grad * f'(z)`` and the bias gradient's column sums in one pass,
   then two GEMMs (no ``da_prev`` for the first layer);
 - ``output_loss_gradient``: ``dz`` and the loss sum of the matched output/loss pairs together;
-- ``sgd_update`` / ``adam_update``: one in-place launch over all parameter tensors;
+- ``sgd_update`` / ``adam_update`` / ``optimizer_update``: one in-place launch over all
+  parameter tensors (two passes and a reduction for the layer-wise rules, :mod:`.table`);
 - ``fused_network``: for small networks (every width <= 32), forward, loss and backward of a
   whole batch in one kernel, one thread per sample, plus one reduction launch.
 
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from ...ops.layout import param_layout
+from ...ops.optimizers import OptimizerRow
 from ...ops.table import Activation, Loss, get_activation, get_loss
 from .. import _layer_loop as layer_loop
 from ..base import Backend, NetworkSpec, adam_bias_corrections
@@ -45,6 +47,7 @@ from .device import INSTALL_HINT
 from .launch import Launcher, c_contiguous, ceil_div, fusable, updatable
 from .network import CupyFusedNetwork
 from .staging import stream_batches
+from .table import table_update
 
 __all__ = ["CupyBackend", "INSTALL_HINT"]
 
@@ -373,6 +376,23 @@ class CupyBackend(Backend):
         )
         self._launch.multi_tensor(("adam",), _kernels.adam_source, (params, grads, m, v), scalars)
         return params, m, v
+
+    def optimizer_update(
+        self,
+        row: OptimizerRow,
+        params: list[Array],
+        grads: list[Array],
+        state: list[list[Array]],
+        scalars: tuple[float, ...],
+        tensor_scalars: list[tuple[float, ...]],
+    ) -> tuple[list[Array], list[list[Array]]]:
+        """A rule of the optimizer table in place, one launch per pass for all tensors."""
+        lists = (params, grads, *state)
+        if not updatable(self._cp.ndarray, *lists):
+            return super().optimizer_update(row, params, grads, state, scalars, tensor_scalars)
+        self._activate()
+        table_update(self._launch, self._cp, row, lists, scalars, tensor_scalars)
+        return params, state
 
     # -- whole networks and big batches ---------------------------------------------------------
     def fused_network(self, spec: NetworkSpec, tier: str | None = None) -> CupyFusedNetwork | None:

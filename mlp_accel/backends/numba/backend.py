@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ...ops.optimizers import OptimizerRow, step_scalars
 from ...ops.table import Activation, Loss
 from ..base import BackendUnavailableError, FusedNetwork, NetworkSpec, adam_bias_corrections
 from ..numpy_backend import NumpyBackend
@@ -200,6 +201,33 @@ class NumbaBackend(NumpyBackend):
             self._kernels.adam_update(p, g, mi, vi, lr, beta1, beta2, eps, c1, c2)
         return params, m, v
 
+    def optimizer_update(
+        self,
+        row: OptimizerRow,
+        params: list[Any],
+        grads: list[Any],
+        state: list[list[Any]],
+        scalars: tuple[float, ...],
+        tensor_scalars: list[tuple[float, ...]],
+    ) -> tuple[list[Any], list[list[Any]]]:
+        if not params or not _native(params[0], grads[0], *(s[0] for s in state)):
+            return super().optimizer_update(row, params, grads, state, scalars, tensor_scalars)
+        module = self._kernels.optimizer_module(row.name, params[0].dtype.name)
+        tensors = [(p, g, *(s[k] for s in state)) for k, (p, g) in enumerate(zip(params, grads))]
+        if not row.layerwise:
+            for arrays, own in zip(tensors, tensor_scalars):
+                module.update(*arrays, *scalars, *own)
+            return params, state
+        # All the sums first: each tensor's step scalar needs its own two norms only, but
+        # the state of every tensor is updated before any parameter moves, as in xp_update.
+        sums = [
+            module.first(*arrays, *scalars, *own) for arrays, own in zip(tensors, tensor_scalars)
+        ]
+        steps = step_scalars(row, scalars, tensor_scalars, sums)
+        for arrays, own, s in zip(tensors, tensor_scalars, steps):
+            module.second(*arrays, *scalars, *own, s)
+        return params, state
+
     # -- kernel tiers --------------------------------------------------------------------
     def choose_tier(self, spec: NetworkSpec, job: Any = None) -> tuple[str, str]:
         """The kernel tier for a fit of ``spec``, and why: a pure function of the job (see
@@ -244,13 +272,19 @@ class NumbaBackend(NumpyBackend):
         return network
 
     def prepare(
-        self, spec: NetworkSpec, tier: str, stream: Any = None, evaluate: bool = True
+        self,
+        spec: NetworkSpec,
+        tier: str,
+        stream: Any = None,
+        evaluate: bool = True,
+        optimizer: str | None = None,
     ) -> float:
         """Compile, or load from the disk cache, every kernel a fit of ``spec`` on ``tier``
         runs (with ``evaluate``, the per-layer kernels that compute a loss outside a step
-        too), in this thread; a compile says so on ``stream`` (standard error by default,
-        ``False`` silences it). Returns the seconds spent compiling."""
-        return T.compile_tasks(T.tasks_for(spec, tier, evaluate), stream)
+        too; with ``optimizer``, that rule's kernels instead of SGD's and Adam's), in this
+        thread; a compile says so on ``stream`` (standard error by default, ``False``
+        silences it). Returns the seconds spent compiling."""
+        return T.compile_tasks(T.tasks_for(spec, tier, evaluate, optimizer), stream)
 
     def warmup(self, spec: NetworkSpec) -> None:
         """Compile, or load from the disk cache, every kernel a model of ``spec`` may run on

@@ -1,13 +1,15 @@
 """Numba kernels of the ``numba`` backend: optimizer kernels, and layer kernels rendered
 from the math table.
 
-The optimizer kernels are one flat module of small ``@njit`` functions. The layer kernels
-(bias + activation, activation derivative + column sums, output loss + gradient) are
-rendered per activation (and per loss) from :mod:`mlp_accel.ops.table` into small generated
-modules (:func:`layer_module`, :func:`output_module`), written to :func:`cache_dir` and
-imported from there, so Numba's ``cache=True`` keeps their machine code on disk: each is
-compiled once per (activation, dtype), whatever the widths, and a user-registered
-activation gets the same kernels as a built-in one.
+The SGD and Adam kernels are small ``@njit`` functions of this module; the kernels of the
+optimizer table (:mod:`mlp_accel.ops.optimizers`) are rendered per rule
+(:func:`optimizer_module`). The layer kernels (bias + activation, activation derivative +
+column sums, output loss + gradient) are rendered per activation (and per loss) from
+:mod:`mlp_accel.ops.table` into small generated modules (:func:`layer_module`,
+:func:`output_module`), written to :func:`cache_dir` and imported from there, so Numba's
+``cache=True`` keeps their machine code on disk: each is compiled once per (activation,
+dtype), whatever the widths, and a user-registered activation gets the same kernels as a
+built-in one.
 
 Each kernel is named after the backend hook it replaces and works in place on C-contiguous
 float32/float64 arrays. Every kernel is serial and ``nogil``: a batch is parallelized above
@@ -58,6 +60,7 @@ __all__ = [
     "emit_softmax",
     "layer_module",
     "output_module",
+    "optimizer_module",
 ]
 
 #: Only reassociation-type flags: keep NaN/inf semantics intact.
@@ -350,7 +353,19 @@ def output_module(loss: str, activation: str, dtype: str) -> ModuleType:
     return _cached(key, lambda: output_source(loss, activation, dtype), "mlp_accel_output")
 
 
-# -- optimizers (in place; 1-D or 2-D of any layout) -------------------------------------
+def optimizer_module(rule: str, dtype: str) -> ModuleType:
+    """The kernels of the optimizer table's rule ``rule`` in ``dtype`` (source:
+    :func:`.optim_sources.optimizer_source`)."""
+    from ...ops.optimizers import optimizer_row
+    from .optim_sources import optimizer_source
+
+    row = optimizer_row(rule)  # keyed by the row's formulas, not only its name
+    return _cached(
+        ("optimizer", row, dtype), lambda: optimizer_source(rule, dtype), "mlp_accel_optim"
+    )
+
+
+# -- SGD and Adam (in place; 1-D or 2-D of any layout) ---------------------------------------
 # ``p.ndim`` of an argument is a compile-time constant to Numba, so each branch below is
 # compiled only for the arrays it can take; rows of a 2-D array are 1-D views.
 @_jit

@@ -25,6 +25,7 @@ __all__ = [
     "layer_items",
     "fused_task",
     "generic_task",
+    "optimizer_task",
     "specialization_pays",
     "runnable_tier",
     "tasks_for",
@@ -33,9 +34,9 @@ __all__ = [
     "cache_location",
 ]
 
-#: A task: ``{"kind": "layers" | "generic" | "fused", "dtype": ...}`` plus, for fused tasks,
-#: ``"widths"``, ``"activations"`` and ``"loss"``, for generic tasks ``"activations"``,
-#: ``"loss"`` and ``"output"``.
+#: A task: ``{"kind": "layers" | "generic" | "fused" | "optimizer", "dtype": ...}`` plus, for
+#: fused tasks, ``"widths"``, ``"activations"`` and ``"loss"``, for generic tasks
+#: ``"activations"``, ``"loss"`` and ``"output"``, for optimizer tasks the table's ``"rule"``.
 Task = dict[str, Any]
 
 
@@ -112,6 +113,28 @@ def _generic_calls(task: Task) -> list[tuple[Any, tuple]]:
     return [(module.train, (X, Y, P, *tables, 1.0)), (module.forward, (X, P, *tables))]
 
 
+def _optimizer_calls(task: Task) -> list[tuple[Any, tuple]]:
+    """``(kernel, args)`` pairs that compile the kernels of one rule of the optimizer table,
+    for 2-D and 1-D tensors, with the Python floats its hook passes."""
+    import numpy as np
+
+    from ...ops.optimizers import optimizer_row
+    from . import kernels as K
+
+    row = optimizer_row(task["rule"])
+    module = K.optimizer_module(row.name, task["dtype"])
+    scalars = [0.5] * (len(row.scalars) + len(row.tensor_scalars))
+    calls: list[tuple[Any, tuple]] = []
+    for shape in ((2, 3), (3,)):
+        arrays = [np.ones(shape, task["dtype"]) for _ in range(2 + len(row.state))]
+        if row.layerwise:
+            calls.append((module.first, (*arrays, *scalars)))
+            calls.append((module.second, (*arrays, *scalars, 0.5)))
+        else:
+            calls.append((module.update, (*arrays, *scalars)))
+    return calls
+
+
 def _spec_of(task: Task) -> Any:
     from ..base import NetworkSpec
 
@@ -130,6 +153,8 @@ def _calls(task: Task) -> list[tuple[Any, tuple]]:
         return _fused_calls(task)
     if task["kind"] == "generic":
         return _generic_calls(task)
+    if task["kind"] == "optimizer":
+        return _optimizer_calls(task)
     raise ValueError(f"unknown compile task kind {task['kind']!r}")
 
 
@@ -237,6 +262,13 @@ def generic_task(spec: Any) -> Task:
     return task
 
 
+def optimizer_task(dtype: str, rule: str) -> Task:
+    """The task of the kernels of the optimizer table's rule ``rule`` (one per rule and dtype,
+    whatever the network)."""
+    task: Task = {"kind": "optimizer", "dtype": str(dtype), "rule": str(rule)}
+    return task
+
+
 def specialization_pays(spec: Any) -> bool:
     """Whether a kernel specialized on ``spec``'s widths is generated: the unrolled kernel of
     the smallest networks, measured 1.5-5x faster than the generic kernel on 2-4-3-1 (a
@@ -255,30 +287,41 @@ def runnable_tier(spec: Any, tier: str) -> str:
     return tier
 
 
-def tasks_for(spec: Any, tier: str = "all", evaluate: bool = True) -> list[Task]:
+def tasks_for(
+    spec: Any, tier: str = "all", evaluate: bool = True, optimizer: str | None = None
+) -> list[Task]:
     """The tasks a model of ``spec`` compiles on the numba backend for kernel ``tier``.
 
     ``"layers"``: the per-layer kernels. ``"generic"`` / ``"specialized"``: the optimizer
     kernels and the network kernel of that tier, and with ``evaluate`` (a fit with
     validation data, or anything else that computes a loss outside a training step) the
     per-layer kernels too. ``"all"``: every tier ``spec`` may run (``mlp-accel warmup``).
+
+    The optimizer kernels are SGD's and Adam's (with the per-layer kernels), or with
+    ``optimizer`` (a rule of the optimizer table) that rule's alone, a task of its own.
     """
     activations, outputs = layer_items(spec)
-    every_layer = layer_task(spec.dtype, activations, outputs)
+    own = [] if optimizer is None else [optimizer_task(spec.dtype, optimizer)]
+    every_layer = layer_task(spec.dtype, activations, outputs, optim=optimizer is None)
     if tier != "all":
         tier = runnable_tier(spec, tier)
     if tier == "layers" or not fused_supports(spec):
-        return [every_layer]
-    tasks = [every_layer if evaluate or tier == "all" else layer_task(spec.dtype)]
+        return [every_layer, *own]
+    if evaluate or tier == "all":
+        tasks = [every_layer]
+    else:
+        tasks = [] if optimizer is not None else [layer_task(spec.dtype)]
     if tier in ("generic", "all"):
         tasks.append(generic_task(spec))
     if tier == "specialized" or (tier == "all" and specialization_pays(spec)):
         tasks.append(fused_task(spec))
-    return tasks
+    return tasks + own
 
 
 def describe(task: Task) -> str:
     """What ``task`` compiles, for the message a compile prints."""
+    if task["kind"] == "optimizer":
+        return f"the {task['rule']} optimizer kernels ({task['dtype']}, once per machine)"
     if task["kind"] == "layers":
         if not task["activations"] and not task["outputs"]:
             return f"optimizer kernels ({task['dtype']}, once per machine)"
