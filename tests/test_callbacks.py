@@ -324,7 +324,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, backend):
 def test_a_file_named_another_way_on_resume_keeps_its_state(tmp_path, monkeypatch):
     """``log.csv`` and ``./log.csv`` are one file: the resumed log goes on from the saved rows."""
     monkeypatch.chdir(tmp_path)
-    X, y, val = _data()
+    X, y, _ = _data()
     ma.fit(_model(), X, y, epochs=3, callbacks=[CSVLogger("log.csv")], checkpoint="ck.npz")
     ma.fit(_model(), X, y, epochs=5, callbacks=[CSVLogger("./log.csv")], resume_from="ck.npz")
     assert [row["epoch"] for row in _rows("log.csv")] == ["1", "2", "3", "4", "5"]
