@@ -232,8 +232,10 @@ def _start(
     model: MLP, optimizer: Optimizer | None, resume_from: Any, ck: dict[str, Any] | None
 ) -> tuple[Optimizer, int, float, History]:
     """The optimizer, the first epoch, the base learning rate and the history: fresh, or as
-    the checkpoint ``ck`` read from ``resume_from`` left them."""
+    the checkpoint ``ck`` read from ``resume_from`` left them; the history names the code path
+    the model was settled on."""
     history = History()
+    history.code_path = model.code_path
     first_epoch, base_lr = 1, None
     if ck is not None:
         optimizer, state = resume(model, optimizer, resume_from, ck)
@@ -451,7 +453,6 @@ def fit(
     rule = update_rule(optimizer, ck)
     _fix_code_path(model, rows, epochs, batch_size, client, validation_data is not None, rule)
     optimizer, first_epoch, base_lr, history = _start(model, optimizer, resume_from, ck)
-    history.code_path = model.code_path
     source = _open_source(model, X, y, epochs - first_epoch + 1, sample_weight, client, local_steps)
     options = {"accumulate": accumulate, "alpha": alpha, "clip_norm": clip_norm}
     step = source.make_step(model, optimizer, base_lr=base_lr, **options)
