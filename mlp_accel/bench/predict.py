@@ -18,7 +18,7 @@ left out, with the reason.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,8 @@ __all__ = [
     "predict_batches",
     "predict_networks",
     "predict_threads",
+    "predict_scope",
+    "host_batch",
     "run_predict",
 ]
 
@@ -94,9 +96,23 @@ def run_predict(backends: list[Backend], config: BenchConfig, skipped: list[dict
     return rows
 
 
-def _host_batch(shape: Shape, batch: int, dtype: str, seed: int) -> np.ndarray:
+def host_batch(shape: Shape, batch: int, dtype: str, seed: int = 0) -> np.ndarray:
+    """``batch`` rows of standard normal features of ``shape``'s network, on the host."""
     rng = np.random.default_rng(seed)
     return rng.standard_normal((batch, shape.layers[0]), dtype=np.dtype(dtype).type)
+
+
+@contextlib.contextmanager
+def predict_scope(threads: int) -> Iterator[contextlib.ExitStack]:
+    """BLAS (threadpoolctl) and this package's worker threads held to ``threads`` for a
+    ``with`` block. The stack it gives takes the peers' own settings (the PyTorch peer's
+    ``torch.set_num_threads``), and everything is put back on exit."""
+    from threadpoolctl import threadpool_limits
+
+    with contextlib.ExitStack() as restore:
+        restore.enter_context(threadpool_limits(limits=threads, user_api="blas"))
+        restore.enter_context(_threads.threads(threads))
+        yield restore
 
 
 def _measure_case(
@@ -108,14 +124,10 @@ def _measure_case(
     skipped: list[dict],
 ) -> list[dict]:
     """One network at one batch size: every implementation, checked, then timed."""
-    from threadpoolctl import threadpool_limits
-
-    X = _host_batch(shape, batch, dtype, config.seed)
+    X = host_batch(shape, batch, dtype, config.seed)
     threads = predict_threads(batch, config.threads)
     where = {"shape": f"{shape.family}@{batch}", "dtype": dtype}
-    with contextlib.ExitStack() as restore:
-        restore.enter_context(threadpool_limits(limits=threads, user_api="blas"))
-        restore.enter_context(_threads.threads(threads))
+    with predict_scope(threads) as restore:
         calls: dict[tuple[str, str], Callable[[], Any]] = {
             (name, "backend"): (lambda m=model: m.predict_proba(X))
             for name, model in models.items()
@@ -125,7 +137,9 @@ def _measure_case(
                 try:
                     calls[(name, "peer")] = make(models["numpy"], X, threads, restore)
                 except PeerUnavailable as exc:
-                    skipped.append({"what": name, **where, "reason": str(exc)})
+                    # a library missing here is said once, not for every case
+                    if not any(s["what"] == name and s["reason"] == str(exc) for s in skipped):
+                        skipped.append({"what": name, **where, "reason": str(exc)})
         diffs = _differences(calls, TOLERANCE[dtype], skipped, where)
         timings = time_interleaved_stats(calls, **config.timing)
     rows = []
