@@ -96,11 +96,8 @@ def _plan(model: Any) -> _Plan:
     plan = _plans.get(model)
     if plan is None or plan.backend is not model.backend:
         backend = model.backend
-        maker = getattr(backend, "forward_layer", None)
-        layers = None
-        if maker is not None:
-            made = [maker(act, model.dtype) for act in model._activation_fns]
-            layers = None if any(f is None for f in made) else made
+        made = [backend.forward_layer(act, model.dtype) for act in model._activation_fns]
+        layers = None if any(f is None for f in made) else made
         plan = _Plan(backend, layers, tuple(model.layers), model.dtype)
         _plans[model] = plan
     return plan
