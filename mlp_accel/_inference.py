@@ -19,6 +19,7 @@ model's dtype) runs the hooks as before.
 
 from __future__ import annotations
 
+import operator
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -55,7 +56,7 @@ class _Plan:
         checked are held until then.
         """
         seen = self._checked
-        if len(seen) == len(params) and all(p is q for p, q in zip(params, seen)):
+        if len(seen) == len(params) and all(map(operator.is_, params, seen)):
             return True
         ok = all(_native(p, self.dtype) for p in params)
         self._checked = tuple(params) if ok else ()

@@ -21,6 +21,39 @@ from .base import Backend
 __all__ = ["NumpyBackend"]
 
 
+def _numpy_layer(activation: Activation) -> Callable[..., np.ndarray]:
+    """:meth:`NumpyBackend.dense_forward` of ``activation`` without keeping ``z``."""
+    if activation.name == "relu":
+
+        def relu(a_prev: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+            z = a_prev @ W
+            z += b
+            return np.maximum(z, 0.0, out=z)
+
+        return relu
+    if activation.name == "softmax":
+
+        def softmax(a_prev: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+            # ops.table's softmax, each step in place: the same elementwise operations.
+            z = a_prev @ W
+            z += b
+            # np.max and np.sum are these reductions behind microseconds of Python.
+            z -= np.maximum.reduce(z, axis=1, keepdims=True)
+            np.exp(z, out=z)
+            z /= np.add.reduce(z, axis=1, keepdims=True)
+            return z
+
+        return softmax
+    forward = activation.forward
+
+    def layer(a_prev: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+        z = a_prev @ W
+        z += b
+        return forward(z, xp=np)
+
+    return layer
+
+
 class NumpyBackend(Backend):
     """Runs the array-API code on NumPy, on the host CPU."""
 
@@ -130,36 +163,3 @@ class NumpyBackend(Backend):
             denom += eps
             p -= lr * (mi / c1) / denom
         return params, m, v
-
-
-def _numpy_layer(activation: Activation) -> Callable[..., np.ndarray]:
-    """:meth:`NumpyBackend.dense_forward` of ``activation`` without keeping ``z``."""
-    if activation.name == "relu":
-
-        def relu(a_prev: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
-            z = a_prev @ W
-            z += b
-            return np.maximum(z, 0.0, out=z)
-
-        return relu
-    if activation.name == "softmax":
-
-        def softmax(a_prev: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
-            # ops.table's softmax, each step in place: the same elementwise operations.
-            z = a_prev @ W
-            z += b
-            # np.max and np.sum are these reductions behind microseconds of Python.
-            z -= np.maximum.reduce(z, axis=1, keepdims=True)
-            np.exp(z, out=z)
-            z /= np.add.reduce(z, axis=1, keepdims=True)
-            return z
-
-        return softmax
-    forward = activation.forward
-
-    def layer(a_prev: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
-        z = a_prev @ W
-        z += b
-        return forward(z, xp=np)
-
-    return layer
