@@ -11,6 +11,8 @@ Environment variables narrow or tune the run:
 - ``MLP_ACCEL_BENCH_THREADS``: limit BLAS, Numba and PyTorch threads (default: leave them).
 - ``MLP_ACCEL_BENCH_MIN_TIME``: seconds of timed rounds per benchmark (default 0.5).
 - ``MLP_ACCEL_BENCH_SWEEP``: batch sizes of the sweep (default 2^6..2^17).
+- ``MLP_ACCEL_BENCH_PREDICT_BATCHES``: batch sizes of the inference rows (default 1, 64,
+  65,536).
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ DTYPE_NAMES = _env_list("MLP_ACCEL_BENCH_DTYPES", list(bench.DTYPES))
 THREADS = int(os.environ.get("MLP_ACCEL_BENCH_THREADS") or 0) or None
 MIN_TIME = float(os.environ.get("MLP_ACCEL_BENCH_MIN_TIME") or 0.5)
 SWEEP = [int(b) for b in _env_list("MLP_ACCEL_BENCH_SWEEP", [])] or bench.sweep_batches()
+PREDICT = [int(b) for b in _env_list("MLP_ACCEL_BENCH_PREDICT_BATCHES", [])] or list(
+    bench.PREDICT_BATCHES
+)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -49,6 +54,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("shape", shapes, ids=[s.name for s in shapes])
     if "dtype" in names:
         metafunc.parametrize("dtype", DTYPE_NAMES)
+    if "predict_case" in names:
+        # The inference rows: the network of each selected case's family at each batch.
+        families = {bench.SHAPES[name].family: bench.SHAPES[name] for name in SHAPE_NAMES}
+        cases = [(shape, b) for shape in families.values() for b in PREDICT]
+        metafunc.parametrize("predict_case", cases, ids=[f"{s.family}@{b}" for s, b in cases])
     if "sweep_shape" in names:
         # The sweep runs in the first dtype only, like ``mlp-accel bench``.
         cases = [f.with_batch(b) for f in bench.SWEEP_FAMILIES.values() for b in SWEEP]

@@ -125,14 +125,23 @@ def _plain_numeric(a: Any, ndims: tuple[int, ...]) -> np.ndarray | None:
     return a if a.size else None
 
 
+#: Inputs of at most this many numbers are tested elementwise: for a prediction's few rows
+#: that costs less than entering ``np.errstate`` for the one sum of a large input.
+_SMALL = 4096
+
+
 def _checked_finite(a: np.ndarray, name: str) -> np.ndarray:
     """``a``, or the ``ValueError`` scikit-learn's ``check_array`` gives for NaN or inf."""
     if a.dtype.kind != "f":
         return a
-    with np.errstate(over="ignore", invalid="ignore"):
-        # One sum; the elementwise test only when it is not finite (it may have overflowed).
-        if math.isfinite(float(np.add.reduce(a, axis=None))):
+    if a.size <= _SMALL:
+        if np.isfinite(a).all():
             return a
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            # One sum; the elementwise test only when it is not finite (it may have overflowed).
+            if math.isfinite(float(np.add.reduce(a, axis=None))):
+                return a
     kind = nonfinite_kind(a)
     if kind is None:
         return a

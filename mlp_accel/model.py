@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._auto_request import auto_options, settle_auto
+from ._inference import forward_rows
 from ._model_edge import DataEdge
 from ._validation import check_dtype, check_layer_spec, check_weights, make_rng
 from .activations import get_activation
@@ -232,19 +233,13 @@ class MLP(DataEdge):
         return layer_loop.forward_trace(self.backend, self._params, self._activation_fns, X)
 
     def forward_device(self, X: Array) -> Array:
-        """Outputs (after the output activation) for device inputs, without validation."""
-        fused = self._fused_network()
+        """Outputs (after the output activation) for device inputs, without validation.
 
-        n = X.shape[0]
-
-        def rows(lo: int, hi: int) -> Array:
-            part = X if hi - lo == n else X[lo:hi, :]
-            if fused is not None:
-                return fused.forward(self._params, part)
-            return self._forward_trace(part)[-1][1]
-
-        parts = over_chunks(self.backend, tuple(self.layers), n, rows, blas=fused is None)
-        return parts[0] if len(parts) == 1 else self.backend.xp.concat(parts, axis=0)
+        On the CPU backends without a fused kernel, a lean plan of the backend's layer
+        functions, built once per model: the hooks' arithmetic, so the same bits
+        (``mlp_accel._inference``).
+        """
+        return forward_rows(self, X)
 
     def loss_and_gradients(
         self, X: Array, y: Array, *, denom: Any = None, sample_weight: Array | None = None

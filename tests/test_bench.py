@@ -26,6 +26,7 @@ TINY = dict(
     quick=True,
     sweep_batch_sizes=[64, 128],
     threads=1,
+    predict=False,  # the inference rows: tests/test_bench_predict.py
 )
 
 

@@ -13,7 +13,7 @@ returned lists.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -137,6 +137,18 @@ class Backend:
         """``z = a_prev @ W + b`` and ``a = f(z)``; returns ``(z, a)``."""
         z = a_prev @ W + b
         return z, activation.forward(z, xp=self.xp)
+
+    def forward_layer(
+        self, activation: Activation, dtype: str
+    ) -> Callable[[Array, Array, Array], Array] | None:
+        """A layer's forward pass for predictions, ``layer(a_prev, W, b) -> a``, or ``None``.
+
+        ``a`` must be what :meth:`dense_forward` gives, bit for bit; only ``z``, which a
+        prediction does not keep, may be overwritten. The model builds these functions once
+        (``mlp_accel._inference``) and calls them on C-contiguous arrays of ``dtype`` only.
+        The generic backend offers none: predictions run :meth:`dense_forward`.
+        """
+        return None
 
     def dense_backward(
         self,

@@ -9,6 +9,7 @@ place.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import array_api_compat.numpy as xp_numpy
@@ -18,6 +19,39 @@ from ..ops.table import Activation
 from .base import Backend
 
 __all__ = ["NumpyBackend"]
+
+
+def _numpy_layer(activation: Activation) -> Callable[..., np.ndarray]:
+    """:meth:`NumpyBackend.dense_forward` of ``activation`` without keeping ``z``."""
+    if activation.name == "relu":
+
+        def relu(a_prev: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+            z = a_prev @ W
+            z += b
+            return np.maximum(z, 0.0, out=z)
+
+        return relu
+    if activation.name == "softmax":
+
+        def softmax(a_prev: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+            # ops.table's softmax, each step in place: the same elementwise operations.
+            z = a_prev @ W
+            z += b
+            # np.max and np.sum are these reductions behind microseconds of Python.
+            z -= np.maximum.reduce(z, axis=1, keepdims=True)
+            np.exp(z, out=z)
+            z /= np.add.reduce(z, axis=1, keepdims=True)
+            return z
+
+        return softmax
+    forward = activation.forward
+
+    def layer(a_prev: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+        z = a_prev @ W
+        z += b
+        return forward(z, xp=np)
+
+    return layer
 
 
 class NumpyBackend(Backend):
@@ -65,6 +99,19 @@ class NumpyBackend(Backend):
         if activation.name == "relu":
             return z, np.maximum(z, 0.0)
         return z, activation.forward(z, xp=np)
+
+    def forward_layer(self, activation: Activation, dtype: str) -> Callable[..., np.ndarray] | None:
+        """``layer(a_prev, W, b) -> a``: :meth:`dense_forward`'s activation for inference.
+
+        The same operations in the same order as :meth:`dense_forward`, so the same bits,
+        without keeping ``z``: the activation is computed into the fresh product where it
+        can be. For C-contiguous arrays of ``dtype`` (the model checks its inputs once per
+        call). ``None`` where a subclass replaced :meth:`dense_forward`, whose arithmetic
+        this would not reproduce.
+        """
+        if type(self).dense_forward is not NumpyBackend.dense_forward:
+            return None
+        return _numpy_layer(activation)
 
     def dense_backward(
         self,

@@ -8,6 +8,9 @@ pytest-benchmark (``benchmarks/``) or by :func:`time_interleaved` (``mlp-accel b
 - ``fit``: one :func:`mlp_accel.fit` call of a few full-batch epochs, the public training
   API, :func:`fit_call`.
 - ``infer``: :meth:`MLP.forward_device`, forward only, :func:`infer_call`.
+- the inference rows (:mod:`.predict`): ``MLP.predict_proba`` from a NumPy batch at batch
+  1, 64 and 65,536, beside onnxruntime on the exported model, scikit-learn and PyTorch
+  (:mod:`.predict_peers`), with the spread.
 - ``lean-numpy (ref)``: a minimal hand-written NumPy step for the same network
   (:class:`LeanNumpyMLP`), the floor the library's abstraction is measured against.
 - peers: scikit-learn's ``partial_fit`` and PyTorch eager (CPU, and CUDA beside a GPU
@@ -30,7 +33,8 @@ Modules: :mod:`.cases` (shapes, data, the library's steps), :mod:`.peers` (refer
 peers), :mod:`.machine` (memory, threads, versions, GEMM rate), :mod:`.contention` (the busy
 process), :mod:`.firstrun` (first runs on empty caches), :mod:`.config` (what a run measures),
 :mod:`.timing` (interleaved rounds, median and spread), :mod:`.rows` (the main table's rows and
-ratios), :mod:`.sweep` (batch-size sweep and crossovers), :mod:`.runner` (the whole run),
+ratios), :mod:`.sweep` (batch-size sweep and crossovers), :mod:`.predict` and
+:mod:`.predict_peers` (the inference rows), :mod:`.runner` (the whole run),
 :mod:`.report` (table, markdown, JSON, plot).
 """
 
@@ -74,6 +78,15 @@ from .machine import (
     thread_limits,
 )
 from .peers import LeanNumpyMLP, Peer, PeerUnavailable, sklearn_peer, torch_peer
+from .predict import (
+    PREDICT_BATCHES,
+    PREDICT_NETWORKS,
+    QUICK_PREDICT_BATCHES,
+    predict_scope,
+    predict_threads,
+    run_predict,
+)
+from .predict_peers import PREDICTORS
 from .report import format_markdown, format_table, plot_report, write_json
 from .runner import SCHEMA, run_bench
 from .sweep import compare_sweep, crossovers
@@ -128,6 +141,13 @@ __all__ = [
     "first_run",
     "FIRST_RUN_NOTE",
     "run_bench",
+    "run_predict",
+    "PREDICT_BATCHES",
+    "QUICK_PREDICT_BATCHES",
+    "PREDICT_NETWORKS",
+    "PREDICTORS",
+    "predict_scope",
+    "predict_threads",
     "format_table",
     "format_markdown",
     "write_json",

@@ -49,6 +49,15 @@ class BenchConfig:
         process on empty caches, to the end of its first epoch) for every backend and peer
         row. Default: on in the full run, off with ``quick`` (it costs several seconds of
         compilation per Numba row).
+    predict : bool
+        Measure the inference rows (:mod:`~mlp_accel.bench.predict`): ``predict_proba``
+        samples/s at :func:`~mlp_accel.bench.predict.predict_batches` on each backend, beside
+        onnxruntime, scikit-learn and PyTorch where installed.
+    predict_only : bool
+        Measure the inference rows alone: no GEMM rate, training table or sweep.
+    predict_batch_sizes : list of int, optional
+        Batch sizes of the inference rows; default 1, 64 and 65,536 (1 and 64 with
+        ``quick``).
     seed : int
         Seeds data and initial weights.
     log : callable, optional
@@ -67,6 +76,9 @@ class BenchConfig:
     threads: int | None = None
     contended: bool = False
     first_run: bool | None = None
+    predict: bool = True
+    predict_only: bool = False
+    predict_batch_sizes: list[int] | None = None
     seed: int = 0
     log: Callable[[str], None] | None = None
 
@@ -84,9 +96,13 @@ class BenchConfig:
                 raise ValueError(f"unknown dtype {dtype!r}; valid dtypes: {', '.join(DTYPES)}")
         if not self.dtypes:
             raise ValueError("no dtype to measure")
-        for b in self.sweep_batch_sizes or []:
-            if isinstance(b, bool) or not isinstance(b, int) or b < 1:
-                raise ValueError(f"sweep batch sizes must be positive integers, got {b!r}")
+        for what, sizes in (
+            ("sweep", self.sweep_batch_sizes),
+            ("predict", self.predict_batch_sizes),
+        ):
+            for b in sizes or []:
+                if not _is_integer(b, minimum=1):
+                    raise ValueError(f"{what} batch sizes must be positive integers, got {b!r}")
         # Both would otherwise fail only once measuring began: the thread limit when it is
         # applied, the seed when the first case's data is drawn.
         if self.threads is not None and not _is_integer(self.threads, minimum=1):

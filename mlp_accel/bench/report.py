@@ -14,7 +14,14 @@ from typing import Any
 from ..io import atomic_write
 from .firstrun import FIRST_RUN_NOTE
 
-__all__ = ["format_table", "format_markdown", "write_json", "plot_report", "COLUMN_NOTES"]
+__all__ = [
+    "format_table",
+    "format_markdown",
+    "write_json",
+    "plot_report",
+    "COLUMN_NOTES",
+    "PREDICT_NOTE",
+]
 
 #: What each column means; printed under the table and in the README.
 COLUMN_NOTES: tuple[tuple[str, str], ...] = (
@@ -203,6 +210,49 @@ def _sweep_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return head, body
 
 
+#: How to read the inference rows; printed above their table.
+PREDICT_NOTE = (
+    "predict_proba samples/s ({dtype}), median (slowest-fastest round), from a NumPy batch "
+    "to NumPy probabilities; batch 1 on one thread, larger batches on the threads shown; "
+    "vs onnxruntime = the fastest backend's median over onnxruntime's (~: the spreads "
+    "overlap, no measured difference)"
+)
+
+
+def _predict_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The inference rows as a grid: one line per network and batch size, one column per
+    implementation, and the fastest backend against onnxruntime."""
+    rows = report.get("predict", [])
+    impls = list(dict.fromkeys(r["label"] for r in rows))
+    cases = list(dict.fromkeys((r["network"], r["batch"]) for r in rows))
+    by_case: dict[tuple[str, int], dict[str, dict]] = {}
+    for r in rows:
+        by_case.setdefault((r["network"], r["batch"]), {})[r["label"]] = r
+
+    def cell(r: dict | None) -> str:
+        if r is None:
+            return "-"
+        return f"{_si(r['samples_per_sec'])} ({_range(r.get('samples_per_sec_range'))})"
+
+    def versus(found: dict[str, dict]) -> str:
+        ours = [r for r in found.values() if r["kind"] == "backend"]
+        best = max(ours, key=lambda r: r["samples_per_sec"], default=None)
+        if best is None or best.get("ratio_to_onnxruntime") is None:
+            return "-"
+        ratio = _marked_ratio(best["ratio_to_onnxruntime"], best["ratio_to_onnxruntime_overlaps"])
+        return f"{best['impl']} {ratio}"
+
+    head = ["network", "batch", "threads", *impls, "vs onnxruntime"]
+    body = []
+    for network, batch in cases:
+        found = by_case[(network, batch)]
+        threads = str(next(iter(found.values()))["threads"])
+        layers = "-".join(map(str, next(iter(found.values()))["layers"]))
+        cells = [cell(found.get(i)) for i in impls]
+        body.append([f"{network} {layers}", str(batch), threads, *cells, versus(found)])
+    return head, body
+
+
 def _text_grid(head: list[str], body: list[list[str]]) -> list[str]:
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
@@ -217,9 +267,10 @@ def format_table(report: dict[str, Any]) -> str:
     head = [name for name, _ in columns]
     body = [[fn(row) for _, fn in columns] for row in report["rows"]]
     lines = [*_header_lines(report), ""]
-    lines += _text_grid(head, body) if body else ["(no measurements)"]
-    lines += ["", "columns: " + "; ".join(f"{k} = {v}" for k, v in _notes(report))]
-    lines += ["(ref) = hand-written NumPy reference; (peer) = another library, same step"]
+    if body or not report.get("predict"):  # --predict-only has no training table
+        lines += _text_grid(head, body) if body else ["(no measurements)"]
+        lines += ["", "columns: " + "; ".join(f"{k} = {v}" for k, v in _notes(report))]
+        lines += ["(ref) = hand-written NumPy reference; (peer) = another library, same step"]
     if report.get("sweep"):
         dtype = report["sweep"][0]["dtype"]
         lines += [
@@ -227,6 +278,9 @@ def format_table(report: dict[str, Any]) -> str:
             f"batch-size sweep: train samples/s ({dtype}), median (slowest-fastest round)",
         ]
         lines += _text_grid(*_sweep_table(report))
+    if report.get("predict"):
+        lines += ["", PREDICT_NOTE.format(dtype=report["predict"][0]["dtype"]) + ":"]
+        lines += _text_grid(*_predict_table(report))
     if report.get("crossovers"):
         lines += ["", "crossovers:", *(f"  {c}" for c in report["crossovers"])]
     if report.get("warnings"):
@@ -253,9 +307,10 @@ def format_markdown(report: dict[str, Any]) -> str:
     """The report as markdown: a header list, the table, the sweep and its crossovers."""
     columns = _columns(report)
     lines = [f"- {line}" for line in _header_lines(report)]
-    lines += ["", _md_row([name for name, _ in columns])]
-    lines.append("|" + "|".join("---" if i < 3 else "---:" for i in range(len(columns))) + "|")
-    lines += [_md_row([fn(row) for _, fn in columns]) for row in report["rows"]]
+    if report["rows"] or not report.get("predict"):
+        lines += ["", _md_row([name for name, _ in columns])]
+        lines.append("|" + "|".join("---" if i < 3 else "---:" for i in range(len(columns))) + "|")
+        lines += [_md_row([fn(row) for _, fn in columns]) for row in report["rows"]]
     if report.get("sweep"):
         head, body = _sweep_table(report)
         dtype = report["sweep"][0]["dtype"]
@@ -265,6 +320,14 @@ def format_markdown(report: dict[str, Any]) -> str:
             "",
         ]
         lines += [_md_row(head), "|" + "|".join(["---:"] * len(head)) + "|"]
+        lines += [_md_row(row) for row in body]
+    if report.get("predict"):
+        head, body = _predict_table(report)
+        lines += ["", PREDICT_NOTE.format(dtype=report["predict"][0]["dtype"]) + ":", ""]
+        lines += [
+            _md_row(head),
+            "|" + "|".join(["---", "---:", "---:"] + ["---:"] * (len(head) - 3)) + "|",
+        ]
         lines += [_md_row(row) for row in body]
     if report.get("crossovers"):
         lines += ["", *(f"- {c}" for c in report["crossovers"])]

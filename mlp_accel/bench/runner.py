@@ -19,6 +19,7 @@ from .cases import LEARNING_RATE, QUICK_SHAPES, SHAPES, Shape
 from .config import BenchConfig
 from .contention import busy_process
 from .machine import load_average, measure_gemm, system_info, thread_limits
+from .predict import run_predict
 from .rows import add_ratios, measure_group
 from .sweep import compare_sweep, run_sweep
 from .timing import SPREAD
@@ -35,6 +36,8 @@ def run_bench(config: BenchConfig | None = None) -> dict[str, Any]:
     after, the busy process of ``contended``, the spread's definition), ``config``, ``gemm``
     (rate per backend and dtype), ``rows`` (one per implementation, shape and dtype, each
     rate with its ``*_range`` [slowest, fastest round] and ``*_rounds``), ``sweep``,
+    ``predict`` (the inference rows: ``predict_proba`` samples/s per network, batch size and
+    implementation, with their spread, threads and ratio to onnxruntime),
     ``crossovers`` (claims the spreads support) and ``warnings`` (claims withheld because
     the spreads overlap), ``skipped`` (what did not run, and why), ``advice`` (lines for
     the reader: ``--threads 1`` on a busy machine, the backend for each of ``networks``),
@@ -63,10 +66,16 @@ def run_bench(config: BenchConfig | None = None) -> dict[str, Any]:
         if contention:
             where = f"CPU {contention['cpu']}" if contention["pinned"] else "no CPU (unpinned)"
             log(f"contended: busy process {contention['pid']} pinned to {where}")
-        gemm_records = _measure_gemms(backends, config, log)
-        rows = _measure_table(shapes, backends, config, skipped, log)
-        add_ratios(rows, {(r["backend"], r["dtype"]): r["gflops"] for r in gemm_records})
-        sweep = run_sweep(backends, config, skipped) if config.sweep else []
+        gemm_records: list[dict] = []
+        rows: list[dict] = []
+        sweep: list[dict] = []
+        if not config.predict_only:
+            gemm_records = _measure_gemms(backends, config, log)
+            rows = _measure_table(shapes, backends, config, skipped, log)
+            add_ratios(rows, {(r["backend"], r["dtype"]): r["gflops"] for r in gemm_records})
+            sweep = run_sweep(backends, config, skipped) if config.sweep else []
+        want = config.predict or config.predict_only
+        predict = run_predict(backends, config, skipped) if want else []
         header = system_info(backends)
     header["load_average_before"] = load_before
     header["load_average_after"] = load_average()
@@ -80,6 +89,7 @@ def run_bench(config: BenchConfig | None = None) -> dict[str, Any]:
         "gemm": gemm_records,
         "rows": rows,
         "sweep": sweep,
+        "predict": predict,
         "crossovers": claims,
         "warnings": warnings,
         "skipped": skipped,
@@ -154,6 +164,8 @@ def _config_record(
         "threads": config.threads,
         "contended": config.contended,
         "first_run": config.measure_first_run,
+        "predict": config.predict or config.predict_only,
+        "predict_only": config.predict_only,
         "seed": config.seed,
         "timing": config.timing,
         "learning_rate": LEARNING_RATE,

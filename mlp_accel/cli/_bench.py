@@ -100,8 +100,32 @@ def add_arguments(bench: argparse.ArgumentParser, backend_option: dict[str, Any]
         metavar="N,N,...",
         help="batch sizes of the sweep (default 2^6..2^17; 2^6..2^15 with --quick)",
     )
+    _add_predict_arguments(bench)
     _add_seed_option(bench, "seeds data and weights (default 0)")
     bench.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def _add_predict_arguments(bench: argparse.ArgumentParser) -> None:
+    """The options of the inference rows (``mlp_accel.bench.predict``)."""
+    bench.add_argument(
+        "--predict",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure the inference rows: predict_proba samples/s at batch 1 (one thread), 64 "
+        "and 65,536 (the usable CPUs) on each backend, beside onnxruntime on the exported "
+        "model, scikit-learn and PyTorch where installed (default: on; 1 and 64 with --quick)",
+    )
+    bench.add_argument(
+        "--predict-only",
+        action="store_true",
+        help="only the inference rows: no GEMM rate, training table or sweep",
+    )
+    bench.add_argument(
+        "--predict-batches",
+        type=_int_list,
+        metavar="N,N,...",
+        help="batch sizes of the inference rows (default 1,64,65536; 1,64 with --quick)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -131,6 +155,9 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         contended=args.contended,
         first_run=args.first_run,
+        predict=args.predict,
+        predict_only=args.predict_only,
+        predict_batch_sizes=args.predict_batches or None,
         seed=args.seed,
         log=None if args.quiet else log,
     )

@@ -32,7 +32,7 @@ import numpy as np
 from ...ops.optimizers import OptimizerRow, step_scalars
 from ...ops.table import Activation, Loss
 from ..base import BackendUnavailableError, FusedNetwork, NetworkSpec, adam_bias_corrections
-from ..numpy_backend import NumpyBackend
+from ..numpy_backend import NumpyBackend, _numpy_layer
 from . import tasks as T
 from .networks import GenericNetwork, SmallNetwork
 from .tasks import runnable_tier
@@ -111,6 +111,29 @@ class NumbaBackend(NumpyBackend):
         a = z if activation.name == "identity" else np.empty_like(z)
         self._kernels.layer_module(activation.name, z.dtype.name).dense_forward(z, b, a)
         return z, a
+
+    def forward_layer(self, activation: Activation, dtype: str) -> Any:
+        """``layer(a_prev, W, b) -> a``: :meth:`dense_forward` without ``z``, for inference.
+
+        The same product and the same kernel as :meth:`dense_forward`, the kernel looked up
+        once instead of at every call; for C-contiguous arrays of ``dtype`` (the model
+        checks its inputs once per call). ``None`` where a subclass replaced
+        :meth:`dense_forward`.
+        """
+        if type(self).dense_forward is not NumbaBackend.dense_forward:
+            return None
+        if activation.row is None:  # dense_forward hands these to NumPy's
+            return _numpy_layer(activation)
+        kernel = self._kernels.layer_module(activation.name, dtype).dense_forward
+        identity = activation.name == "identity"
+
+        def layer(a_prev: Any, W: Any, b: Any) -> Any:
+            z = a_prev @ W  # BLAS
+            a = z if identity else np.empty_like(z)
+            kernel(z, b, a)
+            return a
+
+        return layer
 
     def dense_backward(
         self,
