@@ -36,6 +36,9 @@ FIT = textwrap.dedent(
 
 def _run(code: str, *args: str, tmp_path: Path, **kwargs):
     env = {**os.environ, "MLP_ACCEL_CACHE_DIR": str(tmp_path / "kernels")}
+    # A variable a library's import sets (threadpoolctl's, once this process imported
+    # scikit-learn) is left out, so the child shows whether a fit sets it.
+    env.pop("KMP_DUPLICATE_LIB_OK", None)
     return subprocess.Popen(
         [sys.executable, "-c", code, *args],
         stdout=subprocess.PIPE,
@@ -72,7 +75,8 @@ def test_an_interrupted_fit_returns_and_leaves_nothing_running(tmp_path):
     pytest.importorskip("numba")
     warm = _run(FIT, "1", tmp_path=tmp_path)  # compile first: interrupt the training itself
     assert warm.wait(timeout=600) == 0, warm.stderr.read()
-    proc = _run(FIT, "100000", tmp_path=tmp_path, start_new_session=True)
+    # Epochs enough that the fit is still running when the signal comes, on any machine.
+    proc = _run(FIT, "10000000", tmp_path=tmp_path, start_new_session=True)
     time.sleep(8)  # imports and the first epochs
     assert proc.poll() is None, proc.stderr.read()
     os.kill(proc.pid, signal.SIGINT)

@@ -177,6 +177,25 @@ def pinned_threads() -> int | None:
     return _pinned
 
 
+def threadpoolctl() -> Any:
+    """The ``threadpoolctl`` module, imported with the user's environment left as it was.
+
+    Importing it sets ``KMP_DUPLICATE_LIB_OK`` in ``os.environ`` (for programs that mix
+    OpenMP runtimes); this package writes no environment variable, so a value that was not
+    there before the import is taken out again. A program that imported threadpoolctl itself
+    (scikit-learn does) had it set already and keeps it.
+    """
+    module = sys.modules.get("threadpoolctl")
+    if module is not None:
+        return module
+    had = "KMP_DUPLICATE_LIB_OK" in os.environ
+    import threadpoolctl as module
+
+    if not had:
+        os.environ.pop("KMP_DUPLICATE_LIB_OK", None)
+    return module
+
+
 def blas_controllers() -> list[Any]:
     """threadpoolctl's controllers of the BLAS libraries loaded in this process.
 
@@ -187,9 +206,8 @@ def blas_controllers() -> list[Any]:
     global _controllers
     loaded = len(sys.modules)
     if _controllers is None or _controllers[0] != loaded:
-        from threadpoolctl import ThreadpoolController
-
-        found = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+        controller = threadpoolctl().ThreadpoolController()
+        found = list(controller.select(user_api="blas").lib_controllers)
         _controllers = (len(sys.modules), found)
     return _controllers[1]
 

@@ -81,11 +81,11 @@ class NumpyBackend(Backend):
         return x[index]
 
     def describe(self) -> dict[str, str]:
-        from threadpoolctl import threadpool_info
+        from ._threads import threadpoolctl
 
         blas = [
             f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads)"
-            for p in threadpool_info()
+            for p in threadpoolctl().threadpool_info()
             if p.get("user_api") == "blas"
         ]
         return {"device": "cpu", "numpy": np.__version__, "blas": "; ".join(blas) or "unknown"}

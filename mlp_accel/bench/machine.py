@@ -166,9 +166,9 @@ def thread_limits(threads: int | None) -> Iterator[None]:
         return
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
-    from threadpoolctl import threadpool_limits
+    from ..backends._threads import threadpoolctl
 
-    with threadpool_limits(limits=threads, user_api="blas"):
+    with threadpoolctl().threadpool_limits(limits=threads, user_api="blas"):
         _ACTIVE_THREADS = threads
         from ..backends import _threads
 
@@ -186,8 +186,9 @@ def thread_limits(threads: int | None) -> Iterator[None]:
 
 def thread_info() -> dict[str, Any]:
     """Thread pools in use: BLAS and OpenMP (threadpoolctl), Numba and PyTorch if loaded."""
-    from threadpoolctl import threadpool_info
+    from ..backends._threads import threadpoolctl
 
+    threadpool_info = threadpoolctl().threadpool_info
     pools = [
         {
             "user_api": p.get("user_api"),

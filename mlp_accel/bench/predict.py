@@ -107,10 +107,9 @@ def predict_scope(threads: int) -> Iterator[contextlib.ExitStack]:
     """BLAS (threadpoolctl) and this package's worker threads held to ``threads`` for a
     ``with`` block. The stack it gives takes the peers' own settings (the PyTorch peer's
     ``torch.set_num_threads``), and everything is put back on exit."""
-    from threadpoolctl import threadpool_limits
-
     with contextlib.ExitStack() as restore:
-        restore.enter_context(threadpool_limits(limits=threads, user_api="blas"))
+        limits = _threads.threadpoolctl().threadpool_limits(limits=threads, user_api="blas")
+        restore.enter_context(limits)
         restore.enter_context(_threads.threads(threads))
         yield restore
 
