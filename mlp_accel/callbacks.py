@@ -415,6 +415,7 @@ class CSVLogger(Callback):
         self.separator, self.append = separator, bool(append)
         self.columns: list[str] | None = None
         self._text, self._sent, self._stream = "", 0, False
+        self._handle: typing.IO[bytes] | None = None
 
     @property
     def state_key(self) -> str:
@@ -425,6 +426,7 @@ class CSVLogger(Callback):
         """Start the text: empty, or the existing file's with ``append``."""
         from ._atomic import is_stream
 
+        self.on_train_end()
         self.columns, self._sent = None, 0
         self._stream = is_stream(self.path)
         self._text = _state.read_appended(self.path) if self.append and not self._stream else ""
@@ -459,11 +461,25 @@ class CSVLogger(Callback):
 
         def write(f: typing.IO[bytes]) -> None:
             f.write(new)
+            f.flush()
 
-        atomic_write(self.path, write)
+        if self._stream:  # open for the whole fit: one end of file, when training ends
+            self._handle = self._handle or open(self.path, "wb")
+            write(self._handle)
+        else:
+            atomic_write(self.path, write)
         self._text, self.columns = text, columns
         self._sent = len(text) if self._stream else 0
         return False
+
+    def on_train_end(self) -> None:
+        """Close a stream kept open since the first epoch."""
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            handle.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_handle": None}  # an open stream stays with this process
 
     def state_dict(self) -> dict[str, Any]:
         """The file's text so far and its columns (``None`` before the first epoch)."""

@@ -62,6 +62,10 @@ def test_a_numba_fit_starts_no_process_and_writes_no_environment(tmp_path):
         assert path.stat().st_mode & 0o044 == 0o044 & ~_umask(), path
 
 
+def _sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
@@ -76,7 +80,9 @@ def test_an_interrupted_fit_returns_and_leaves_nothing_running(tmp_path):
     warm = _run(FIT, "1", tmp_path=tmp_path)  # compile first: interrupt the training itself
     assert warm.wait(timeout=600) == 0, warm.stderr.read()
     # Epochs enough that the fit is still running when the signal comes, on any machine.
-    proc = _run(FIT, "10000000", tmp_path=tmp_path, start_new_session=True)
+    # SIGINT at its default in the child (Python then raises KeyboardInterrupt), whatever this
+    # process inherited: a job started in the background of a shell ignores it.
+    proc = _run(FIT, "10000000", tmp_path=tmp_path, start_new_session=True, preexec_fn=_sigint)
     time.sleep(8)  # imports and the first epochs
     assert proc.poll() is None, proc.stderr.read()
     os.kill(proc.pid, signal.SIGINT)
