@@ -83,10 +83,15 @@ def test_an_interrupted_fit_returns_and_leaves_nothing_running(tmp_path):
     # SIGINT at its default in the child (Python then raises KeyboardInterrupt), whatever this
     # process inherited: a job started in the background of a shell ignores it.
     proc = _run(FIT, "10000000", tmp_path=tmp_path, start_new_session=True, preexec_fn=_sigint)
-    time.sleep(8)  # imports and the first epochs
-    assert proc.poll() is None, proc.stderr.read()
-    os.kill(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    try:
+        time.sleep(8)  # imports and the first epochs
+        assert proc.poll() is None, proc.stderr.read()
+        os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # a failed test leaves no training process behind
+            proc.kill()
+            proc.wait()
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
     # nothing of its session is left (the package starts no process of its own)
     left = subprocess.run(
