@@ -487,3 +487,20 @@ def test_warmup_compiles_an_optimizers_every_variant(capsys):
     out = capsys.readouterr().out
     assert "the lars optimizer kernels (float64" in out
     assert "the lars_nesterov optimizer kernels (float64" in out
+
+
+def test_a_state_loads_only_into_the_same_hyperparameters_and_is_copied():
+    """A checkpoint's RMSprop with momentum read by a plain RMSprop would be ignored half: refused,
+    naming what differs (the rate aside); the loaded arrays are the optimizer's own."""
+    backend = ma.backends.get_backend("numpy")
+    params = [np.ones((2, 3)), np.zeros(3)]
+    saved = ma.optim.RMSprop(lr=0.1, momentum=0.9, centered=True)
+    saved.step(params, [np.full((2, 3), 0.5), np.full(3, 0.5)], backend)
+    state = saved.state_dict(backend)
+    with pytest.raises(ValueError, match=r"centered=True \(here False\), momentum=0.9 \(here 0"):
+        ma.optim.RMSprop(lr=0.1).load_state_dict(state, backend)
+    other_rate = ma.optim.RMSprop(lr=0.5, momentum=0.9, centered=True)
+    other_rate.load_state_dict(state, backend)  # a new rate is fine
+    before = state["arrays"]["square_avg0"].copy()
+    other_rate.step(params, [np.ones((2, 3)), np.ones(3)], backend)
+    np.testing.assert_array_equal(state["arrays"]["square_avg0"], before)

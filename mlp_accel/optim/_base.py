@@ -73,10 +73,24 @@ class Optimizer:
         Raises
         ------
         ValueError
-            If the state belongs to another kind of optimizer.
+            If the state belongs to another kind of optimizer, or to one with other
+            hyperparameters than this one's (the learning rate aside: a schedule or a new
+            rate may change it): its arrays would be read by another rule.
         """
         if state.get("name") != self.name:
             raise ValueError(f"optimizer state is for {state.get('name')!r}, not {self.name!r}")
+        saved = {k: v for k, v in dict(state.get("hyperparameters") or {}).items() if k != "lr"}
+        mine = {k: v for k, v in self.hyperparameters().items() if k != "lr"}
+        if saved and saved != mine:
+            differ = ", ".join(
+                f"{k}={saved.get(k)!r} (here {mine.get(k)!r})"
+                for k in sorted(set(saved) | set(mine))
+                if saved.get(k) != mine.get(k)
+            )
+            raise ValueError(
+                f"optimizer state is for a {self.name} with {differ}: give the same "
+                "hyperparameters, or no optimizer to resume with the saved one"
+            )
         self.reset()
         self.t = int(state["t"])
         arrays = state["arrays"]
@@ -86,9 +100,9 @@ class Optimizer:
                 key=lambda k: int(k[len(name) :]),
             )
             if keys:
-                setattr(
-                    self, name, [backend.asarray(arrays[k], str(arrays[k].dtype)) for k in keys]
-                )
+                # Copies: the state's arrays stay the caller's, updated in place by nobody.
+                copies = [np.array(arrays[k]) for k in keys]
+                setattr(self, name, [backend.asarray(a, str(a.dtype)) for a in copies])
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
