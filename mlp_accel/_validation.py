@@ -15,6 +15,7 @@ from typing import Any, Literal, overload
 import numpy as np
 
 from .ops.layout import param_name
+from .ops.table import CLASSIFICATION_LOSSES
 
 __all__ = [
     "check_count",
@@ -224,7 +225,7 @@ def check_targets(y: Any, n_samples: int, n_outputs: int, loss: str, dtype: str)
             f"y has {y2.shape[1]} column(s), but the model's output layer has {n_outputs}"
         )
     y2 = np.ascontiguousarray(y2, dtype=dtype)
-    if loss in ("binary_cross_entropy", "cross_entropy") and (y2.min() < 0 or y2.max() > 1):
+    if loss in CLASSIFICATION_LOSSES and (y2.min() < 0 or y2.max() > 1):
         raise ValueError(
             f"{loss} expects targets in [0, 1]; got values from {y2.min()} to {y2.max()}"
         )

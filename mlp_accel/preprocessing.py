@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from .ops.table import CLASSIFICATION_LOSSES
+
 __all__ = ["Preprocessing", "KEYS"]
 
 #: The extra arrays of a model file that hold its preprocessing (see :func:`mlp_accel.io.save`).
 KEYS = ("x_mean", "x_scale", "classes", "y_mean", "y_scale", "feature_names", "target_name")
-_CLASSIFICATION = ("binary_cross_entropy", "cross_entropy")
 
 
 def _floats(value: Any, name: str, size: int) -> np.ndarray:
@@ -201,7 +202,7 @@ class Preprocessing:
 
     def outputs(self, predicted: np.ndarray, loss: str) -> np.ndarray:
         """``predict``'s network outputs in the user's terms: labels or target units."""
-        if self.classes is not None and loss in _CLASSIFICATION:
+        if self.classes is not None and loss in CLASSIFICATION_LOSSES:
             return self.classes[predicted]
         if self.y_mean is not None:
             scale, mean = self.y_scale, self.y_mean

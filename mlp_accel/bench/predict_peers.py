@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..ops.table import CLASSIFICATION_LOSSES
 from .peers import PeerUnavailable
 
 __all__ = ["onnxruntime_predictor", "sklearn_predictor", "torch_predictor", "PREDICTORS"]
@@ -34,7 +35,7 @@ Predict = Callable[[], np.ndarray]
 
 def _classifier(model: Any) -> None:
     """Raise :class:`PeerUnavailable` for a model the peers cannot mirror."""
-    if model.loss not in ("cross_entropy", "binary_cross_entropy"):
+    if model.loss not in CLASSIFICATION_LOSSES:
         raise PeerUnavailable(f"predict_proba needs a classifier; the model's loss is {model.loss}")
     if model.preprocessing is not None:
         raise PeerUnavailable("the inference peers take models without preprocessing")
@@ -92,40 +93,27 @@ def sklearn_predictor(
 ) -> Predict:
     """scikit-learn's ``MLPClassifier.predict_proba`` with the model's weights.
 
-    The estimator is built by hand (its fitted attributes set from the weights), so nothing
-    is trained; scikit-learn computes in the weights' dtype. Its BLAS threads are the
-    caller's limit (``threadpoolctl``).
+    The estimator is :func:`mlp_accel.sklearn.to_sklearn`'s (its fitted attributes set from
+    the weights), so nothing is trained; scikit-learn computes in the weights' dtype. Its
+    BLAS threads are the caller's limit (``threadpoolctl``).
 
     Raises
     ------
     PeerUnavailable
-        scikit-learn is not installed, or the hidden layers are not one activation
-        scikit-learn has.
+        scikit-learn is not installed, or the network is not one scikit-learn's classifier
+        has (its activations, its outputs).
     """
     _classifier(model)
     try:
-        from sklearn.neural_network import MLPClassifier
-        from sklearn.preprocessing import LabelBinarizer
+        import sklearn.neural_network  # noqa: F401
     except ImportError as exc:
         raise PeerUnavailable(f"scikit-learn is not installed ({exc})") from None
-    hidden = set(model.activations[:-1])
-    if len(hidden) != 1 or not hidden <= {"relu", "tanh", "identity", "sigmoid"}:
-        raise PeerUnavailable("scikit-learn needs one of its activations for every hidden layer")
-    name = hidden.pop()
-    weights = model.get_weights()
-    n_out = model.layers[-1]
-    clf = MLPClassifier(
-        hidden_layer_sizes=tuple(model.layers[1:-1]),
-        activation="logistic" if name == "sigmoid" else name,
-    )
-    clf.coefs_, clf.intercepts_ = weights[0::2], weights[1::2]
-    clf.n_layers_, clf.n_outputs_ = len(model.layers), n_out
-    clf.n_features_in_ = model.layers[0]
-    if (model.activations[-1], n_out > 1) not in (("softmax", True), ("sigmoid", False)):
-        raise PeerUnavailable("scikit-learn's classifier has a softmax or one sigmoid output")
-    clf.out_activation_ = "softmax" if n_out > 1 else "logistic"
-    clf.classes_ = np.arange(max(n_out, 2))
-    clf._label_binarizer = LabelBinarizer().fit(clf.classes_)
+    from ..sklearn import to_sklearn
+
+    try:
+        clf = to_sklearn(model)
+    except ValueError as exc:  # what scikit-learn's MLP cannot express, named
+        raise PeerUnavailable(str(exc)) from None
 
     def predict() -> np.ndarray:
         return clf.predict_proba(X)

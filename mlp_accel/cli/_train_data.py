@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ..ops.table import CLASSIFICATION_LOSSES
+
 # Memory-mapped files are never read whole: the test split, the standardization sample and the
 # scored training rows are capped at this many rows.
 _LAZY_ROWS = 100_000
@@ -223,7 +225,7 @@ def _label(value: Any) -> str:
 def _output_units(args: argparse.Namespace, task: str, classes: np.ndarray, source: str) -> int:
     """Output width for the task, refusing a loss that does not fit the data with the reason."""
     if task == "regression":
-        if args.loss in ("binary_cross_entropy", "cross_entropy"):
+        if args.loss in CLASSIFICATION_LOSSES:
             raise ValueError(
                 f"--loss {args.loss} is a classification loss, but the target of {source} is "
                 "continuous (regression): use --loss squared_error, or --task binary/multiclass"

@@ -9,12 +9,10 @@ from typing import Any
 import numpy as np
 
 from ..model import MLP
-from ..ops.table import activation_row
+from ..ops.table import CLASSIFICATION_LOSSES, activation_row
 from ._network import Network
 
 __all__ = ["describe"]
-
-_CLASSIFICATION = ("binary_cross_entropy", "cross_entropy")
 
 
 def describe(obj: Any) -> Network:
@@ -61,7 +59,7 @@ def _from_model(model: MLP) -> Network:
     if pre is None:
         return net
     net.x_mean, net.x_scale = pre.x_mean, pre.x_scale
-    if model.loss in _CLASSIFICATION:
+    if model.loss in CLASSIFICATION_LOSSES:
         net.classes = pre.classes
     else:
         net.y_mean, net.y_scale = pre.y_mean, pre.y_scale

@@ -33,6 +33,7 @@ __all__ = [
     "LOSS_ROWS",
     "ACTIVATIONS",
     "LOSSES",
+    "CLASSIFICATION_LOSSES",
     "LEAKY_RELU_SLOPE",
     "register_activation",
     "activation_row",
@@ -354,6 +355,9 @@ def _loss_view(row: LossRow) -> Loss:
 
 ACTIVATIONS: dict[str, Activation] = {n: _activation_view(r) for n, r in ACTIVATION_ROWS.items()}
 LOSSES: dict[str, Loss] = {n: _loss_view(r) for n, r in LOSS_ROWS.items()}
+
+#: The losses of classifiers: their outputs are class probabilities, their targets labels.
+CLASSIFICATION_LOSSES = ("binary_cross_entropy", "cross_entropy")
 
 
 def _lookup(table: Mapping[str, Any], name: object, kind: str, plural: str) -> Any:

@@ -11,6 +11,7 @@ import numpy as np
 from sklearn.preprocessing import LabelBinarizer
 
 from ..model import MLP
+from ..ops.table import CLASSIFICATION_LOSSES
 from ._params import HIDDEN_ACTIVATIONS, OUTPUTS
 
 __all__ = [
@@ -94,7 +95,7 @@ def model_to_sklearn(model: MLP) -> Any:
         coefs[-1] = coefs[-1][:, 1:] - coefs[-1][:, :1]
         intercepts[-1] = intercepts[-1][1:] - intercepts[-1][:1]
         out_activation = "logistic"
-    classifier = model.loss in ("binary_cross_entropy", "cross_entropy")
+    classifier = model.loss in CLASSIFICATION_LOSSES
     params: dict[str, Any] = {"hidden_layer_sizes": tuple(model.layers[1:-1])}
     params["activation"] = hidden
     if model.loss == "poisson":

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ..ops.table import CLASSIFICATION_LOSSES
+
 __all__ = ["CallbackStates", "split_hooks", "encode_state", "decode_state", "ARRAY"]
 
 #: The key of the one-key mapping that stands for an array in a state's JSON; the array is a
@@ -26,10 +28,6 @@ ARRAY = "__array__"
 # The monitored keys that only validation data gives: a callback monitoring one of them in a
 # fit without validation data is refused before the first epoch, not after it.
 _VALIDATION_KEYS = ("val_loss", "val_accuracy")
-
-#: The losses whose validation logs hold ``val_accuracy`` (a threshold or an argmax of their
-#: outputs is a class; of a regression's or a count's, it means nothing).
-CLASSIFICATION_LOSSES = ("cross_entropy", "binary_cross_entropy")
 
 
 def encode_state(value: Any, arrays: dict[str, np.ndarray], key: str) -> Any:

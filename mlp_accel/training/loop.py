@@ -20,9 +20,10 @@ from .._validation import check_count, check_real
 from ..batches import BatchSource, make_source
 from ..io import load_checkpoint
 from ..model import MLP
+from ..ops.table import CLASSIFICATION_LOSSES
 from ..optim import Adam, Optimizer, get_optimizer
 from ..schedules import Schedule
-from .callback_states import CLASSIFICATION_LOSSES, CallbackStates, split_hooks
+from .callback_states import CallbackStates, split_hooks
 from .hooks import CheckpointWriter, ProgressBar
 from .plan import plan_fit, update_rule
 from .resume import NOT_GIVEN, NotGiven, RunSettings, resume, run_options, schedule_spec
